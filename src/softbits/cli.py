@@ -1,0 +1,203 @@
+"""The ``softbits`` command line: train, and the commands the other subpackages attach.
+
+Every user error is a :class:`~softbits.errors.SoftbitsError`; :func:`main` prints it as one
+line (``error: …``) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from softbits.errors import ConfigError, SoftbitsError
+
+__all__ = ["app", "main", "console", "err_console", "print_json"]
+
+app = typer.Typer(
+    name="softbits",
+    help="Trainable bitwise soft quantization of input features: train, reproduce the paper, "
+         "export a device encoder, serve predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Trainable bitwise soft quantization of input features."""
+
+err_console = Console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """Exactly one JSON object on stdout (NaN/inf become null)."""
+    sys.stdout.write(json.dumps(_json_safe(obj)) + "\n")
+    sys.stdout.flush()
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="SOFTBITS_DATA_DIR",
+                       help="Directory with <name>.csv.gz copies of the datasets.")]
+
+
+def load_input(dataset: str | None, data: Path | None, target: str | None, task: str,
+               dropna: bool, data_dir: Path | None):
+    """Resolve ``--dataset NAME`` or ``--data PATH`` into a :class:`~softbits.data.Dataset`."""
+    from softbits.data import load_dataset, load_table
+
+    if (dataset is None) == (data is None):
+        raise ConfigError("give exactly one of --dataset NAME or --data PATH")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if data is not None:
+            return load_table(data, target, task=task, dropna=dropna)
+        if target is not None:
+            raise ConfigError("--target applies to --data files; named datasets know their target")
+        return load_dataset(dataset, data_dir=data_dir, task=task, dropna=dropna)
+
+
+@app.command()
+def train(
+    dataset: Annotated[Optional[str], typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Your own CSV, CSV.GZ or Parquet file.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Target column of --data (default: the last).")] = None,
+    method: Annotated[str, typer.Option(help="fp, po-mq, po-qq, pr-mq, pr-qq, sq, bw-mq, bw-qq, bw-sq, …")] = "bw-sq",
+    bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
+    layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
+    neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Training epochs (the last one is evaluated).")] = 30,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (thresholds included).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
+    dropout: Annotated[float, typer.Option(help="Dropout after each hidden layer.")] = 0.0,
+    decrease_factor: Annotated[float, typer.Option(help="Temperature decays to this over the epochs (paper: 1e-3 or 1e-4).")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="Temperature schedule: exponential (paper), linear, logspace, warmup, cosine, cyclical, constant.")] = "exponential",
+    init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper) or minmax.")] = "quantile",
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 512,
+    val_fraction: Annotated[float, typer.Option(help="> 0: keep this share for validation and restore the best epoch.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    task: Annotated[str, typer.Option(help="auto, regression or classification.")] = "auto",
+    dropna: Annotated[bool, typer.Option(help="Drop rows with NaN/inf instead of failing.")] = False,
+    save: Annotated[Optional[Path], typer.Option(help="Write the trained model (safetensors) here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the summary.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Train one model and report its test metrics with hard (device-exact) quantization."""
+    from softbits.config import TrainConfig
+    from softbits.data import split_and_scale
+    from softbits.pipeline import summary, train_on_split
+
+    config = TrainConfig(method=method.lower(), bits=bits, layers=layers, neurons=neurons,
+                         epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
+                         decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
+                         init=init, seed=seed, device=device, task=task, val_fraction=val_fraction)
+    if save is not None and save.exists() and save.is_dir():
+        raise ConfigError(f"--save {save} is a directory; give a file path")
+    ds = load_input(dataset, data, target, task, dropna, data_dir)
+    split = split_and_scale(ds, seed=seed)
+    for note in ds.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
+                  console=err_console, disable=as_json or not err_console.is_terminal,
+                  transient=True) as progress:
+        bar = progress.add_task(f"{config.method} {ds.name}", total=config.epochs, loss="")
+
+        def on_epoch_end(epoch: int, logs: dict[str, Any]) -> None:
+            progress.update(bar, advance=1, loss=f"loss {logs['train_loss']:.4f}")
+
+        model = train_on_split(split, config, task=ds.task, feature_names=ds.feature_names,
+                               target_name=ds.target_name, classes=ds.classes, dataset=ds.name,
+                               on_epoch_end=on_epoch_end)
+    result = summary(model, ds, len(split.y_train), len(split.y_test))
+    if save is not None:
+        result["saved"] = str(model.save(save))
+    if as_json:
+        print_json(result)
+        return
+    _print_train_summary(result)
+
+
+def _print_train_summary(r: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"softbits train · {r['dataset']} · {r['method']}", show_header=False)
+    fmt = lambda v: "—" if v is None else (f"{v:.5f}" if isinstance(v, float) else str(v))  # noqa: E731
+    rows = [
+        ("bits per feature", r["bits"]),
+        ("features / train / test", f"{r['n_features']} / {r['n_train']} / {r['n_test']}"),
+        ("test MSE (hard)", r["test_mse"]),
+        ("test MSE (soft)", r["test_mse_soft"]),
+        ("test accuracy", r["test_accuracy"]),
+        ("compression", f"{r['compression_factor']:.2f}× · {r['payload_bytes_per_sample']} B/sample"),
+        ("training", f"{r['epochs']} epochs in {r['train_seconds']:.2f} s on {r['device']}"),
+        ("seed", r["seed"]),
+    ]
+    if "test_mse_fp" in r:
+        rows.insert(3, ("test MSE (FP model)", r["test_mse_fp"]))
+    if "saved" in r:
+        rows.append(("saved", r["saved"]))
+    for k, v in rows:
+        if k in ("test accuracy",) and v is None:
+            continue
+        table.add_row(k, fmt(v))
+    console.print(table)
+
+
+def _register_subcommands() -> None:
+    """Attach the commands that live with their subpackages (protocol, device, serve)."""
+    import importlib
+
+    for module in ("softbits.experiments.commands", "softbits.device.commands", "softbits.serve.commands"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+
+
+_register_subcommands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors → one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SoftbitsError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        raise SystemExit(130) from None
+    except Exception as exc:
+        # click's usage errors (typer vendors click) carry their own message and exit code
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The settings of one training, validated up front so that errors say what to change."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from softbits.errors import ConfigError
+from softbits.quantizers import THRESHOLD_INITS
+from softbits.schedules import SCHEDULES
+
+__all__ = ["TrainConfig", "MAX_BITS"]
+
+MAX_BITS = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults follow the paper where it fixes a value (batch 512, Adam, τ₀ = 1).
+
+    Parameters
+    ----------
+    method : str
+        A name from :data:`softbits.methods.METHODS` (``bw-sq`` is the paper's method).
+    bits : int
+        Bits per feature n (2^n − 1 thresholds); ignored by ``fp``.
+    layers, neurons, dropout : MLP shape: hidden layers, their width, dropout after each.
+    epochs, lr, weight_decay, batch_size : the training loop (Adam, shuffled batches).
+    decrease_factor : float
+        The paper's d: τ decays to d over the epochs (and the ablation schedules' minimum).
+    schedule : str
+        Temperature schedule, one of :data:`softbits.schedules.SCHEDULES`.
+    init : str
+        Threshold initialisation for trainable quantizers (``quantile`` as in the paper, ``minmax``).
+    val_fraction : float
+        > 0 keeps that share of the training part for validation and restores the best epoch
+        (off by default: the paper evaluates the last epoch).
+    """
+
+    method: str = "bw-sq"
+    bits: int = 4
+    layers: int = 5
+    neurons: int = 128
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    decrease_factor: float = 1e-3
+    schedule: str = "exponential"
+    batch_size: int = 512
+    init: str = "quantile"
+    seed: int = 0
+    device: str = "auto"
+    task: str = "auto"
+    val_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        from softbits.methods import get_method
+
+        method = get_method(self.method)
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
+            raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {self.bits!r}")
+        if self.bits < method.min_bits:
+            raise ConfigError(
+                f"method {self.method} needs bits >= {method.min_bits} (midpoint decoding needs "
+                f"at least 2 thresholds), got {self.bits}"
+            )
+        checks = [
+            (self.layers >= 0, f"layers must be >= 0, got {self.layers}"),
+            (self.neurons >= 1, f"neurons must be >= 1, got {self.neurons}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0 < self.decrease_factor <= 1, f"decrease factor must be in (0, 1], got {self.decrease_factor}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}"),
+            (self.init in THRESHOLD_INITS, f"unknown init {self.init!r}; choose one of: {', '.join(THRESHOLD_INITS)}"),
+            (self.task in ("auto", "regression", "classification"), f"unknown task {self.task!r}; choose auto, regression or classification"),
+            (0 <= self.val_fraction < 0.5, f"val_fraction must be in [0, 0.5), got {self.val_fraction}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def compression_factor(self) -> float:
+        """32 bits of float32 over the bits sent per feature (1 for full precision)."""
+        from softbits.methods import get_method
+
+        return 32.0 / self.bits if get_method(self.method).quantized else 1.0
+
+    def payload_bytes(self, n_features: int) -> int:
+        from softbits.methods import get_method
+
+        if not get_method(self.method).quantized:
+            return 4 * n_features
+        return (n_features * self.bits + 7) // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,81 @@
+"""Method registry: name → which quantizer trains in front of the MLP and which is applied after.
+
+The engine never branches on method names; everything method-specific lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from softbits.errors import ConfigError
+from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer
+
+__all__ = ["Method", "METHODS", "get_method", "method_names", "register_method"]
+
+#: (n_features, bits, init) → quantizer; ``init`` is the user's choice for trainable thresholds
+QuantizerFactory = Callable[[int, int, str], Quantizer]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the paper's comparison.
+
+    ``train_quantizer`` sits in front of the MLP during training and test; ``post_quantizer`` is
+    put in front of an MLP trained on full-precision inputs, for the test only (Po-MQ/Po-QQ).
+    """
+
+    name: str
+    display: str
+    train_quantizer: QuantizerFactory | None = None
+    post_quantizer: QuantizerFactory | None = None
+    min_bits: int = 1
+    description: str = ""
+
+    @property
+    def quantized(self) -> bool:
+        return self.train_quantizer is not None or self.post_quantizer is not None
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+
+
+for _m in [
+    Method("fp", "FP", description="full precision, no quantization"),
+    Method("po-mq", "Po-MQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
+           min_bits=2, description="FP model tested on min-max quantized inputs"),
+    Method("po-qq", "Po-QQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
+           min_bits=2, description="FP model tested on quantile quantized inputs"),
+    Method("pr-mq", "Pr-MQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
+           min_bits=2, description="fixed min-max quantizer + midpoint decoder in training and test"),
+    Method("pr-qq", "Pr-QQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
+           min_bits=2, description="fixed quantile quantizer + midpoint decoder in training and test"),
+    Method("sq", "SQ", train_quantizer=lambda f, b, i: SoftQuantizer(f, b, init=i),
+           description="soft quantization: summed sigmoids, trainable thresholds"),
+    Method("bw-mq", "Bw-MQ",
+           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=False, trainable=False, init="minmax"),
+           description="hard thermometer bits at fixed min-max thresholds"),
+    Method("bw-qq", "Bw-QQ",
+           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=False, trainable=False, init="quantile"),
+           description="hard thermometer bits at fixed quantile thresholds"),
+    Method("bw-sq", "Bw-SQ",
+           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=True, trainable=True, init=i),
+           description="bitwise soft quantization with trainable thresholds (the paper's method)"),
+]:
+    register_method(_m)

@@ -1,0 +1,156 @@
+"""One training from data to metrics: build the method's model, fit it, evaluate hard (and soft).
+
+This is the function the CLI, the estimator and the protocol's tasks call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from softbits.artifact import TrainedModel
+from softbits.config import TrainConfig
+from softbits.data import Dataset, Split, split_and_scale
+from softbits.env import runtime_info
+from softbits.methods import get_method
+from softbits.model import QuantizedMLP, build_mlp
+from softbits.schedules import make_schedule
+from softbits.training import evaluate, fit, resolve_device, seed_everything, to_tensor
+
+__all__ = ["build_model", "train_on_split", "train_dataset", "attach_post_quantizer"]
+
+
+def build_model(config: TrainConfig, n_features: int, n_outputs: int,
+                X_train: torch.Tensor | None = None) -> QuantizedMLP:
+    """The method's quantizer (initialised on ``X_train`` when given) in front of a fresh MLP."""
+    method = get_method(config.method)
+    quantizer = None
+    if method.train_quantizer is not None:
+        quantizer = method.train_quantizer(n_features, config.bits, config.init)
+        if X_train is not None:
+            quantizer.init_from_data(X_train)
+        d_in = quantizer.out_features
+    else:
+        d_in = n_features
+    network = build_mlp(d_in, n_outputs, config.layers, config.neurons, config.dropout)
+    return QuantizedMLP(quantizer, network)
+
+
+def attach_post_quantizer(module: QuantizedMLP, method_name: str, bits: int,
+                          X_train: torch.Tensor) -> QuantizedMLP:
+    """Po-MQ/Po-QQ: the same trained FP network behind a fixed quantizer fit on ``X_train``."""
+    method = get_method(method_name)
+    assert method.post_quantizer is not None, f"{method_name} has no post quantizer"
+    q = method.post_quantizer(X_train.shape[1], bits, "quantile").to(X_train.device)
+    q.init_from_data(X_train)
+    return QuantizedMLP(q, module.network)
+
+
+def _metrics(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, Any]:
+    hard = evaluate(module, X, y, task=task)
+    soft = None
+    if module.quantizer is not None and module.quantizer.uses_temperature and task == "regression":
+        soft = evaluate(module, X, y, task=task, soft=True).mse
+    return {"test_mse": hard.mse, "test_mse_soft": soft, "test_accuracy": hard.accuracy,
+            "test_loss": hard.loss}
+
+
+def train_on_split(
+    split: Split,
+    config: TrainConfig,
+    *,
+    task: str,
+    feature_names: list[str],
+    target_name: str = "y",
+    classes: list[str] | None = None,
+    dataset: str = "",
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainedModel:
+    """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized)."""
+    device = resolve_device(config.device)
+    generator = seed_everything(config.seed)
+    X_tr, X_te = to_tensor(split.X_train, device), to_tensor(split.X_test, device)
+    y_tr, y_te = to_tensor(split.y_train, device, task), to_tensor(split.y_test, device, task)
+    X_val = y_val = None
+    if config.val_fraction > 0:
+        n_val = max(1, int(round(config.val_fraction * X_tr.shape[0])))
+        perm = torch.randperm(X_tr.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(device)
+        X_val, y_val = X_tr[perm[:n_val]], y_tr[perm[:n_val]]
+        X_tr, y_tr = X_tr[perm[n_val:]], y_tr[perm[n_val:]]
+    n_out = len(classes) if task == "classification" and classes else 1
+    module = build_model(config, X_tr.shape[1], n_out, X_tr).to(device)
+    schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
+    result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
+                 weight_decay=config.weight_decay, batch_size=config.batch_size,
+                 schedule=schedule, generator=generator, X_val=X_val, y_val=y_val,
+                 on_epoch_end=on_epoch_end)
+    method = get_method(config.method)
+    metrics: dict[str, Any] = {}
+    if method.post_quantizer is not None:
+        fp = _metrics(module, X_te, y_te, task)
+        metrics["test_mse_fp"] = fp["test_mse"]
+        module = attach_post_quantizer(module, config.method, config.bits, X_tr)
+    metrics.update(_metrics(module, X_te, y_te, task))
+    final_loss = result.train_loss[-1] if result.train_loss else math.nan
+    metrics.update({
+        "train_seconds": result.train_seconds,
+        "epochs": config.epochs,
+        "final_train_loss": final_loss,
+        "final_temperature": result.temperatures[-1] if result.temperatures else None,
+        "best_epoch": result.best_epoch,
+    })
+    return TrainedModel(
+        module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
+        feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
+        dataset=dataset, metrics=metrics, runtime=runtime_info(device),
+    )
+
+
+def train_dataset(ds: Dataset, config: TrainConfig, *,
+                  on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainedModel:
+    """The paper's split (90/10, ``random_state=config.seed``), scaling, training and test."""
+    if config.task != "auto" and config.task != ds.task:
+        raise ValueError(f"dataset task is {ds.task}, config says {config.task}")
+    split = split_and_scale(ds, seed=config.seed)
+    return train_on_split(split, config, task=ds.task, feature_names=ds.feature_names,
+                          target_name=ds.target_name, classes=ds.classes, dataset=ds.name,
+                          on_epoch_end=on_epoch_end)
+
+
+def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict[str, Any]:
+    """The JSON object ``softbits train --json`` prints."""
+    cfg = model.config
+    m = model.metrics
+    out = {
+        "dataset": ds.name,
+        "source": ds.source,
+        "method": cfg.method,
+        "bits": cfg.bits if get_method(cfg.method).quantized else None,
+        "n_features": ds.n_features,
+        "n_train": n_train,
+        "n_test": n_test,
+        "task": ds.task,
+        "test_mse": m.get("test_mse"),
+        "test_mse_soft": m.get("test_mse_soft"),
+        "test_accuracy": m.get("test_accuracy"),
+        "train_seconds": m.get("train_seconds"),
+        "epochs": cfg.epochs,
+        "compression_factor": cfg.compression_factor,
+        "payload_bytes_per_sample": cfg.payload_bytes(ds.n_features),
+        "seed": cfg.seed,
+        "device": model.runtime.get("device"),
+        "settings": cfg.to_dict(),
+        "versions": {k: v for k, v in model.runtime.items() if k != "device"},
+        "notes": ds.notes,
+    }
+    if "test_mse_fp" in m:
+        out["test_mse_fp"] = m["test_mse_fp"]
+    return out
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and np.isfinite(x)

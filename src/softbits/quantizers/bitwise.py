@@ -1,0 +1,57 @@
+"""Bitwise quantizers: Bw-SQ (the paper's method) and its hard baselines Bw-MQ / Bw-QQ.
+
+Each feature becomes M = 2^n − 1 outputs, one per threshold, concatenated feature by feature
+(input width F·M). Training (Bw-SQ): σ((x − a_j)/τ). Eval: 1[x > a_j], a thermometer code fully
+determined by the count k of exceeded thresholds, so the device sends k and ``decode`` rebuilds
+the bits — also when training left the thresholds unsorted (bit j is set when a_j is among the k
+smallest thresholds).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from softbits.quantizers.base import ThresholdQuantizer
+
+__all__ = ["BitwiseQuantizer"]
+
+
+class BitwiseQuantizer(ThresholdQuantizer):
+    """Bw-SQ with ``soft=True, trainable=True``; Bw-MQ/Bw-QQ with ``soft=False, trainable=False``."""
+
+    kind: ClassVar[str] = "bitwise"
+
+    def __init__(self, n_features: int, bits: int, *, soft: bool = True, trainable: bool = True,
+                 init: str = "quantile") -> None:
+        super().__init__(n_features, bits, trainable=trainable, init=init)
+        self.soft = bool(soft)
+
+    @property
+    def uses_temperature(self) -> bool:  # type: ignore[override]
+        return self.soft
+
+    @property
+    def out_features(self) -> int:
+        return self.n_features * self.thresholds.shape[1]
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "soft": self.soft}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.soft:
+            z = (x.unsqueeze(-1) - self.thresholds) / self.temperature
+            return torch.sigmoid(z).flatten(1)
+        return self._exceeds(x).to(x.dtype).flatten(1)
+
+    def _ranks(self) -> torch.Tensor:
+        """Position of each threshold in its feature's (stable) sorted order, [F, M]."""
+        order = torch.argsort(self.thresholds.detach(), dim=-1, stable=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+        return ranks
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        bits = self._ranks().unsqueeze(0) < codes.long().unsqueeze(-1)
+        return bits.to(self.thresholds.dtype).flatten(1)

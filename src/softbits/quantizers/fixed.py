@@ -1,0 +1,43 @@
+"""Fixed min-max / quantile quantizers with the midpoint decoder (Pr-MQ, Pr-QQ, Po-MQ, Po-QQ)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from softbits.errors import ConfigError
+from softbits.quantizers.base import ThresholdQuantizer
+from softbits.quantizers.init import midpoint_levels, n_thresholds
+
+__all__ = ["MidpointQuantizer"]
+
+
+class MidpointQuantizer(ThresholdQuantizer):
+    """x ↦ q_k: quantize to the code k, decode to the midpoint level of that interval."""
+
+    kind: ClassVar[str] = "midpoint"
+
+    def __init__(self, n_features: int, bits: int, *, init: str = "minmax",
+                 trainable: bool = False) -> None:
+        if bits < 2:
+            raise ConfigError("midpoint decoding needs bits >= 2 (at least 2 thresholds per feature)")
+        super().__init__(n_features, bits, trainable=False, init=init)
+        self.register_buffer("levels", torch.zeros(self.n_features, n_thresholds(self.bits) + 1))
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        super().init_from_data(x)
+        levels = midpoint_levels(self.thresholds.double().cpu().numpy())
+        with torch.no_grad():
+            self.levels.copy_(torch.as_tensor(levels, dtype=self.levels.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)).to(x.dtype)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.gather(self.levels.expand(codes.shape[0], -1, -1), 2,
+                            codes.long().unsqueeze(-1)).squeeze(-1)
+
+    def levels_numpy(self) -> np.ndarray:
+        return self.levels.detach().cpu().numpy()

@@ -1,0 +1,176 @@
+"""The training engine: data as tensors on the device, sliced batches, explicit schedule.
+
+The pieces stay separate (:func:`iterate_batches`, :func:`train_epoch`, :func:`evaluate`,
+:func:`fit`) so that a stacked many-models engine can reuse them. The engine never knows which
+method it trains; it sees a module, a schedule and tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softbits.errors import ConfigError
+from softbits.model import QuantizedMLP
+from softbits.schedules import TemperatureSchedule
+
+__all__ = [
+    "EvalResult",
+    "FitResult",
+    "evaluate",
+    "fit",
+    "iterate_batches",
+    "resolve_device",
+    "seed_everything",
+    "to_tensor",
+    "train_epoch",
+]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; an unavailable explicit device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return the generator that shuffles batches."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def to_tensor(a: np.ndarray, device: torch.device, task: str | None = None) -> torch.Tensor:
+    dtype = torch.long if task == "classification" else torch.float32
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator,
+                    device: torch.device) -> Iterator[torch.Tensor]:
+    """Shuffled index batches over n rows (the last one may be smaller)."""
+    perm = torch.randperm(n, generator=generator).to(device)
+    yield from perm.split(batch_size)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "classification":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out.squeeze(-1), y)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor,
+                y: torch.Tensor, *, task: str, batch_size: int,
+                generator: torch.Generator) -> float:
+    """One pass over shuffled batches; returns the mean training loss."""
+    model.train()
+    total = torch.zeros((), device=X.device)
+    for idx in iterate_batches(X.shape[0], batch_size, generator, X.device):
+        loss = _loss(model(X[idx]), y[idx], task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * idx.numel()
+    return float(total) / X.shape[0]
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation; ``mse`` on the standardized target for regression."""
+
+    loss: float
+    mse: float | None = None
+    accuracy: float | None = None
+
+
+@torch.no_grad()
+def predict_tensor(model: nn.Module, X: torch.Tensor, *, soft: bool = False,
+                   batch_size: int = 16384) -> torch.Tensor:
+    """Eval-mode outputs; ``soft`` keeps the quantizer in its training (sigmoid) form."""
+    model.eval()
+    quantizer = getattr(model, "quantizer", None)
+    if soft and quantizer is not None:
+        quantizer.train()
+    try:
+        return torch.cat([model(xb) for xb in X.split(batch_size)])
+    finally:
+        model.eval()
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, task: str,
+             soft: bool = False) -> EvalResult:
+    out = predict_tensor(model, X, soft=soft)
+    loss = float(_loss(out, y, task))
+    if task == "classification":
+        return EvalResult(loss=loss, accuracy=float((out.argmax(-1) == y).float().mean()))
+    return EvalResult(loss=loss, mse=loss)
+
+
+@dataclass
+class FitResult:
+    """What training did: per-epoch losses, temperatures, seconds in the loop."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    best_epoch: int | None = None
+
+
+def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epochs: int,
+        lr: float, weight_decay: float = 0.0, batch_size: int = 512,
+        schedule: TemperatureSchedule | None = None, generator: torch.Generator,
+        X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
+    """Adam on the whole module (thresholds included, same learning rate) for ``epochs`` epochs.
+
+    With validation tensors, the state with the lowest validation loss (hard quantization) is
+    restored at the end; without them the last epoch's model is kept, as in the paper.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    quantizer = model.quantizer
+    temps = schedule.values() if schedule is not None else None
+    result = FitResult()
+    best_state: dict[str, torch.Tensor] | None = None
+    best_loss = float("inf")
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        if quantizer is not None and temps is not None and quantizer.uses_temperature:
+            quantizer.set_temperature(temps[epoch])
+            result.temperatures.append(float(temps[epoch]))
+        loss = train_epoch(model, optimizer, X, y, task=task, batch_size=batch_size,
+                           generator=generator)
+        result.train_loss.append(loss)
+        logs: dict[str, Any] = {"train_loss": loss}
+        if X_val is not None and y_val is not None:
+            val = evaluate(model, X_val, y_val, task=task).loss
+            result.val_loss.append(val)
+            logs["val_loss"] = val
+            if val < best_loss:
+                best_loss, result.best_epoch = val, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    model.eval()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if X.device.type == "cuda":
+        torch.cuda.synchronize(X.device)
+    result.train_seconds = time.perf_counter() - start
+    return result
