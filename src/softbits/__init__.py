@@ -1,33 +1,49 @@
-"""softbits: trainable bitwise soft quantization of input features (Bw-SQ) and its baselines."""
+"""softbits: trainable bitwise soft quantization of input features (Bw-SQ) and its baselines.
+
+The public names below load lazily, so that ``softbits --help`` and the error paths do not pay
+for importing torch and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from softbits.artifact import TrainedModel  # noqa: E402
-from softbits.config import TrainConfig  # noqa: E402
-from softbits.data import Dataset, load_dataset, load_table, split_and_scale  # noqa: E402
-from softbits.errors import ConfigError, DataError, SoftbitsError  # noqa: E402
-from softbits.methods import METHODS, get_method  # noqa: E402
-from softbits.pipeline import train_dataset, train_on_split  # noqa: E402
-from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, SoftQuantizer  # noqa: E402
-from softbits.schedules import TemperatureSchedule  # noqa: E402
+_EXPORTS = {
+    "TrainedModel": "softbits.artifact",
+    "TrainConfig": "softbits.config",
+    "Dataset": "softbits.data",
+    "load_dataset": "softbits.data",
+    "load_table": "softbits.data",
+    "split_and_scale": "softbits.data",
+    "ConfigError": "softbits.errors",
+    "DataError": "softbits.errors",
+    "SoftbitsError": "softbits.errors",
+    "SoftbitsClassifier": "softbits.estimator",
+    "SoftbitsRegressor": "softbits.estimator",
+    "METHODS": "softbits.methods",
+    "get_method": "softbits.methods",
+    "train_dataset": "softbits.pipeline",
+    "train_on_split": "softbits.pipeline",
+    "BitwiseQuantizer": "softbits.quantizers",
+    "MidpointQuantizer": "softbits.quantizers",
+    "SoftQuantizer": "softbits.quantizers",
+    "TemperatureSchedule": "softbits.schedules",
+}
 
-__all__ = [
-    "__version__",
-    "BitwiseQuantizer",
-    "ConfigError",
-    "DataError",
-    "Dataset",
-    "METHODS",
-    "MidpointQuantizer",
-    "SoftQuantizer",
-    "SoftbitsError",
-    "TemperatureSchedule",
-    "TrainConfig",
-    "TrainedModel",
-    "get_method",
-    "load_dataset",
-    "load_table",
-    "split_and_scale",
-    "train_dataset",
-    "train_on_split",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'softbits' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

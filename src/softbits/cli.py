@@ -30,8 +30,19 @@ app = typer.Typer(
 console = Console()
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from softbits import __version__
+
+        console.print(f"softbits {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Trainable bitwise soft quantization of input features."""
 
 err_console = Console(stderr=True)

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from softbits.errors import ConfigError
-from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer
+from softbits.quantizers import (
+    BitwiseQuantizer,
+    LLTQuantizer,
+    LSQQuantizer,
+    MidpointQuantizer,
+    Quantizer,
+    SoftQuantizer,
+)
 
 __all__ = ["Method", "METHODS", "get_method", "method_names", "register_method"]
 
@@ -77,5 +84,11 @@ for _m in [
     Method("bw-sq", "Bw-SQ",
            train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=True, trainable=True, init=i),
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),
+    Method("lsq", "LSQ", train_quantizer=lambda f, b, i: LSQQuantizer(f, b), min_bits=2,
+           description="learned step size quantization per feature (Esser et al. 2020)"),
+    Method("llt4", "LLT4", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=4),
+           min_bits=2, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
+    Method("llt9", "LLT9", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=9),
+           min_bits=2, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
 ]:
     register_method(_m)

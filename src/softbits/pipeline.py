@@ -19,9 +19,9 @@ from softbits.env import runtime_info
 from softbits.methods import get_method
 from softbits.model import QuantizedMLP, build_mlp
 from softbits.schedules import make_schedule
-from softbits.training import evaluate, fit, resolve_device, seed_everything, to_tensor
+from softbits.training import FitResult, evaluate, fit, resolve_device, seed_everything, to_tensor
 
-__all__ = ["build_model", "train_on_split", "train_dataset", "attach_post_quantizer"]
+__all__ = ["attach_post_quantizer", "build_model", "fit_module", "summary", "train_dataset", "train_on_split"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
@@ -59,6 +59,38 @@ def _metrics(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) 
             "test_loss": hard.loss}
 
 
+def fit_module(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    config: TrainConfig,
+    *,
+    task: str,
+    n_outputs: int = 1,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> tuple[QuantizedMLP, FitResult, torch.Tensor]:
+    """Build and train the method's module on standardized arrays.
+
+    Returns the module (for Po-* still the FP network), the fit record and the training tensor
+    (the one thresholds were initialised on).
+    """
+    device = resolve_device(config.device)
+    generator = seed_everything(config.seed)
+    X_tr, y_tr = to_tensor(X_train, device), to_tensor(y_train, device, task)
+    X_val = y_val = None
+    if config.val_fraction > 0:
+        n_val = max(1, int(round(config.val_fraction * X_tr.shape[0])))
+        perm = torch.randperm(X_tr.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(device)
+        X_val, y_val = X_tr[perm[:n_val]], y_tr[perm[:n_val]]
+        X_tr, y_tr = X_tr[perm[n_val:]], y_tr[perm[n_val:]]
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device)
+    schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
+    result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
+                 weight_decay=config.weight_decay, batch_size=config.batch_size,
+                 schedule=schedule, generator=generator, X_val=X_val, y_val=y_val,
+                 on_epoch_end=on_epoch_end)
+    return module, result, X_tr
+
+
 def train_on_split(
     split: Split,
     config: TrainConfig,
@@ -71,35 +103,20 @@ def train_on_split(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainedModel:
     """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized)."""
-    device = resolve_device(config.device)
-    generator = seed_everything(config.seed)
-    X_tr, X_te = to_tensor(split.X_train, device), to_tensor(split.X_test, device)
-    y_tr, y_te = to_tensor(split.y_train, device, task), to_tensor(split.y_test, device, task)
-    X_val = y_val = None
-    if config.val_fraction > 0:
-        n_val = max(1, int(round(config.val_fraction * X_tr.shape[0])))
-        perm = torch.randperm(X_tr.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(device)
-        X_val, y_val = X_tr[perm[:n_val]], y_tr[perm[:n_val]]
-        X_tr, y_tr = X_tr[perm[n_val:]], y_tr[perm[n_val:]]
     n_out = len(classes) if task == "classification" and classes else 1
-    module = build_model(config, X_tr.shape[1], n_out, X_tr).to(device)
-    schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
-    result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
-                 weight_decay=config.weight_decay, batch_size=config.batch_size,
-                 schedule=schedule, generator=generator, X_val=X_val, y_val=y_val,
-                 on_epoch_end=on_epoch_end)
-    method = get_method(config.method)
+    module, result, X_tr = fit_module(split.X_train, split.y_train, config, task=task,
+                                      n_outputs=n_out, on_epoch_end=on_epoch_end)
+    device = X_tr.device
+    X_te, y_te = to_tensor(split.X_test, device), to_tensor(split.y_test, device, task)
     metrics: dict[str, Any] = {}
-    if method.post_quantizer is not None:
-        fp = _metrics(module, X_te, y_te, task)
-        metrics["test_mse_fp"] = fp["test_mse"]
+    if get_method(config.method).post_quantizer is not None:
+        metrics["test_mse_fp"] = _metrics(module, X_te, y_te, task)["test_mse"]
         module = attach_post_quantizer(module, config.method, config.bits, X_tr)
     metrics.update(_metrics(module, X_te, y_te, task))
-    final_loss = result.train_loss[-1] if result.train_loss else math.nan
     metrics.update({
         "train_seconds": result.train_seconds,
         "epochs": config.epochs,
-        "final_train_loss": final_loss,
+        "final_train_loss": result.train_loss[-1] if result.train_loss else math.nan,
         "final_temperature": result.temperatures[-1] if result.temperatures else None,
         "best_epoch": result.best_epoch,
     })
@@ -151,6 +168,3 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
         out["test_mse_fp"] = m["test_mse_fp"]
     return out
 
-
-def _finite(x: float | None) -> bool:
-    return x is not None and np.isfinite(x)

@@ -14,12 +14,16 @@ from softbits.quantizers.init import (
     n_thresholds,
     quantile_thresholds,
 )
+from softbits.quantizers.llt import LLTQuantizer
+from softbits.quantizers.lsq import LSQQuantizer
 from softbits.quantizers.soft import SoftQuantizer
 
 __all__ = [
     "QUANTIZERS",
     "THRESHOLD_INITS",
     "BitwiseQuantizer",
+    "LLTQuantizer",
+    "LSQQuantizer",
     "MidpointQuantizer",
     "Quantizer",
     "SoftQuantizer",
@@ -32,7 +36,7 @@ __all__ = [
 ]
 
 QUANTIZERS: dict[str, type[Quantizer]] = {
-    cls.kind: cls for cls in (BitwiseQuantizer, SoftQuantizer, MidpointQuantizer)
+    cls.kind: cls for cls in (BitwiseQuantizer, SoftQuantizer, MidpointQuantizer, LSQQuantizer, LLTQuantizer)
 }
 
 

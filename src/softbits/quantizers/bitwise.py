@@ -41,7 +41,10 @@ class BitwiseQuantizer(ThresholdQuantizer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.soft:
-            z = (x.unsqueeze(-1) - self.thresholds) / self.temperature
+            # (x − a)/τ as x/τ + (−a/τ): scaling and negation stay on the small tensors, so the
+            # [B, F, M] tensor sees one add forward and a plain sum backward
+            inv_t = self.temperature.reciprocal()
+            z = (x * inv_t).unsqueeze(-1) + self.thresholds * -inv_t
             return torch.sigmoid(z).flatten(1)
         return self._exceeds(x).to(x.dtype).flatten(1)
 

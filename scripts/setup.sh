@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up softbits from a fresh clone: system tools (gcc, Cortex-M4 gcc, libcoap client),
+# a virtual environment in .venv with the CPU build of torch and the package with all extras.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing+=(gcc-arm-none-eabi)
+command -v coap-client-notls >/dev/null 2>&1 || missing+=(libcoap3-bin)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "note: missing system packages (${missing[*]}); the tests that need them will be skipped" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+echo "softbits is set up in .venv ($(.venv/bin/softbits --version 2>/dev/null || echo installed))"

@@ -1,0 +1,5 @@
+"""``python -m softbits`` runs the CLI."""
+
+from softbits.cli import main
+
+main()

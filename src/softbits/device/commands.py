@@ -1,0 +1,116 @@
+"""Device-side commands: ``export``, ``encode``, ``predict`` (attached to :data:`softbits.cli.app`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from softbits.cli import app
+from softbits.errors import ConfigError, SoftbitsError
+
+__all__ = ["export", "encode_cmd", "predict"]
+
+ModelArg = Annotated[Path, typer.Argument(help="A model file written by `softbits train --save`.")]
+
+
+def _load(model_path: Path):
+    from softbits.artifact import TrainedModel
+
+    return TrainedModel.load(model_path)
+
+
+def _spec(model):
+    from softbits.device.spec import EncoderSpec
+
+    return EncoderSpec.from_model(model)
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="Directory for encoder.json or softbits_encoder.{h,c}.")],
+    format: Annotated[str, typer.Option("--format", help="json (the device contract) or c (C99 encoder).")] = "json",
+) -> None:
+    """Export the device encoder of a threshold model (raw-unit float32 thresholds)."""
+    fmt = format.lower()
+    if fmt not in ("json", "c"):
+        raise ConfigError(f"--format must be json or c, got {format!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    spec = _spec(_load(model))
+    if fmt == "json":
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "encoder.json"
+        path.write_text(spec.to_json(), encoding="utf-8")
+        paths = [path]
+    else:
+        from softbits.device.cgen import write_c
+
+        paths = write_c(spec, out)
+    for p in paths:
+        typer.echo(str(p))
+
+
+@app.command("encode")
+def encode_cmd(
+    model: ModelArg,
+    input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output file (hex: stdout when omitted).")] = None,
+    format: Annotated[str, typer.Option("--format", help="bin (a wire payload) or hex (packed samples, one line each, no header).")] = "bin",
+) -> None:
+    """Encode raw CSV rows as the device does: a wire payload, or the bytes softbits_encode writes."""
+    from softbits.device.encode import encode_packed
+    from softbits.device.predict import read_features
+    from softbits.device.wire import build_payload
+
+    fmt = format.lower()
+    if fmt not in ("bin", "hex"):
+        raise ConfigError(f"--format must be bin or hex, got {format!r}")
+    if fmt == "bin" and out is None:
+        raise ConfigError("--format bin needs --out FILE")
+    m = _load(model)
+    spec = _spec(m)
+    packed = encode_packed(spec, read_features(input, m.feature_names))
+    if fmt == "bin":
+        data = build_payload(spec, packed)
+        out.write_bytes(data)  # type: ignore[union-attr]
+        return
+    text = "".join(row.tobytes().hex() + "\n" for row in packed)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="ascii")
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    input: Annotated[Optional[Path], typer.Option("--input", help="CSV with a header row of raw features.")] = None,
+    payload: Annotated[Optional[Path], typer.Option(help="A wire payload (softbits encode --out).")] = None,
+) -> None:
+    """Print one prediction per line, from raw rows (device-exact encoder) or from a payload."""
+    from softbits.device.predict import (
+        device_spec,
+        format_prediction,
+        predict_payload,
+        predict_rows,
+        prediction_values,
+        read_features,
+    )
+
+    if (input is None) == (payload is None):
+        raise ConfigError("give exactly one of --input X.csv or --payload payload.bin")
+    m = _load(model)
+    if input is not None:
+        pred = predict_rows(m, read_features(input, m.feature_names))
+    else:
+        spec = device_spec(m)
+        if spec is None:
+            raise SoftbitsError(f"method {m.config.method} has no threshold encoder, so it reads no payloads")
+        if not payload.is_file():  # type: ignore[union-attr]
+            raise SoftbitsError(f"payload file not found: {payload}")
+        pred = predict_payload(m, spec, payload.read_bytes())  # type: ignore[union-attr]
+    sys.stdout.write("".join(format_prediction(v) + "\n" for v in prediction_values(m, pred)))

@@ -1,0 +1,213 @@
+"""Batch encoder and bit packer: raw float32 features → codes → LSB-first packed bytes.
+
+Codes: k = #{j : x > t_j} over the spec's sorted raw-unit float32 thresholds. The generated C
+finds k by a binary search of ``bits`` comparisons; the batch kernels count SIMD comparisons up to
+8 bits and search above. Every variant evaluates the same float32 ``x > t``, so all agree. Inputs are first cast to
+float32 (round to nearest), the precision a device holds. NaN compares false everywhere, so
+NaN → 0; −inf → 0 and +inf → 2^bits − 1 because thresholds are finite.
+
+Packing: within a sample, feature f's code occupies stream bits [f·bits, (f+1)·bits), code LSB
+first; stream bit b is bit (b mod 8) of byte ⌊b/8⌋ (bit 0 = least significant). Each sample
+starts on a byte boundary and its padding bits are zero; a sample is ⌈F·bits/8⌉ bytes.
+
+Two backends compute identical results: numba kernels (compiled once, cached on disk) for large
+batches, and a pure-numpy path (``np.searchsorted`` / ``np.packbits``) used for small batches,
+where compiling does not pay, and whenever numba is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+
+from softbits.device.spec import EncoderSpec
+from softbits.errors import SoftbitsError
+
+__all__ = [
+    "Backend",
+    "NUMBA_MIN_VALUES",
+    "code_dtype",
+    "encode",
+    "encode_packed",
+    "has_numba",
+    "pack",
+    "unpack",
+]
+
+Backend = Literal["auto", "numba", "numpy"]
+#: below this many values per call the numpy path is used under ``backend="auto"``
+NUMBA_MIN_VALUES = 1 << 16
+#: samples per block of the counting kernel (a column buffer that stays in L1)
+_BLOCK = 256
+
+
+def code_dtype(bits: int) -> np.dtype:
+    """uint8 codes up to 8 bits, uint16 above."""
+    return np.dtype(np.uint8 if bits <= 8 else np.uint16)
+
+
+@lru_cache(maxsize=1)
+def _kernels() -> dict[str, Callable[..., Any]] | None:
+    """Compile (or load from numba's cache) the kernels; ``None`` without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def count_kernel(x, table, out):  # pragma: no cover - compiled
+        # blocks of samples, one feature at a time: the inner loop over a contiguous column
+        # buffer vectorizes (SIMD compares), which beats a search's dependent loads up to 8 bits
+        n, f = x.shape
+        m = table.shape[1]
+        col = np.empty(_BLOCK, np.float32)
+        cnt = np.empty(_BLOCK, np.int32)
+        for i0 in range(0, n, _BLOCK):
+            nb = min(_BLOCK, n - i0)
+            for j in range(f):
+                for i in range(nb):
+                    col[i] = x[i0 + i, j]
+                    cnt[i] = 0
+                for k in range(m):
+                    t = table[j, k]
+                    for i in range(nb):
+                        cnt[i] += col[i] > t
+                for i in range(nb):
+                    out[i0 + i, j] = cnt[i]
+
+    @numba.njit(cache=True, nogil=True)
+    def search_kernel(x, table, bits, out):  # pragma: no cover - compiled
+        # the C encoder's binary search: ``bits`` comparisons per value, for wide codes
+        n, f = x.shape
+        for j in range(f):
+            row = table[j]
+            for i in range(n):
+                v = x[i, j]
+                c = 0
+                for b in range(bits - 1, -1, -1):
+                    s = 1 << b
+                    if v > row[c + s - 1]:
+                        c += s
+                out[i, j] = c
+
+    @numba.njit(cache=True, nogil=True)
+    def pack_kernel(codes, bits, out):  # pragma: no cover - compiled
+        n, f = codes.shape
+        for i in range(n):
+            acc = np.uint64(0)
+            filled = 0
+            o = 0
+            for j in range(f):
+                acc |= np.uint64(codes[i, j]) << np.uint64(filled)
+                filled += bits
+                while filled >= 8:
+                    out[i, o] = np.uint8(acc & np.uint64(0xFF))
+                    acc >>= np.uint64(8)
+                    filled -= 8
+                    o += 1
+            if filled > 0:
+                out[i, o] = np.uint8(acc & np.uint64(0xFF))
+
+    @numba.njit(cache=True, nogil=True)
+    def unpack_kernel(data, bits, out):  # pragma: no cover - compiled
+        n, f = out.shape
+        mask = np.uint64((1 << bits) - 1)
+        for i in range(n):
+            acc = np.uint64(0)
+            filled = 0
+            o = 0
+            for j in range(f):
+                while filled < bits:
+                    acc |= np.uint64(data[i, o]) << np.uint64(filled)
+                    filled += 8
+                    o += 1
+                out[i, j] = acc & mask
+                acc >>= np.uint64(bits)
+                filled -= bits
+
+    return {"count": count_kernel, "search": search_kernel, "pack": pack_kernel, "unpack": unpack_kernel}
+
+
+def has_numba() -> bool:
+    return _kernels() is not None
+
+
+def _use_numba(backend: Backend, n_values: int) -> bool:
+    if backend == "numpy":
+        return False
+    kernels = _kernels()
+    if backend == "numba":
+        if kernels is None:
+            raise SoftbitsError("backend 'numba' requested but numba is not installed")
+        return True
+    return kernels is not None and n_values >= NUMBA_MIN_VALUES
+
+
+def _as_features(X: np.ndarray, n_features: int) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        got = X.shape[1] if X.ndim == 2 else f"an array of shape {X.shape}"
+        raise SoftbitsError(f"expected {n_features} features per sample, got {got}")
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def encode(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> np.ndarray:
+    """Codes [N, F] (uint8, or uint16 above 8 bits) for raw features [N, F]."""
+    x = _as_features(X, spec.n_features)
+    out = np.empty(x.shape, dtype=code_dtype(spec.bits))
+    if _use_numba(backend, x.size):
+        kernels = _kernels()
+        if spec.bits <= 8:
+            kernels["count"](x, spec.thresholds, out)  # type: ignore[index]
+        else:
+            kernels["search"](x, spec.thresholds, spec.bits, out)  # type: ignore[index]
+        return out
+    for j in range(spec.n_features):
+        col = x[:, j]
+        out[:, j] = np.searchsorted(spec.thresholds[j], col, side="left")
+        out[np.isnan(col), j] = 0
+    return out
+
+
+def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
+    """Packed samples [N, ⌈F·bits/8⌉] uint8 from codes [N, F] (LSB-first, see module doc)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise SoftbitsError(f"codes must be [N, F], got shape {codes.shape}")
+    if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= (1 << bits)):
+        raise SoftbitsError(f"codes must lie in 0..{(1 << bits) - 1} for {bits} bits")
+    n, f = codes.shape
+    width = (f * bits + 7) // 8
+    codes = np.ascontiguousarray(codes, dtype=code_dtype(bits))
+    if _use_numba(backend, codes.size):
+        out = np.empty((n, width), dtype=np.uint8)
+        _kernels()["pack"](codes, bits, out)  # type: ignore[index]
+        return out
+    shifts = np.arange(bits, dtype=codes.dtype)
+    stream = ((codes[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(n, f * bits)
+    return np.packbits(stream, axis=1, bitorder="little").reshape(n, width)
+
+
+def unpack(data: np.ndarray, n_features: int, bits: int, backend: Backend = "auto") -> np.ndarray:
+    """Codes [N, F] from packed samples [N, ⌈F·bits/8⌉] (padding bits are ignored here)."""
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    width = (n_features * bits + 7) // 8
+    if data.ndim != 2 or data.shape[1] != width:
+        raise SoftbitsError(f"packed samples must be [N, {width}] bytes, got shape {data.shape}")
+    n = data.shape[0]
+    dtype = code_dtype(bits)
+    if _use_numba(backend, n * n_features):
+        out = np.empty((n, n_features), dtype=dtype)
+        _kernels()["unpack"](data, bits, out)  # type: ignore[index]
+        return out
+    stream = np.unpackbits(data, axis=1, bitorder="little")[:, : n_features * bits]
+    weights = (1 << np.arange(bits, dtype=np.uint32)).astype(np.uint32)
+    return (stream.reshape(n, n_features, bits).astype(np.uint32) @ weights).astype(dtype)
+
+
+def encode_packed(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> np.ndarray:
+    """Raw features [N, F] → packed samples [N, ⌈F·bits/8⌉], the bytes ``softbits_encode`` writes."""
+    return pack(encode(spec, X, backend), spec.bits, backend)

@@ -1,0 +1,88 @@
+"""Predictions on the device contract: raw CSV rows or payloads → the same model outputs.
+
+For threshold models the raw rows go through the device encoder (raw-unit float32 thresholds) and
+the server's decoder, :meth:`~softbits.artifact.TrainedModel.predict_codes`; a payload goes
+through the decoder only. Both paths therefore give identical predictions for the same rows.
+Models without a threshold encoder (fp, lsq, llt) predict from the raw rows directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from softbits.device.encode import encode
+from softbits.device.spec import EncoderSpec
+from softbits.device.wire import parse_payload
+from softbits.errors import DataError
+
+if TYPE_CHECKING:
+    from softbits.artifact import TrainedModel
+
+__all__ = ["device_spec", "format_prediction", "predict_payload", "predict_rows",
+           "prediction_values", "read_features"]
+
+
+def device_spec(model: "TrainedModel") -> EncoderSpec | None:
+    """The model's encoder spec, or ``None`` when it has no threshold encoder."""
+    q = model.module.quantizer
+    return EncoderSpec.from_model(model) if q is not None and q.has_thresholds else None
+
+
+def read_features(path: Path, feature_names: list[str]) -> np.ndarray:
+    """Feature rows [N, F] (float64) from a CSV with a header row.
+
+    Columns are taken by the model's feature names when the header has them all (other columns,
+    such as the target, are ignored), otherwise by position when there are exactly F columns.
+    Empty cells become NaN, which the encoder maps to code 0.
+    """
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+    names = [str(c) for c in frame.columns]
+    if all(n in names for n in feature_names):
+        frame = frame[feature_names]
+    elif len(names) != len(feature_names):
+        raise DataError(f"{path} has {len(names)} columns but the model expects {len(feature_names)} "
+                        f"features ({', '.join(feature_names)}); name the columns like the model's "
+                        f"features or give exactly {len(feature_names)} columns")
+    if frame.shape[0] == 0:
+        raise DataError(f"{path} has no rows")
+    try:
+        return frame.apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path} has a non-numeric feature value: {exc}") from None
+
+
+def predict_rows(model: "TrainedModel", X: np.ndarray) -> np.ndarray:
+    """Predictions for raw rows; the device-exact path for threshold models."""
+    spec = device_spec(model)
+    if spec is None:
+        return model.predict(X)
+    return model.predict_codes(encode(spec, X))
+
+
+def predict_payload(model: "TrainedModel", spec: EncoderSpec, data: bytes,
+                    max_bytes: int | None = None) -> np.ndarray:
+    """Predictions for one payload, all its samples as one batch."""
+    return model.predict_codes(parse_payload(spec, data, max_bytes))
+
+
+def prediction_values(model: "TrainedModel", pred: np.ndarray) -> list[Any]:
+    """JSON-ready predictions: floats (regression) or class labels (classification)."""
+    if model.task == "classification":
+        idx = [int(i) for i in pred]
+        return [model.classes[i] for i in idx] if model.classes else idx
+    return [float(v) for v in pred]
+
+
+def format_prediction(value: Any) -> str:
+    """One output line; floats in shortest round-trip form, like JSON."""
+    return repr(value) if isinstance(value, float) else str(value)

@@ -1,0 +1,104 @@
+"""scikit-learn estimators around the pipeline: ``fit`` / ``predict`` / ``transform`` (codes).
+
+They standardize X (and y for regression) on the data given to ``fit``, as the paper does on its
+training split, and keep the trained :class:`~softbits.artifact.TrainedModel` in ``model_``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from softbits.artifact import TrainedModel
+from softbits.config import TrainConfig
+from softbits.data import Standardizer, Split
+from softbits.pipeline import train_on_split
+
+__all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
+
+
+class _SoftbitsBase(BaseEstimator):
+    """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names)."""
+
+    def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
+                 epochs: int = 30, lr: float = 1e-3, weight_decay: float = 0.0,
+                 dropout: float = 0.0, decrease_factor: float = 1e-3,
+                 schedule: str = "exponential", batch_size: int = 512, init: str = "quantile",
+                 seed: int = 0, device: str = "auto") -> None:
+        self.method = method
+        self.bits = bits
+        self.layers = layers
+        self.neurons = neurons
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.decrease_factor = decrease_factor
+        self.schedule = schedule
+        self.batch_size = batch_size
+        self.init = init
+        self.seed = seed
+        self.device = device
+
+    _task: str = "regression"
+
+    def _config(self) -> TrainConfig:
+        return TrainConfig(task=self._task, **self.get_params())
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, classes: list[str] | None) -> TrainedModel:
+        config = self._config()
+        xs = Standardizer.fit(X)
+        ys = Standardizer.fit(y.reshape(-1, 1)) if self._task == "regression" else None
+        y_std = ys.transform(y.reshape(-1, 1))[:, 0] if ys is not None else y
+        X_std = xs.transform(X)
+        # the fit data doubles as the evaluation split; metrics_ are training metrics
+        split = Split(X_std, y_std, X_std, y_std, xs, ys)
+        names = [str(n) for n in getattr(self, "feature_names_in_", range(X.shape[1]))]
+        return train_on_split(split, config, task=self._task, feature_names=names, classes=classes)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The n-bit codes a device would send, [N, F] integers."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.model_.encode(X)
+
+    @property
+    def metrics_(self) -> dict[str, Any]:
+        check_is_fitted(self, "model_")
+        return self.model_.metrics
+
+
+class SoftbitsRegressor(RegressorMixin, _SoftbitsBase):
+    """Quantized-input MLP regressor (Bw-SQ by default)."""
+
+    _task = "regression"
+
+    def fit(self, X: Any, y: Any) -> "SoftbitsRegressor":
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        self.model_ = self._fit(X, np.asarray(y, dtype=np.float64), None)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.model_.predict(X)
+
+
+class SoftbitsClassifier(ClassifierMixin, _SoftbitsBase):
+    """Quantized-input MLP classifier (cross-entropy)."""
+
+    _task = "classification"
+
+    def fit(self, X: Any, y: Any) -> "SoftbitsClassifier":
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        self.model_ = self._fit(X, codes.astype(np.int64), [str(c) for c in self.classes_])
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.classes_[self.model_.predict(X)]

@@ -1,0 +1,123 @@
+"""The paper's protocol as task lists: K-fold search, choice by mean validation MSE, repeats.
+
+One full-precision training serves FP, Po-MQ and Po-QQ (they differ only in the quantizer put
+in front of the trained network at test time), so those methods share tasks: per (dataset,
+setting, fold) in the search and per (dataset, chosen setting, repeat) in the final test.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from softbits.experiments.settings import Setting
+from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase
+from softbits.methods import get_method
+
+__all__ = ["Protocol", "Cell", "choose_settings", "search_tasks", "test_tasks", "shares_fp_training"]
+
+#: (dataset, method name, bits)
+Cell = tuple[str, str, int]
+
+
+def shares_fp_training(method: str) -> bool:
+    """FP and the post-training quantized methods evaluate one full-precision training."""
+    m = get_method(method)
+    return m.train_quantizer is None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What to run: datasets × methods × bits, and how (folds, repeats, seeds, device, threads)."""
+
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    bits: tuple[int, ...]
+    n_folds: int = 4
+    repeats: int = 10
+    seed: int = 42
+    test_size: float = 0.1
+    data_dir: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    def cells(self) -> list[Cell]:
+        return [(d, m, b) for d in self.datasets for m in self.methods for b in self.bits]
+
+    def _task(self, dataset: str, train_method: str, train_bits: int, setting: Setting,
+              phase: str, index: int, seed: int, evaluations: list[Evaluation]) -> Task:
+        return Task(dataset=dataset, train_method=train_method, train_bits=train_bits,
+                    setting=setting, phase=phase, index=index, seed=seed,
+                    evaluations=tuple(evaluations), data_dir=self.data_dir, n_folds=self.n_folds,
+                    split_seed=self.seed, test_size=self.test_size, device=self.device,
+                    threads=self.threads)
+
+
+def _groups(protocol: Protocol, cells: list[Cell], setting_of: Mapping[Cell, Setting]
+            ) -> list[tuple[str, str, int, Setting, list[Evaluation]]]:
+    """Cells → trainings: FP-sharing cells with the same setting merge into one training."""
+    shared: dict[tuple[str, str], list[Evaluation]] = defaultdict(list)
+    out: list[tuple[str, str, int, Setting, list[Evaluation]]] = []
+    settings: dict[str, Setting] = {}
+    for cell in cells:
+        dataset, method, bits = cell
+        setting = setting_of[cell]
+        if shares_fp_training(method):
+            shared[(dataset, setting.id)].append(Evaluation(method, bits))
+            settings[setting.id] = setting
+        else:
+            out.append((dataset, method, bits, setting, [Evaluation(method, bits)]))
+    for (dataset, sid), evaluations in shared.items():
+        out.append((dataset, "fp", min(e.bits for e in evaluations), settings[sid], evaluations))
+    return out
+
+
+def search_tasks(protocol: Protocol, settings: list[Setting]) -> list[Task]:
+    """Every setting on every fold of every cell (the same settings for all datasets and bits)."""
+    tasks: list[Task] = []
+    cells = protocol.cells()
+    for setting in settings:
+        for dataset, method, bits, s, evaluations in _groups(
+                protocol, cells, {c: setting for c in cells}):
+            for fold in range(protocol.n_folds):
+                tasks.append(protocol._task(dataset, method, bits, s, cv_phase(protocol.n_folds),
+                                            fold, protocol.seed, evaluations))
+    return tasks
+
+
+def test_tasks(protocol: Protocol, chosen: Mapping[Cell, Setting]) -> list[Task]:
+    """Repeat r trains the chosen setting on a fresh 90/10 split with seed ``seed + r``."""
+    tasks: list[Task] = []
+    for dataset, method, bits, setting, evaluations in _groups(protocol, protocol.cells(), chosen):
+        for r in range(protocol.repeats):
+            tasks.append(protocol._task(dataset, method, bits, setting, TEST_PHASE, r,
+                                        protocol.seed + r, evaluations))
+    return tasks
+
+
+def choose_settings(protocol: Protocol, settings: list[Setting], results: pd.DataFrame
+                    ) -> dict[Cell, tuple[Setting, float]]:
+    """Per cell, the setting with the lowest mean validation MSE over all folds.
+
+    Diverged runs (NaN) rank last; ties keep the earlier setting of the draw.
+    """
+    phase = cv_phase(protocol.n_folds)
+    rows = results[results["phase"] == phase]
+    by_id = {s.id: s for s in settings}
+    rows = rows[rows["setting_id"].isin(list(by_id))]
+    mse = rows["test_mse"].astype(float).where(np.isfinite(rows["test_mse"].astype(float)), np.inf)
+    means = mse.groupby([rows["dataset"], rows["method"], rows["bits"], rows["setting_id"]]).mean()
+    order = {s.id: i for i, s in enumerate(settings)}
+    chosen: dict[Cell, tuple[Setting, float]] = {}
+    for cell in protocol.cells():
+        try:
+            cell_means = means.loc[cell]
+        except KeyError:
+            continue
+        best = min(cell_means.index, key=lambda sid: (cell_means[sid], order[sid]))
+        chosen[cell] = (by_id[best], float(cell_means[best]))
+    return chosen

@@ -1,0 +1,194 @@
+"""Table 2 and Figure 4 from a results store: means, 95% t-intervals, comparison to a reference.
+
+``table.csv`` has exactly the columns dataset, method, bits, n_runs, test_mse_mean, ci95_low,
+ci95_high and then the chosen setting (the paper's column names). The interval is the 95%
+Student-t interval of the mean over the final-test repeats, df = n − 1; with a single run it is
+undefined and written as NaN (empty in the CSV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from softbits.errors import ConfigError, SoftbitsError
+from softbits.experiments.settings import SETTING_COLUMNS
+from softbits.experiments.store import ResultStore
+from softbits.experiments.tasks import TEST_PHASE
+from softbits.methods import METHODS
+
+__all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "write_report"]
+
+TABLE_COLUMNS = ("dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Files one report wrote."""
+
+    table_csv: Path
+    table_md: Path
+    figure: Path
+    compare_csv: Path | None = None
+    compare_md: Path | None = None
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the t-interval with df = n − 1; NaN bounds when n < 2."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    mean = float(values.mean()) if n else float("nan")
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def _method_order() -> dict[str, int]:
+    return {m.display: i for i, m in enumerate(METHODS.values())}
+
+
+def summarize(store: ResultStore) -> pd.DataFrame:
+    """One row per chosen (dataset, method, bits) with final-test results, paper names."""
+    choices = store.choices()
+    results = store.results()
+    results = results[results["phase"] == TEST_PHASE]
+    rows = []
+    for c in choices.to_dict("records"):
+        mine = results[(results["dataset"] == c["dataset"]) & (results["method"] == c["method"])
+                       & (results["bits"] == c["bits"]) & (results["setting_id"] == c["setting_id"])]
+        if mine.empty:
+            continue
+        mean, low, high = t_interval(mine["test_mse"].to_numpy(dtype=np.float64))
+        row = {"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
+               "n_runs": len(mine), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high}
+        row.update({k: c[k] for k in SETTING_COLUMNS})
+        rows.append(row)
+    columns = [*TABLE_COLUMNS, *SETTING_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    if table.empty:
+        return table
+    order = _method_order()
+    datasets = list(dict.fromkeys(table["dataset"]))
+    table["_d"] = table["dataset"].map(datasets.index)
+    table["_m"] = table["method"].map(order)
+    return table.sort_values(["_d", "bits", "_m"]).drop(columns=["_d", "_m"]).reset_index(drop=True)
+
+
+def _fmt(x: float) -> str:
+    return "—" if not np.isfinite(x) else f"{x:.5f}"
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    """Rows dataset × bits, columns methods; best quantized method per row in bold."""
+    order = _method_order()
+    methods = sorted(table["method"].unique(), key=order.get)
+    lines = ["| dataset | bits | " + " | ".join(methods) + " |",
+             "|---|---:|" + "---:|" * len(methods)]
+    for (dataset, bits), group in table.groupby(["dataset", "bits"], sort=False):
+        means = dict(zip(group["method"], group["test_mse_mean"]))
+        quantized = {m: v for m, v in means.items() if m != "FP" and np.isfinite(v)}
+        best = min(quantized, key=quantized.get) if quantized else None
+        cells = []
+        for m in methods:
+            text = _fmt(means[m]) if m in means else ""
+            cells.append(f"**{text}**" if m == best else text)
+        lines.append(f"| {dataset} | {bits} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(table: pd.DataFrame, path: Path) -> None:
+    """MSE vs bits per dataset: quantized methods with CI bands, FP as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    order = _method_order()
+    for ax, dataset in zip(axes[0], datasets):
+        part = table[table["dataset"] == dataset]
+        for method in sorted(part["method"].unique(), key=order.get):
+            m = part[part["method"] == method].sort_values("bits")
+            if method == "FP":
+                ax.axhline(float(m["test_mse_mean"].mean()), color="black", linestyle="--", label="FP")
+                continue
+            line, = ax.plot(m["bits"], m["test_mse_mean"], marker="o", label=method)
+            ok = np.isfinite(m["ci95_low"]) & np.isfinite(m["ci95_high"])
+            if ok.any():
+                ax.fill_between(m["bits"][ok], m["ci95_low"][ok], m["ci95_high"][ok],
+                                color=line.get_color(), alpha=0.2)
+        ax.set_title(dataset)
+        ax.set_xlabel("bits per feature")
+        ax.set_ylabel("test MSE (standardized target)")
+        ax.set_xticks(sorted(part["bits"].unique()))
+        if (part["test_mse_mean"] > 0).all():
+            ax.set_yscale("log")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(table: pd.DataFrame, reference: Path) -> pd.DataFrame:
+    """Ours vs a reference table of the same layout: ratio of means, inside/below its CI."""
+    try:
+        ref = pd.read_csv(reference)
+    except FileNotFoundError:
+        raise ConfigError(f"reference file {reference} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"reference file {reference} is not a readable CSV: {exc}".replace("\n", " ")) from None
+    need = ["dataset", "method", "bits", "test_mse_mean", "ci95_low", "ci95_high"]
+    missing = [c for c in need if c not in ref.columns]
+    if missing:
+        raise ConfigError(f"reference file {reference} lacks columns: {', '.join(missing)}")
+    ref = ref[need].rename(columns={"test_mse_mean": "ref_mean", "ci95_low": "ref_ci95_low",
+                                    "ci95_high": "ref_ci95_high"})
+    ref["bits"] = ref["bits"].astype(int)
+    out = table[["dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high"]].merge(
+        ref, on=["dataset", "method", "bits"], how="inner")
+    out["ratio"] = out["test_mse_mean"] / out["ref_mean"]
+    out["inside_ref_ci"] = (out["test_mse_mean"] >= out["ref_ci95_low"]) & (
+        out["test_mse_mean"] <= out["ref_ci95_high"])
+    out["below_ref_ci"] = out["test_mse_mean"] < out["ref_ci95_low"]
+    return out
+
+
+def _compare_markdown(cmp: pd.DataFrame) -> str:
+    lines = ["| dataset | bits | method | ours | reference [95% CI] | ours/ref | inside CI | below CI |",
+             "|---|---:|---|---:|---|---:|:---:|:---:|"]
+    for r in cmp.to_dict("records"):
+        lines.append(
+            f"| {r['dataset']} | {r['bits']} | {r['method']} | {_fmt(r['test_mse_mean'])} | "
+            f"{_fmt(r['ref_mean'])} [{_fmt(r['ref_ci95_low'])}, {_fmt(r['ref_ci95_high'])}] | "
+            f"{r['ratio']:.3f} | {'yes' if r['inside_ref_ci'] else 'no'} | "
+            f"{'yes' if r['below_ref_ci'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(store: ResultStore, out: Path, reference: Path | None = None) -> ReportPaths:
+    """Write table.csv, table.md, figure4.png (and compare.csv/.md with a reference) to ``out``."""
+    table = summarize(store)
+    if table.empty:
+        raise SoftbitsError(f"store {store.path} has no final-test results to report yet")
+    cmp = compare(table, reference) if reference is not None else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png")
+    table.to_csv(paths.table_csv, index=False)
+    paths.table_md.write_text("Mean test MSE over the final-test repeats (standardized target); "
+                              "best quantized method per row in bold.\n\n" + _markdown_table(table))
+    _figure(table, paths.figure)
+    if cmp is not None:
+        paths = ReportPaths(paths.table_csv, paths.table_md, paths.figure,
+                            out / "compare.csv", out / "compare.md")
+        cmp.to_csv(paths.compare_csv, index=False)
+        paths.compare_md.write_text(f"Ours vs {Path(reference).name}: ratio of means and whether "
+                                    "our mean lies inside (or below) the reference 95% CI.\n\n"
+                                    + _compare_markdown(cmp))
+    return paths

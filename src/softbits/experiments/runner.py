@@ -1,0 +1,100 @@
+"""Execution backends for the protocol's tasks; the runner is the store's only writer.
+
+Local: the main process (``jobs=1``) or joblib worker processes (``jobs>1``). Dask: the same
+tasks submitted to a running ``distributed`` scheduler. Either way results come back to the main
+process in completion order and each task is written in its own transaction as it finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from softbits.errors import SoftbitsError
+from softbits.experiments.store import ResultStore
+from softbits.experiments.tasks import Task, TaskResult, run
+
+__all__ = ["Backend", "LocalBackend", "DaskBackend", "connect_dask", "execute", "pending"]
+
+
+class Backend:
+    """Turns tasks into results, in any order."""
+
+    name: str = ""
+
+    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers or connections."""
+
+
+class LocalBackend(Backend):
+    """``jobs`` local processes via joblib (in-process when ``jobs == 1``)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = int(jobs)
+        self.name = f"local ({self.jobs} process{'es' if self.jobs > 1 else ''})"
+
+    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
+        if self.jobs == 1 or len(tasks) <= 1:
+            yield from (run(t) for t in tasks)
+            return
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky")
+        yield from parallel(delayed(run)(t) for t in tasks)
+
+
+class DaskBackend(Backend):
+    """A running Dask distributed cluster; workers need softbits and the data directory."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.name = f"dask ({client.scheduler.address})"
+
+    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
+        from distributed import as_completed
+
+        futures = self.client.map(run, tasks, pure=False)
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def connect_dask(address: str, timeout: float = 5.0) -> Any:
+    """A client for ``tcp://HOST:PORT``; an unreachable scheduler is a one-line error."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SoftbitsError("--scheduler needs dask.distributed: pip install 'softbits[dask]'") from None
+    if "://" not in address:
+        raise SoftbitsError(f"scheduler address {address!r} must look like tcp://HOST:PORT")
+    try:
+        return Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except Exception as exc:  # distributed raises OSError, TimeoutError or ValueError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SoftbitsError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s: "
+                            f"{reason}") from None
+
+
+def pending(tasks: list[Task], store: ResultStore) -> list[Task]:
+    """Tasks with at least one key not yet in the store."""
+    done = store.finished_keys()
+    return [t for t in tasks if not all(k in done for k in t.keys())]
+
+
+def execute(tasks: list[Task], store: ResultStore, backend: Backend,
+            on_result: Callable[[TaskResult], None] | None = None) -> int:
+    """Run ``tasks`` on ``backend``, writing each result as it arrives; returns rows added."""
+    added = 0
+    for result in backend.results(tasks):
+        added += store.add_rows(result.rows)
+        if on_result is not None:
+            on_result(result)
+    return added

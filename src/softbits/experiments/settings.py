@@ -1,0 +1,187 @@
+"""Hyperparameter settings: the paper's random-search grid, its seeded draw, and settings tables.
+
+A :class:`Setting` holds the seven values the paper searches (named as in its result files:
+learning_rate, hidden_layers, …); its ``id`` is a hash of those values, so a store can tell
+results of different settings apart without trusting an index into a draw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from softbits.config import TrainConfig
+from softbits.errors import ConfigError
+
+__all__ = [
+    "PAPER_GRID",
+    "QUICK_GRID",
+    "SETTING_COLUMNS",
+    "Setting",
+    "draw_settings",
+    "load_grid",
+    "read_settings_table",
+]
+
+#: column names of the paper's result files, in the order of the Setting fields
+SETTING_COLUMNS = ("learning_rate", "hidden_layers", "hidden_neurons", "num_epochs",
+                   "decrease_factor", "dropout_rate", "weight_decay")
+
+#: SPEC protocol step 2: each key drawn independently from these values
+PAPER_GRID: dict[str, tuple[float, ...]] = {
+    "learning_rate": (1e-3, 1e-4),
+    "hidden_layers": (5, 6, 8, 10),
+    "hidden_neurons": (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
+    "num_epochs": (30, 50, 70),
+    "decrease_factor": (1e-3, 1e-4),
+    "dropout_rate": (0.0, 0.2, 0.4, 0.5),
+    "weight_decay": (0.0,),
+}
+
+#: small nets and few epochs, so that ``reproduce --quick`` runs in minutes on a laptop CPU
+QUICK_GRID: dict[str, tuple[float, ...]] = {
+    "learning_rate": (1e-3,),
+    "hidden_layers": (2, 3),
+    "hidden_neurons": (32, 64),
+    "num_epochs": (8, 12),
+    "decrease_factor": (1e-3, 1e-4),
+    "dropout_rate": (0.0,),
+    "weight_decay": (0.0,),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the search grid (the values of one row of the paper's result table)."""
+
+    learning_rate: float
+    hidden_layers: int
+    hidden_neurons: int
+    num_epochs: int
+    decrease_factor: float
+    dropout_rate: float
+    weight_decay: float
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Setting":
+        """Coerce table values (``5.0`` layers, ``'1e-3'``) to the field types."""
+        return cls(
+            learning_rate=float(values["learning_rate"]),
+            hidden_layers=int(float(values["hidden_layers"])),
+            hidden_neurons=int(float(values["hidden_neurons"])),
+            num_epochs=int(float(values["num_epochs"])),
+            decrease_factor=float(values["decrease_factor"]),
+            dropout_rate=float(values["dropout_rate"]),
+            weight_decay=float(values["weight_decay"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def id(self) -> str:
+        """Stable short hash of the values (float repr, so 1e-3 and 0.001 agree)."""
+        text = json.dumps({k: repr(v) for k, v in self.to_dict().items()}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def train_config(self, method: str, bits: int, seed: int, device: str = "auto") -> TrainConfig:
+        """The validated training config of this setting for one method, bit width and seed."""
+        return TrainConfig(method=method, bits=bits, layers=self.hidden_layers,
+                           neurons=self.hidden_neurons, epochs=self.num_epochs,
+                           lr=self.learning_rate, weight_decay=self.weight_decay,
+                           dropout=self.dropout_rate, decrease_factor=self.decrease_factor,
+                           seed=seed, device=device, task="regression")
+
+
+def _grid_size(grid: Mapping[str, Sequence[float]]) -> int:
+    return int(np.prod([len(grid[k]) for k in SETTING_COLUMNS]))
+
+
+def draw_settings(n: int, seed: int = 42,
+                  grid: Mapping[str, Sequence[float]] = PAPER_GRID) -> list[Setting]:
+    """``n`` distinct settings, each key drawn independently and uniformly from ``grid``.
+
+    Draws repeat until ``n`` distinct settings are found (the grid's size bounds ``n``), so the
+    list is a pure function of (n, seed, grid) and the same for every dataset and bit width.
+    """
+    size = _grid_size(grid)
+    if not 1 <= n <= size:
+        raise ConfigError(f"number of settings must be in 1..{size} (the grid's size), got {n}")
+    rng = np.random.default_rng(seed)
+    seen: dict[str, Setting] = {}
+    while len(seen) < n:
+        values = {k: grid[k][int(rng.integers(len(grid[k])))] for k in SETTING_COLUMNS}
+        setting = Setting.from_mapping(values)
+        seen.setdefault(setting.id, setting)
+    return list(seen.values())
+
+
+def load_grid(path: Path) -> dict[str, tuple[float, ...]]:
+    """A JSON object mapping each of :data:`SETTING_COLUMNS` to a non-empty list of values."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"grid file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"grid file {path} is not valid JSON: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"grid file {path} must hold a JSON object")
+    missing = [k for k in SETTING_COLUMNS if k not in raw]
+    unknown = sorted(set(raw) - set(SETTING_COLUMNS))
+    if missing or unknown:
+        raise ConfigError(f"grid file {path}: missing keys {missing}, unknown keys {unknown}; "
+                          f"expected exactly {', '.join(SETTING_COLUMNS)}")
+    grid: dict[str, tuple[float, ...]] = {}
+    for key in SETTING_COLUMNS:
+        values = raw[key]
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"grid file {path}: {key} must be a non-empty list of numbers")
+        grid[key] = tuple(values)
+    return grid
+
+
+def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], Setting]:
+    """Chosen settings per (dataset, method display name, bits) from a paper-style CSV.
+
+    Every needed row must be present; the error names the missing ones so the user can fix the
+    file before any training starts.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"settings file {path} is not a readable CSV: {exc}".replace("\n", " ")) from None
+    required = ("dataset", "method", "bits", *SETTING_COLUMNS)
+    missing_cols = [c for c in required if c not in table.columns]
+    if missing_cols:
+        raise ConfigError(f"settings file {path} lacks columns: {', '.join(missing_cols)}")
+    index: dict[tuple[str, str, int], Setting] = {}
+    for row in table.to_dict("records"):
+        try:
+            key = (str(row["dataset"]), str(row["method"]).lower(), int(float(row["bits"])))
+            index.setdefault(key, Setting.from_mapping(row))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"settings file {path}: bad row {row}: {exc}") from None
+    chosen: dict[tuple[str, str, int], Setting] = {}
+    missing_rows: list[str] = []
+    for dataset, display, bits in needed:
+        setting = index.get((dataset, display.lower(), bits))
+        if setting is None:
+            missing_rows.append(f"{dataset}/{display}/{bits}")
+        else:
+            chosen[(dataset, display, bits)] = setting
+    if missing_rows:
+        shown = ", ".join(missing_rows[:5]) + (" …" if len(missing_rows) > 5 else "")
+        raise ConfigError(f"settings file {path} lacks {len(missing_rows)} needed "
+                          f"(dataset/method/bits) rows: {shown}")
+    return chosen

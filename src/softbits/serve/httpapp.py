@@ -1,0 +1,58 @@
+"""The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``.
+
+The body of ``/v1/predict`` is a wire payload (``application/octet-stream``; the content type is
+not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the size limit, which
+is checked against Content-Length before the body is read and again while it streams in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from softbits.serve.service import PredictionService
+
+__all__ = ["create_http_app"]
+
+
+def _error(status: int, message: str):
+    from starlette.responses import Response
+
+    return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
+
+
+def create_http_app(service: "PredictionService") -> "FastAPI":
+    """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short."""
+    from fastapi import FastAPI, Request
+    from starlette.responses import Response
+
+    app = FastAPI(title="softbits", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post("/v1/predict")
+    async def predict(request: Request) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > service.max_payload_bytes:
+            return _error(413, service.too_large(int(declared)).body.decode())
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > service.max_payload_bytes:
+                return _error(413, service.too_large(len(body)).body.decode())
+        answer = service.answer(bytes(body))
+        if answer.ok:
+            return Response(answer.body, media_type="application/json")
+        return _error(answer.status, answer.body.decode())
+
+    @app.get("/v1/model")
+    async def model() -> Response:
+        return Response(service.spec_json, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(json.dumps({"status": "ok", "model_id": service.model_id}),
+                        media_type="application/json")
+
+    return app

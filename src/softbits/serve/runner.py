@@ -1,0 +1,137 @@
+"""Run the HTTP and CoAP servers in one process and one asyncio event loop.
+
+Both transports share one :class:`~softbits.serve.service.PredictionService`; requests are
+answered on the loop thread (a batch is a small MLP forward pass, cheaper than a thread hop).
+SIGINT/SIGTERM stop both servers cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from softbits.errors import SoftbitsError
+
+if TYPE_CHECKING:
+    from softbits.serve.service import PredictionService
+
+__all__ = ["Address", "parse_address", "run_servers", "serve"]
+
+Address = tuple[str, int]
+
+
+def parse_address(text: str, default_port: int) -> Address:
+    """``HOST:PORT``, ``HOST`` or ``:PORT`` (IPv6 as ``[::1]:PORT``) → (host, port)."""
+    host, port = text.strip(), default_port
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise SoftbitsError(f"bad address {text!r}: missing ']'")
+        rest, host = host[end + 1:], host[1:end]
+        if rest:
+            if not rest.startswith(":"):
+                raise SoftbitsError(f"bad address {text!r}")
+            port = _port(rest[1:], text)
+    elif host.count(":") == 1:
+        host, p = host.split(":")
+        port = _port(p, text)
+    return host or "127.0.0.1", port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise SoftbitsError(f"bad port in {whole!r}: give a number 0..65535")
+    return int(text)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Iterator[None]:
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _start_http(service: "PredictionService", address: Address) -> tuple[Any, asyncio.Task]:
+    import uvicorn
+
+    from softbits.serve.httpapp import create_http_app
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal capture: this loop owns SIGINT/SIGTERM."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(create_http_app(service), host=address[0], port=address[1],
+                            log_level="warning", access_log=False, lifespan="off",
+                            server_header=False, date_header=False)
+    server = Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            # uvicorn logs the bind error and exits; report it as a user error
+            with contextlib.suppress(BaseException):
+                task.result()
+            raise SoftbitsError(f"cannot serve HTTP on {address[0]}:{address[1]} (address in use or not local?)")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def _start_coap(service: "PredictionService", address: Address) -> Any:
+    import aiocoap
+
+    from softbits.serve.coap import create_coap_site
+
+    try:
+        return await aiocoap.Context.create_server_context(create_coap_site(service), bind=address)
+    except OSError as exc:
+        raise SoftbitsError(f"cannot serve CoAP on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
+
+
+async def run_servers(service: "PredictionService", http: Address | None, coap: Address | None,
+                      on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
+    if http is None and coap is None:
+        raise SoftbitsError("nothing to serve: both HTTP and CoAP are disabled")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    coap_ctx = http_server = http_task = None
+    with _stop_on_signals(loop, stop):
+        try:
+            urls: dict[str, str] = {"model_id": service.model_id}
+            if coap is not None:
+                coap_ctx = await _start_coap(service, coap)
+                urls["coap"] = f"coap://{_host(coap[0])}:{coap[1]}/predict"
+            if http is not None:
+                http_server, http_task = await _start_http(service, http)
+                port = http_server.servers[0].sockets[0].getsockname()[1]
+                urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
+            on_ready(urls)
+            await stop.wait()
+        finally:
+            if http_server is not None:
+                http_server.should_exit = True
+                await http_task
+            if coap_ctx is not None:
+                await coap_ctx.shutdown()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(service: "PredictionService", http: Address | None, coap: Address | None,
+          on_ready: Callable[[dict[str, str]], None]) -> None:
+    """Blocking entry point for the CLI."""
+    asyncio.run(run_servers(service, http, coap, on_ready))

@@ -1,0 +1,77 @@
+"""The transport-independent server core: payload bytes in, a status and a reply body out.
+
+HTTP and CoAP both call :meth:`PredictionService.answer`, so they validate, batch and format
+identically; only the mapping of the status to 200/400/413 or 2.05/4.00/4.13 differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from softbits.device.predict import predict_payload, prediction_values
+from softbits.device.spec import EncoderSpec
+from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from softbits.artifact import TrainedModel
+
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Answer", "PredictionService"]
+
+#: 64 KiB: thousands of samples for typical models, far above one device message
+DEFAULT_MAX_PAYLOAD_BYTES = 65536
+
+log = logging.getLogger("softbits.serve")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``status`` is 200, 400, 413 or 500; ``body`` is JSON (200) or a one-line message."""
+
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+class PredictionService:
+    """A loaded model, its encoder spec and the payload size limit."""
+
+    def __init__(self, model: "TrainedModel", max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        if max_payload_bytes < HEADER_BYTES:
+            raise ValueError(f"max_payload_bytes must be at least {HEADER_BYTES}")
+        self.model = model
+        self.spec = EncoderSpec.from_model(model)
+        self.max_payload_bytes = int(max_payload_bytes)
+        self.spec_json = self.spec.to_json().encode("utf-8")
+        self.model.module.eval()
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    def too_large(self, n_bytes: int) -> Answer:
+        return Answer(413, f"payload of {n_bytes} bytes exceeds the limit of "
+                           f"{self.max_payload_bytes} bytes".encode())
+
+    def answer(self, data: bytes) -> Answer:
+        """Predict every sample of one payload as one batch; never raises."""
+        try:
+            with torch.inference_mode():
+                pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes)
+            values = prediction_values(self.model, pred)
+        except PayloadTooLarge as exc:
+            return Answer(413, str(exc).encode())
+        except PayloadError as exc:
+            return Answer(400, str(exc).encode())
+        except Exception:  # noqa: BLE001 - a bug must not stop the server; log it, answer 500
+            log.exception("prediction failed")
+            return Answer(500, b"internal error while predicting")
+        body = {"model_id": self.model_id, "n_samples": len(values), "predictions": values}
+        return Answer(200, json.dumps(body, separators=(",", ":")).encode())

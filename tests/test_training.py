@@ -1,0 +1,129 @@
+"""The engine and the pipeline: repeatability, classification, checkpointing, model files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
+from softbits.errors import ConfigError, SoftbitsError
+from softbits.methods import METHODS
+from softbits.training import iterate_batches, resolve_device
+
+SMALL = dict(layers=2, neurons=32, epochs=4, lr=3e-3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    return load_dataset("diabetes")
+
+
+def test_batches_cover_every_row_once():
+    g = torch.Generator().manual_seed(0)
+    batches = list(iterate_batches(1100, 512, g, torch.device("cpu")))
+    assert [len(b) for b in batches] == [512, 512, 76]
+    assert sorted(torch.cat(batches).tolist()) == list(range(1100))
+
+
+def test_same_seed_same_result_on_cpu(diabetes):
+    a = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=3, seed=5, **SMALL))
+    b = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=3, seed=5, **SMALL))
+    c = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=3, seed=6, **SMALL))
+    assert a.metrics["test_mse"] == b.metrics["test_mse"]
+    assert a.metrics["test_mse"] != c.metrics["test_mse"]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_and_reports_hard_mse(diabetes, method):
+    cfg = TrainConfig(method=method, bits=3, **SMALL)
+    model = train_dataset(diabetes, cfg)
+    m = model.metrics
+    assert np.isfinite(m["test_mse"]) and 0 < m["test_mse"] < 5
+    assert m["train_seconds"] > 0
+    q = model.module.quantizer
+    if method == "fp":
+        assert q is None
+    else:
+        assert q is not None and q.bits == 3
+        soft_expected = q.uses_temperature
+        assert (m["test_mse_soft"] is not None) == soft_expected
+    if method.startswith("po-"):
+        assert np.isfinite(m["test_mse_fp"])
+
+
+def test_bwsq_thresholds_move_and_stay_device_exact(diabetes):
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=4, **SMALL))
+    q = model.module.quantizer
+    X = diabetes.X
+    codes = model.encode(X)
+    assert codes.min() >= 0 and codes.max() <= 15
+    np.testing.assert_array_equal(model.predict_codes(codes), model.predict(X))
+    assert model.metrics["final_temperature"] < 1.0
+    init = TrainConfig(method="bw-qq", bits=4, **SMALL)
+    fixed = train_dataset(diabetes, init).module.quantizer.thresholds
+    assert not torch.allclose(q.thresholds, fixed)
+
+
+def test_classification_with_cross_entropy():
+    ds = load_dataset("breast_cancer")
+    model = train_dataset(ds, TrainConfig(method="bw-sq", bits=2, layers=2, neurons=32, epochs=20,
+                                          lr=3e-3, device="cpu"))
+    assert model.metrics["test_mse"] is None
+    assert model.metrics["test_accuracy"] > 0.9
+    pred = model.predict(ds.X[:10])
+    assert pred.dtype.kind == "i" and set(pred.tolist()) <= {0, 1}
+
+
+def test_best_validation_checkpoint(diabetes):
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=3, val_fraction=0.2,
+                                                **{**SMALL, "epochs": 6}))
+    assert model.metrics["best_epoch"] is not None and 0 <= model.metrics["best_epoch"] < 6
+
+
+def test_model_file_round_trip(tmp_path, diabetes):
+    for method in ("bw-sq", "po-qq", "fp", "sq"):
+        model = train_dataset(diabetes, TrainConfig(method=method, bits=2, **SMALL))
+        path = model.save(tmp_path / f"{method}.safetensors")
+        loaded = TrainedModel.load(path)
+        np.testing.assert_array_equal(loaded.predict(diabetes.X), model.predict(diabetes.X))
+        assert loaded.feature_names == diabetes.feature_names
+        assert loaded.config.method == method and loaded.metrics["test_mse"] == model.metrics["test_mse"]
+        assert loaded.runtime["torch"] == torch.__version__
+
+
+def test_model_file_errors(tmp_path):
+    with pytest.raises(SoftbitsError, match="not found"):
+        TrainedModel.load(tmp_path / "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(SoftbitsError, match="not a softbits model"):
+        TrainedModel.load(junk)
+
+
+def test_wrong_feature_count_is_an_error(diabetes):
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", bits=2, **SMALL))
+    with pytest.raises(SoftbitsError, match="expected 10 features"):
+        model.predict(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(method="nope"), "unknown method"),
+    (dict(bits=0), "bits must be"),
+    (dict(bits=17), "bits must be"),
+    (dict(method="pr-mq", bits=1), "needs bits >= 2"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(schedule="zig"), "unknown schedule"),
+    (dict(lr=0), "lr must be"),
+])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
