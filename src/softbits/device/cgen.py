@@ -16,23 +16,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from softbits.device.spec import EncoderSpec
+from softbits.device.spec import EncoderSpec, float32_keys
 from softbits.device.wire import HEADER_BYTES, WIRE_VERSION, header_prefix
 
-__all__ = ["C_HEADER_NAME", "C_SOURCE_NAME", "float_keys", "generate_c", "write_c"]
+__all__ = ["C_HEADER_NAME", "C_SOURCE_NAME", "generate_c", "write_c"]
 
 C_HEADER_NAME = "softbits_encoder.h"
 C_SOURCE_NAME = "softbits_encoder.c"
 _PER_LINE = 6
-
-
-def float_keys(values: np.ndarray) -> np.ndarray:
-    """The C encoder's order-preserving int32 keys of float32 values (NaN excluded)."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
-    magnitude = bits & 0x7FFFFFFF
-    return np.where(bits >> 31 == 1, -magnitude, magnitude).astype(np.int32)
 
 
 def _c_identifier_comment(name: str) -> str:
@@ -71,7 +62,7 @@ def _header(spec: EncoderSpec) -> str:
 
 
 def _table(spec: EncoderSpec) -> list[str]:
-    keys = float_keys(spec.thresholds)
+    keys = float32_keys(spec.thresholds)
     lines = ["static const int32_t softbits_keys[SOFTBITS_N_FEATURES][SOFTBITS_N_THRESHOLDS] = {"]
     for name, row in zip(spec.feature_names, keys):
         lines.append(f"    /* {_c_identifier_comment(name)} */ {{")

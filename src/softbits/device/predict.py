@@ -4,6 +4,11 @@ For threshold models the raw rows go through the device encoder (raw-unit float3
 the server's decoder, :meth:`~softbits.artifact.TrainedModel.predict_codes`; a payload goes
 through the decoder only. Both paths therefore give identical predictions for the same rows.
 Models without a threshold encoder (fp, lsq, llt) predict from the raw rows directly.
+
+Batching: a payload's samples are predicted as one batch. CPU BLAS kernels may round a row
+differently depending on its position in a batch (panel remainders), so the same rows grouped into
+different batches can differ in the last float32 bits (~1e-6 relative); the same batch gives the
+same bits, which is why a payload's reply equals ``softbits predict`` on the same rows.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ generated C and the server all derive from one :class:`EncoderSpec`, so they agr
 
 Folding the standardizer into the thresholds: the network was trained on x_std = (x − mean) /
 scale and the device compares raw x, so each stored float32 standardized threshold a_std becomes
-``a_raw = float32(float64(a_std) · scale + mean)`` (float64 arithmetic, one rounding to float32).
+the raw float32 ``a_raw`` with ``x > a_raw`` ⟺ ``float32((x − mean)/scale) > a_std`` for every
+float32 x (see :func:`raw_thresholds`): device codes equal the model's codes on float32 inputs.
 Because scale > 0 the map is monotone, so sorted standardized thresholds stay sorted.
 
 The model id is the first 8 bytes of SHA-256 over a canonical binary form of the spec (see
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_BITS",
     "EncoderSpec",
     "canonical_bytes",
+    "float32_keys",
     "raw_thresholds",
 ]
 
@@ -45,20 +47,53 @@ MAX_BITS = 16
 _CANON_TAG = b"softbits-encoder\x00"
 
 
+def float32_keys(values: np.ndarray) -> np.ndarray:
+    """Order-preserving int32 keys of float32 values (NaN excluded): ``key(x) > key(t)`` ⟺ ``x > t``.
+
+    Sign-magnitude bits become two's complement, so both zeros map to 0; the generated C
+    compares these keys instead of floats.
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
+    magnitude = bits & 0x7FFFFFFF
+    return np.where(bits >> 31 == 1, -magnitude, magnitude).astype(np.int32)
+
+
+def _from_keys(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.int64)
+    bits = np.where(keys < 0, 0x80000000 | -keys, keys).astype(np.uint32)
+    return bits.view(np.float32)
+
+
 def raw_thresholds(std_sorted: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Standardized float32 thresholds [F, M] → raw-unit float32 thresholds, sorted per row.
 
-    Computed in float64 and rounded once to float32, the precision the device compares in.
+    The model compares ``float32((x − mean) / scale) > a_std`` (float64 arithmetic, one rounding).
+    That is monotone in x, so the inputs it calls "above" are exactly the float32 values
+    ``x ≥ x0``. The raw threshold is ``a_raw`` = the float32 just below ``x0``, found by bisection
+    over the ordered float32 values; then ``x > a_raw`` ⟺ the model's comparison, for every
+    float32 x, including values that sit on a threshold (common for quantile thresholds of
+    discrete features). ``a_raw`` differs from ``float32(a_std · scale + mean)`` by less than one
+    float32 step of a_std (times scale) plus one raw ulp.
     """
-    a = np.asarray(std_sorted, dtype=np.float32).astype(np.float64)
+    a = np.asarray(std_sorted, dtype=np.float32)
     mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     if np.any(scale <= 0):
         raise SoftbitsError("input scaler has a non-positive scale; cannot fold it into thresholds")
-    raw = np.sort((a * scale + mean).astype(np.float32), axis=1)
-    if not np.all(np.isfinite(raw)):
-        raise SoftbitsError("a raw-unit threshold is not finite in float32; the encoder cannot be exported")
-    return raw
+    top = 0x7F7FFFFF  # key of the largest finite float32
+    lo = np.full(a.shape, -top, dtype=np.int64)  # smallest finite float32
+    hi = np.full(a.shape, top + 1, dtype=np.int64)  # "no finite float32 is above"
+    with np.errstate(over="ignore", invalid="ignore"):
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            x = _from_keys(np.minimum(mid, top)).astype(np.float64)
+            above = ((x - mean) / scale).astype(np.float32) > a
+            hi = np.where((lo < hi) & above, mid, hi)
+            lo = np.where((lo < hi) & ~above, mid + 1, lo)
+    if np.any(lo == -top):
+        raise SoftbitsError("a threshold lies below every finite float32 input; the encoder cannot be exported")
+    raw = _from_keys(np.minimum(lo - 1, top))
+    return np.sort(raw, axis=1)
 
 
 def canonical_bytes(feature_names: tuple[str, ...], bits: int, thresholds: np.ndarray,
@@ -76,9 +111,12 @@ def canonical_bytes(feature_names: tuple[str, ...], bits: int, thresholds: np.nd
     return b"".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EncoderSpec:
-    """Raw-unit threshold table [F, 2^bits − 1] (float32, sorted rows) plus names and bits."""
+    """Raw-unit threshold table [F, 2^bits − 1] (float32, sorted rows) plus names and bits.
+
+    Two specs are equal when their canonical bytes are (``source`` is informative only).
+    """
 
     feature_names: tuple[str, ...]
     bits: int
@@ -107,6 +145,17 @@ class EncoderSpec:
         if np.any(np.diff(table, axis=1) < 0):
             raise SoftbitsError("encoder thresholds must be sorted ascending per feature")
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EncoderSpec):
+            return NotImplemented
+        return self.canonical() == other.canonical()
+
+    def __hash__(self) -> int:
+        return hash(self.model_id_bytes)
+
+    def canonical(self) -> bytes:
+        return canonical_bytes(self.feature_names, self.bits, self.thresholds, self.format_version)
+
     # ---- derived sizes -----------------------------------------------------------------------
     @property
     def n_features(self) -> int:
@@ -127,9 +176,7 @@ class EncoderSpec:
 
     @property
     def model_id_bytes(self) -> bytes:
-        digest = hashlib.sha256(canonical_bytes(self.feature_names, self.bits, self.thresholds,
-                                                self.format_version)).digest()
-        return digest[:8]
+        return hashlib.sha256(self.canonical()).digest()[:8]
 
     @property
     def model_id(self) -> str:

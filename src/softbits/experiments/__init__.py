@@ -6,7 +6,7 @@ SQLite store (:mod:`~softbits.experiments.store`); :mod:`~softbits.experiments.r
 the store into the paper's Table 2 and Figure 4.
 """
 
-from softbits.experiments.protocol import Protocol, choose_settings, search_tasks, test_tasks
+from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
 from softbits.experiments.report import ReportPaths, summarize, write_report
 from softbits.experiments.runner import execute
 from softbits.experiments.settings import (
@@ -36,11 +36,11 @@ __all__ = [
     "choose_settings",
     "draw_settings",
     "execute",
+    "final_tasks",
     "load_grid",
     "read_settings_table",
     "run",
     "search_tasks",
     "summarize",
-    "test_tasks",
     "write_report",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.progress import Progress
 
 from softbits.cli import DataDirOpt, app, console, err_console, print_json
 from softbits.config import MAX_BITS
@@ -94,9 +95,10 @@ def _positive(value: int, what: str, minimum: int = 1) -> int:
     return value
 
 
-def _progress():
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+def _progress() -> Progress:
+    """Completed/total trainings with elapsed time and ETA, on stderr."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("runs"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -125,7 +127,7 @@ def reproduce(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report."""
-    from softbits.experiments.protocol import Protocol, choose_settings, search_tasks, test_tasks
+    from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
     from softbits.experiments.report import write_report
     from softbits.experiments.runner import DaskBackend, LocalBackend, connect_dask, execute, pending
     from softbits.experiments.settings import (PAPER_GRID, QUICK_GRID, draw_settings, load_grid,
@@ -144,8 +146,6 @@ def reproduce(
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     resolve_device(device)
     check_store(store)
-    if store.exists() and store.is_dir():
-        raise ConfigError(f"--store {store} is a directory; give a file path")
     dataset_list = _datasets(datasets if datasets is not None else preset["datasets"], data_dir)
     parallel = scheduler is not None or jobs > 1
     protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
@@ -173,6 +173,7 @@ def reproduce(
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
     result_store = ResultStore(store)
     added = 0
+    runs = 0
     try:
         with _progress() as progress:
             if search:
@@ -181,10 +182,12 @@ def reproduce(
             else:
                 result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
                                          for (d, m, b), s in chosen_from_file.items())
-                todo = pending(test_tasks(protocol, chosen_from_file), result_store)
+                todo = pending(final_tasks(protocol, chosen_from_file), result_store)
             bar = progress.add_task(f"{'search' if search else 'test'} · {backend.name}", total=len(todo))
 
             def advance(_: Any) -> None:
+                nonlocal runs
+                runs += 1
                 progress.advance(bar)
 
             added += execute(todo, result_store, backend, advance)
@@ -194,7 +197,7 @@ def reproduce(
                 if missing:
                     raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
                 result_store.set_choices((d, m, b, s, "search", val) for (d, m, b), (s, val) in choices.items())
-                todo = pending(test_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
+                todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
                 bar = progress.add_task(f"test · {backend.name}", total=len(todo))
                 added += execute(todo, result_store, backend, advance)
         out_dir = out if out is not None else store.parent / f"{store.stem}_report"
@@ -205,10 +208,11 @@ def reproduce(
     seconds = time.perf_counter() - started
     if as_json:
         print_json({"store": str(store), "report": str(paths.table_csv.parent), "rows_added": added,
-                    "seconds": seconds, "backend": backend.name})
+                    "runs": runs, "seconds": seconds, "backend": backend.name})
         return
-    console.print(paths.table_md.read_text())
-    console.print(f"{added} new result rows in {seconds:.1f} s · store {store} · report {paths.table_csv.parent}")
+    console.print(paths.table_md.read_text(), soft_wrap=True)
+    console.print(f"{runs} trainings, {added} new result rows in {seconds:.1f} s · store {store} · "
+                  f"report {paths.table_csv.parent}", soft_wrap=True)
 
 
 @app.command()
@@ -229,7 +233,7 @@ def report(
         if as_json:
             print_json({"out": str(out), "rows": summarize(s).to_dict("records")})
             return
-    console.print(paths.table_md.read_text())
+    console.print(paths.table_md.read_text(), soft_wrap=True)
     if paths.compare_md is not None:
-        console.print(paths.compare_md.read_text())
+        console.print(paths.compare_md.read_text(), soft_wrap=True)
     console.print(f"report written to {out}")

@@ -18,7 +18,7 @@ from softbits.experiments.settings import Setting
 from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase
 from softbits.methods import get_method
 
-__all__ = ["Protocol", "Cell", "choose_settings", "search_tasks", "test_tasks", "shares_fp_training"]
+__all__ = ["Protocol", "Cell", "choose_settings", "search_tasks", "final_tasks", "shares_fp_training"]
 
 #: (dataset, method name, bits)
 Cell = tuple[str, str, int]
@@ -89,7 +89,7 @@ def search_tasks(protocol: Protocol, settings: list[Setting]) -> list[Task]:
     return tasks
 
 
-def test_tasks(protocol: Protocol, chosen: Mapping[Cell, Setting]) -> list[Task]:
+def final_tasks(protocol: Protocol, chosen: Mapping[Cell, Setting]) -> list[Task]:
     """Repeat r trains the chosen setting on a fresh 90/10 split with seed ``seed + r``."""
     tasks: list[Task] = []
     for dataset, method, bits, setting, evaluations in _groups(protocol, protocol.cells(), chosen):

@@ -103,8 +103,10 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 def _figure(table: pd.DataFrame, path: Path) -> None:
     """MSE vs bits per dataset: quantized methods with CI bands, FP as a dashed line."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise SoftbitsError("figure4.png needs matplotlib: pip install 'softbits[report]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

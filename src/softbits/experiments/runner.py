@@ -56,9 +56,11 @@ class DaskBackend(Backend):
     def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
         from distributed import as_completed
 
+        if not tasks:
+            return
         futures = self.client.map(run, tasks, pure=False)
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 yield future.result()
         finally:
             self.client.cancel(futures)

@@ -74,9 +74,9 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
 def check_store(path: Path) -> None:
     """Refuse an incompatible store without creating or changing anything."""
     path = Path(path)
+    if path.is_dir():
+        raise SoftbitsError(f"store {path} is a directory; give a file path")
     if not path.exists() or path.stat().st_size == 0:
-        if path.is_dir():
-            raise SoftbitsError(f"store {path} is a directory; give a file path")
         return
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

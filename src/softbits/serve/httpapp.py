@@ -3,32 +3,25 @@
 The body of ``/v1/predict`` is a wire payload (``application/octet-stream``; the content type is
 not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the size limit, which
 is checked against Content-Length before the body is read and again while it streams in.
+Only the runner imports this module, so FastAPI loads only when HTTP is served.
 """
 
-from __future__ import annotations
-
 import json
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
-    from softbits.serve.service import PredictionService
+from softbits.serve.service import PredictionService
 
 __all__ = ["create_http_app"]
 
 
-def _error(status: int, message: str):
-    from starlette.responses import Response
-
+def _error(status: int, message: str) -> Response:
     return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
-def create_http_app(service: "PredictionService") -> "FastAPI":
+def create_http_app(service: PredictionService) -> FastAPI:
     """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short."""
-    from fastapi import FastAPI, Request
-    from starlette.responses import Response
-
     app = FastAPI(title="softbits", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/v1/predict")

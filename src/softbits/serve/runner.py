@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,19 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> It
             loop.remove_signal_handler(sig)
 
 
-async def _start_http(service: "PredictionService", address: Address) -> tuple[Any, asyncio.Task]:
+def _bind_tcp(address: Address) -> socket.socket:
+    """Bind here rather than in uvicorn, whose bind failure exits the process."""
+    try:
+        family = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise SoftbitsError(f"cannot serve HTTP on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
+    return sock
+
+
+async def _start_http(service: "PredictionService", address: Address) -> tuple[Any, asyncio.Task, int]:
     import uvicorn
 
     from softbits.serve.httpapp import create_http_app
@@ -73,19 +86,16 @@ async def _start_http(service: "PredictionService", address: Address) -> tuple[A
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    config = uvicorn.Config(create_http_app(service), host=address[0], port=address[1],
-                            log_level="warning", access_log=False, lifespan="off",
-                            server_header=False, date_header=False)
+    sock = _bind_tcp(address)
+    config = uvicorn.Config(create_http_app(service), log_level="warning", access_log=False,
+                            lifespan="off", server_header=False, date_header=False)
     server = Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            # uvicorn logs the bind error and exits; report it as a user error
-            with contextlib.suppress(BaseException):
-                task.result()
-            raise SoftbitsError(f"cannot serve HTTP on {address[0]}:{address[1]} (address in use or not local?)")
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
         await asyncio.sleep(0.01)
-    return server, task
+    if task.done():
+        task.result()
+    return server, task, sock.getsockname()[1]
 
 
 async def _start_coap(service: "PredictionService", address: Address) -> Any:
@@ -114,8 +124,7 @@ async def run_servers(service: "PredictionService", http: Address | None, coap: 
                 coap_ctx = await _start_coap(service, coap)
                 urls["coap"] = f"coap://{_host(coap[0])}:{coap[1]}/predict"
             if http is not None:
-                http_server, http_task = await _start_http(service, http)
-                port = http_server.servers[0].sockets[0].getsockname()[1]
+                http_server, http_task, port = await _start_http(service, http)
                 urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
             on_ready(urls)
             await stop.wait()

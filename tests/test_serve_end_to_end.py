@@ -1,0 +1,259 @@
+"""A real ``softbits serve`` process on 127.0.0.1: HTTP and CoAP answers equal ``softbits predict``.
+
+Clients: a plain HTTP client (urllib), Debian's ``coap-client-notls`` (libcoap), aiocoap, and
+``softbits send``. Bad payloads get 400 / 4.00 (413 / 4.13 when oversized) naming the problem,
+and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from softbits.cli import main
+from softbits.config import TrainConfig
+from softbits.data import load_dataset
+from softbits.device.spec import EncoderSpec
+from softbits.device.wire import encode_payload
+from softbits.pipeline import train_dataset
+
+MAX_PAYLOAD = 4096
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    """``softbits serve`` on free loopback ports; returns the process and its ready URLs."""
+    http, coap = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "softbits", "serve", str(model), "--http",
+                             f"127.0.0.1:{http}", "--coap", f"127.0.0.1:{coap}", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # the server prints one "ready {...}" line once both are bound
+    if not line.startswith("ready "):
+        proc.kill()
+        raise AssertionError(f"server did not start: {line}{proc.stderr.read()}")
+    return proc, json.loads(line[len("ready "):])
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    ds = load_dataset("diabetes")
+    for method in ("bw-sq", "pr-qq", "fp"):
+        cfg = TrainConfig(method=method, bits=3, layers=1, neurons=8, epochs=2, lr=0.05, device="cpu", seed=2)
+        train_dataset(ds, cfg).save(d / f"{method}.safetensors")
+    frame = pd.DataFrame(ds.X[:20], columns=ds.feature_names)
+    frame[ds.target_name] = ds.y[:20]
+    frame.to_csv(d / "rows.csv", index=False)
+    frame.head(3).to_csv(d / "three.csv", index=False)
+    from softbits.artifact import TrainedModel
+
+    spec = EncoderSpec.from_model(TrainedModel.load(d / "bw-sq.safetensors"))
+    (d / "payload.bin").write_bytes(encode_payload(spec, ds.X[:20]))
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
+    proc, urls = start_server(d / "bw-sq.safetensors", env, "--max-payload", str(MAX_PAYLOAD))
+    yield {"dir": d, "urls": urls, "proc": proc, "spec": spec}
+    stop_server(proc)
+
+
+def cli_lines(capsys, *args) -> tuple[int, list[str], str]:
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, [line for line in out.out.splitlines() if line.strip()], out.err
+
+
+@pytest.fixture(scope="module")
+def expected(setup) -> list[float]:
+    """``softbits predict MODEL --input rows.csv`` (in-process), as floats."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["predict", str(setup["dir"] / "bw-sq.safetensors"), "--input", str(setup["dir"] / "rows.csv")])
+    return [float(v) for v in buf.getvalue().split()]
+
+
+def http(url: str, data: bytes | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def base(setup) -> str:
+    return setup["urls"]["http"].rsplit("/v1/", 1)[0]
+
+
+def test_http_plain_client_equals_softbits_predict(setup, expected):
+    status, body = http(setup["urls"]["http"], (setup["dir"] / "payload.bin").read_bytes())
+    assert status == 200
+    assert body["predictions"] == expected and body["n_samples"] == 20
+    assert body["model_id"] == setup["spec"].model_id
+
+
+def test_http_model_and_health(setup):
+    status, spec = http(base(setup) + "/v1/model")
+    assert status == 200 and spec["model_id"] == setup["spec"].model_id
+    assert EncoderSpec.from_dict(spec) == setup["spec"]
+    assert http(base(setup) + "/healthz") == (200, {"status": "ok", "model_id": setup["spec"].model_id})
+
+
+@pytest.mark.skipif(shutil.which("coap-client-notls") is None,
+                    reason="coap-client-notls is not installed (Debian package libcoap3-bin)")
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_foreign_coap_client_equals_softbits_predict(setup, expected, method):
+    url = setup["urls"]["coap"]
+    r = subprocess.run(["coap-client-notls", "-m", method, "-f", str(setup["dir"] / "payload.bin"), url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["predictions"] == expected
+
+
+@pytest.mark.skipif(shutil.which("coap-client-notls") is None,
+                    reason="coap-client-notls is not installed (Debian package libcoap3-bin)")
+def test_foreign_coap_client_gets_4_00_for_bad_payload(setup, tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes((setup["dir"] / "payload.bin").read_bytes()[:-1])
+    r = subprocess.run(["coap-client-notls", "-m", "post", "-f", str(bad), setup["urls"]["coap"]],
+                       capture_output=True, text=True, timeout=60)
+    assert "4.00" in r.stdout + r.stderr and "truncated body" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("to", ["coap", "http"])
+def test_softbits_send_equals_softbits_predict(setup, expected, capsys, to):
+    """20 rows fit one payload (--batch 64): the reply is bit-identical to ``softbits predict``."""
+    code, out, err = cli_lines(capsys, "send", setup["dir"] / "bw-sq.safetensors", "--input",
+                               setup["dir"] / "rows.csv", "--to", setup["urls"][to])
+    assert code == 0, err
+    assert [float(v) for v in out] == expected
+
+
+@pytest.mark.parametrize("to, batch", [("coap", 7), ("http", 3)])
+def test_softbits_send_in_several_payloads(setup, expected, capsys, to, batch):
+    """Each payload is one batch: bit-identical to predicting the same chunks, and equal to the
+    one-batch predictions up to BLAS rounding (a row's bits may depend on its batch position)."""
+    from softbits.artifact import TrainedModel
+    from softbits.device.predict import predict_rows
+
+    code, out, err = cli_lines(capsys, "send", setup["dir"] / "bw-sq.safetensors", "--input",
+                               setup["dir"] / "rows.csv", "--to", setup["urls"][to], "--batch", batch)
+    assert code == 0, err
+    model = TrainedModel.load(setup["dir"] / "bw-sq.safetensors")
+    X = pd.read_csv(setup["dir"] / "rows.csv")[model.feature_names].to_numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server runs
+    try:
+        chunks = [v for i in range(0, len(X), batch) for v in predict_rows(model, X[i:i + batch])]
+    finally:
+        torch.set_num_threads(threads)
+    got = [float(v) for v in out]
+    assert got == chunks
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_softbits_send_reports_server_refusal(setup, capsys):
+    code, out, err = cli_lines(capsys, "send", setup["dir"] / "pr-qq.safetensors", "--input",
+                               setup["dir"] / "three.csv", "--to", setup["urls"]["http"])
+    assert code == 2 and out == []
+    assert "answered 400: model id mismatch" in err
+
+
+def _mutations(good: bytes) -> list[tuple[bytes, int, str]]:
+    return [
+        (good[:9], 400, "truncated header"),
+        (b"XX" + good[2:], 400, "bad magic"),
+        (good[:2] + b"\x09" + good[3:], 400, "unsupported wire format version 9"),
+        (good[:6] + b"\xff" * 8 + good[14:], 400, "model id mismatch"),
+        (good[:14] + b"\x15\x00" + good[16:], 400, "truncated body: header says 21 samples"),
+        (good + b"\x00", 400, "length mismatch"),
+        (good[:14] + b"\x00\x00" + good[16:], 400, "sample count is 0"),
+        (good[:3] + b"\x05" + good[4:], 400, "payload is for 10 features × 5 bits"),
+        (good + b"\x00" * MAX_PAYLOAD, 413, "exceeds the limit of 4096 bytes"),
+    ]
+
+
+def test_http_bad_payloads_answer_400_and_server_keeps_serving(setup, expected):
+    good = (setup["dir"] / "payload.bin").read_bytes()
+    for data, status, message in _mutations(good):
+        got, body = http(setup["urls"]["http"], data)
+        assert got == status and message in body["error"], (message, body)
+        assert http(setup["urls"]["http"], good)[1]["predictions"] == expected
+    assert setup["proc"].poll() is None
+
+
+def test_coap_bad_payloads_answer_4xx_and_server_keeps_serving(setup, expected):
+    import aiocoap
+
+    good = (setup["dir"] / "payload.bin").read_bytes()
+
+    async def exchange() -> None:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            for data, status, message in _mutations(good):
+                for code in (aiocoap.POST, aiocoap.PUT):
+                    reply = await ctx.request(aiocoap.Message(code=code, uri=setup["urls"]["coap"],
+                                                              payload=data)).response
+                    want = aiocoap.BAD_REQUEST if status == 400 else aiocoap.REQUEST_ENTITY_TOO_LARGE
+                    assert reply.code == want and message in reply.payload.decode(), reply.payload
+                ok = await ctx.request(aiocoap.Message(code=aiocoap.POST, uri=setup["urls"]["coap"],
+                                                       payload=good)).response
+                assert ok.code == aiocoap.CONTENT and json.loads(ok.payload)["predictions"] == expected
+            get = await ctx.request(aiocoap.Message(code=aiocoap.GET, uri=setup["urls"]["coap"])).response
+            assert get.code == aiocoap.METHOD_NOT_ALLOWED
+        finally:
+            await ctx.shutdown()
+
+    asyncio.run(exchange())
+    assert setup["proc"].poll() is None
+
+
+def test_serve_refuses_a_busy_port(setup):
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
+    busy = setup["urls"]["http"].split("//")[1].split("/")[0]
+    r = subprocess.run([sys.executable, "-m", "softbits", "serve", str(setup["dir"] / "bw-sq.safetensors"),
+                        "--coap", "off", "--http", busy], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"error: cannot serve HTTP on {busy}" in r.stderr, r.stderr
+
+
+def test_serve_refuses_models_without_encoder(setup, capsys):
+    code, out, err = cli_lines(capsys, "serve", setup["dir"] / "fp.safetensors", "--coap", "off")
+    assert code == 2 and "has no threshold encoder" in err
+    code, out, err = cli_lines(capsys, "serve", setup["dir"] / "bw-sq.safetensors", "--coap", "off",
+                               "--http", "off")
+    assert code == 2 and "nothing to serve" in err
