@@ -181,3 +181,19 @@ def test_full_precision_model_predicts_from_csv(workdir, cli):
     m = TrainedModel.load(workdir / "fp.safetensors")
     X = pd.read_csv(workdir / "rows.csv")[m.feature_names].to_numpy()
     assert [float(v) for v in lines(out)] == list(m.predict(X))
+
+
+def test_classification_prints_class_labels(cli, tmp_path):
+    ds = load_dataset("breast_cancer")
+    cfg = TrainConfig(method="bw-qq", bits=2, layers=1, neurons=8, epochs=2, device="cpu", seed=0)
+    model = train_dataset(ds, cfg)
+    model.save(tmp_path / "clf.safetensors")
+    pd.DataFrame(ds.X[:25], columns=ds.feature_names).to_csv(tmp_path / "rows.csv", index=False)
+    spec = EncoderSpec.from_model(model)
+    (tmp_path / "p.bin").write_bytes(encode_payload(spec, ds.X[:25]))
+    from_csv = lines(cli("predict", tmp_path / "clf.safetensors", "--input", tmp_path / "rows.csv").stdout)
+    from_payload = lines(cli("predict", tmp_path / "clf.safetensors", "--payload", tmp_path / "p.bin").stdout)
+    assert from_csv == from_payload and len(from_csv) == 25
+    assert set(from_csv) <= set(ds.classes)
+    expected = [ds.classes[i] for i in model.predict(ds.X[:25].astype(np.float32).astype(np.float64))]
+    assert from_csv == expected

@@ -183,7 +183,7 @@ def test_bit_order_documented_examples():
     assert pack(np.array([[0x1234]]), 13).tobytes() == bytes([0x34, 0x12])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(bits=st.integers(1, 16), n_features=st.integers(1, 40), n=st.integers(0, 9), seed=st.integers(0, 2**32 - 1))
 def test_pack_unpack_round_trip(bits, n_features, n, seed):
     codes = np.random.default_rng(seed).integers(0, 1 << bits, (n, n_features))

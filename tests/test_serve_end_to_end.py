@@ -257,3 +257,25 @@ def test_serve_refuses_models_without_encoder(setup, capsys):
     code, out, err = cli_lines(capsys, "serve", setup["dir"] / "bw-sq.safetensors", "--coap", "off",
                                "--http", "off")
     assert code == 2 and "nothing to serve" in err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+    ("0.0.0.0", ("0.0.0.0", 5683)),
+    (":7000", ("127.0.0.1", 7000)),
+    ("[::1]:6000", ("::1", 6000)),
+    ("[::1]", ("::1", 5683)),
+])
+def test_parse_address(text, expected):
+    from softbits.serve.runner import parse_address
+
+    assert parse_address(text, 5683) == expected
+
+
+@pytest.mark.parametrize("text", ["host:port", "1.2.3.4:70000", "[::1", "[::1]x"])
+def test_parse_address_rejects(text):
+    from softbits.errors import SoftbitsError
+    from softbits.serve.runner import parse_address
+
+    with pytest.raises(SoftbitsError):
+        parse_address(text, 5683)

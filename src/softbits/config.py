@@ -61,10 +61,8 @@ class TrainConfig:
         if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
             raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {self.bits!r}")
         if self.bits < method.min_bits:
-            raise ConfigError(
-                f"method {self.method} needs bits >= {method.min_bits} (midpoint decoding needs "
-                f"at least 2 thresholds), got {self.bits}"
-            )
+            why = f" ({method.min_bits_reason})" if method.min_bits_reason else ""
+            raise ConfigError(f"method {self.method} needs bits >= {method.min_bits}{why}, got {self.bits}")
         checks = [
             (self.layers >= 0, f"layers must be >= 0, got {self.layers}"),
             (self.neurons >= 1, f"neurons must be >= 1, got {self.neurons}"),

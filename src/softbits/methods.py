@@ -37,6 +37,7 @@ class Method:
     train_quantizer: QuantizerFactory | None = None
     post_quantizer: QuantizerFactory | None = None
     min_bits: int = 1
+    min_bits_reason: str = ""
     description: str = ""
 
     @property
@@ -63,16 +64,19 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
 
 
+_MIDPOINT = "midpoint decoding needs at least 2 thresholds"
+_SYMMETRIC = "the symmetric table needs R = 2^(n-1) - 1 >= 1"
+
 for _m in [
     Method("fp", "FP", description="full precision, no quantization"),
     Method("po-mq", "Po-MQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
-           min_bits=2, description="FP model tested on min-max quantized inputs"),
+           min_bits=2, min_bits_reason=_MIDPOINT, description="FP model tested on min-max quantized inputs"),
     Method("po-qq", "Po-QQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
-           min_bits=2, description="FP model tested on quantile quantized inputs"),
+           min_bits=2, min_bits_reason=_MIDPOINT, description="FP model tested on quantile quantized inputs"),
     Method("pr-mq", "Pr-MQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
-           min_bits=2, description="fixed min-max quantizer + midpoint decoder in training and test"),
+           min_bits=2, min_bits_reason=_MIDPOINT, description="fixed min-max quantizer + midpoint decoder in training and test"),
     Method("pr-qq", "Pr-QQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
-           min_bits=2, description="fixed quantile quantizer + midpoint decoder in training and test"),
+           min_bits=2, min_bits_reason=_MIDPOINT, description="fixed quantile quantizer + midpoint decoder in training and test"),
     Method("sq", "SQ", train_quantizer=lambda f, b, i: SoftQuantizer(f, b, init=i),
            description="soft quantization: summed sigmoids, trainable thresholds"),
     Method("bw-mq", "Bw-MQ",
@@ -85,10 +89,11 @@ for _m in [
            train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=True, trainable=True, init=i),
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),
     Method("lsq", "LSQ", train_quantizer=lambda f, b, i: LSQQuantizer(f, b), min_bits=2,
+           min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
            description="learned step size quantization per feature (Esser et al. 2020)"),
     Method("llt4", "LLT4", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=4),
-           min_bits=2, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
+           min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
     Method("llt9", "LLT9", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=9),
-           min_bits=2, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
+           min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
 ]:
     register_method(_m)

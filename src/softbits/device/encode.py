@@ -1,10 +1,10 @@
 """Batch encoder and bit packer: raw float32 features → codes → LSB-first packed bytes.
 
 Codes: k = #{j : x > t_j} over the spec's sorted raw-unit float32 thresholds. The generated C
-finds k by a binary search of ``bits`` comparisons; the batch kernels count SIMD comparisons up to
-8 bits and search above. Every variant evaluates the same float32 ``x > t``, so all agree. Inputs are first cast to
-float32 (round to nearest), the precision a device holds. NaN compares false everywhere, so
-NaN → 0; −inf → 0 and +inf → 2^bits − 1 because thresholds are finite.
+finds k by a binary search of ``bits`` comparisons; the batch kernels count SIMD comparisons up
+to 8 bits and search above. Every variant evaluates the same float32 ``x > t``, so all agree.
+Inputs are first cast to float32 (round to nearest), the precision a device holds. NaN compares
+false everywhere, so NaN → 0; −inf → 0 and +inf → 2^bits − 1 because thresholds are finite.
 
 Packing: within a sample, feature f's code occupies stream bits [f·bits, (f+1)·bits), code LSB
 first; stream bit b is bit (b mod 8) of byte ⌊b/8⌋ (bit 0 = least significant). Each sample
@@ -182,6 +182,8 @@ def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
     n, f = codes.shape
     width = (f * bits + 7) // 8
     codes = np.ascontiguousarray(codes, dtype=code_dtype(bits))
+    if bits == 8:  # one code per byte: the codes are the bytes
+        return codes.copy()
     if _use_numba(backend, codes.size):
         out = np.empty((n, width), dtype=np.uint8)
         _kernels()["pack"](codes, bits, out)  # type: ignore[index]
@@ -199,6 +201,8 @@ def unpack(data: np.ndarray, n_features: int, bits: int, backend: Backend = "aut
         raise SoftbitsError(f"packed samples must be [N, {width}] bytes, got shape {data.shape}")
     n = data.shape[0]
     dtype = code_dtype(bits)
+    if bits == 8:
+        return data.copy()
     if _use_numba(backend, n * n_features):
         out = np.empty((n, n_features), dtype=dtype)
         _kernels()["unpack"](data, bits, out)  # type: ignore[index]

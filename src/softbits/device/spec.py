@@ -21,6 +21,7 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -174,11 +175,11 @@ class EncoderSpec:
         """Packed bytes per sample: ⌈F·bits / 8⌉."""
         return (self.n_features * self.bits + 7) // 8
 
-    @property
+    @cached_property
     def model_id_bytes(self) -> bytes:
         return hashlib.sha256(self.canonical()).digest()[:8]
 
-    @property
+    @cached_property
     def model_id(self) -> str:
         return self.model_id_bytes.hex()
 

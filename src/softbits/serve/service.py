@@ -11,11 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from softbits.device.predict import predict_payload, prediction_values
 from softbits.device.spec import EncoderSpec
-from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge
+from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, build_payload
 
 if TYPE_CHECKING:
     from softbits.artifact import TrainedModel
@@ -51,6 +52,11 @@ class PredictionService:
         self.max_payload_bytes = int(max_payload_bytes)
         self.spec_json = self.spec.to_json().encode("utf-8")
         self.model.module.eval()
+        # one request at startup loads the lazy imports (numba check, torch kernels), so the
+        # first device does not wait for them
+        warm = self.answer(build_payload(self.spec, np.zeros((1, self.spec.sample_bytes), np.uint8)))
+        if not warm.ok:
+            raise RuntimeError(f"the model cannot answer a valid payload: {warm.body.decode()}")
 
     @property
     def model_id(self) -> str:
