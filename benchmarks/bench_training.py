@@ -27,17 +27,21 @@ from softbits.quantizers import BitwiseQuantizer
 from softbits.training import resolve_device, train_epoch
 
 
-def _time_epochs(step, repeats: int, device: torch.device) -> list[float]:
-    step()  # warm-up
-    times = []
+def _time_interleaved(steps: dict[str, object], repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Time one epoch of each step in turn, ``repeats`` rounds: drift of the machine (clock,
+    neighbours) hits every variant alike instead of whichever ran last."""
+    for step in steps.values():
+        step()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t)
     return times
 
 
@@ -49,7 +53,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--neurons", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -86,9 +90,9 @@ def main() -> None:
                 opt.step()
         return step
 
-    t_bwsq = _time_epochs(engine(bwsq, X), args.repeats, device)
-    t_bare = _time_epochs(engine(bare, X_wide), args.repeats, device)
-    t_loader = _time_epochs(dataloader_loop(), max(2, args.repeats // 2), device)
+    times = _time_interleaved({"bwsq": engine(bwsq, X), "bare": engine(bare, X_wide),
+                               "loader": dataloader_loop()}, args.repeats, device)
+    t_bwsq, t_bare, t_loader = times["bwsq"], times["bare"], times["loader"]
     med = statistics.median
     result = {
         "benchmark": "training_epoch",

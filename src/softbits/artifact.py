@@ -99,7 +99,8 @@ class TrainedModel:
             raise SoftbitsError(f"expected codes of shape [N, {self.n_features}], got {tuple(codes_t.shape)}")
         if codes_t.numel() and (int(codes_t.min()) < 0 or int(codes_t.max()) >= (1 << q.bits)):
             raise SoftbitsError(f"codes must lie in 0..{(1 << q.bits) - 1}")
-        self.module.eval()
+        if self.module.training:  # a recursive eval() per request costs more than the network
+            self.module.eval()
         return self._output_to_prediction(self.module.forward_codes(codes_t))
 
     def _quantizer(self):

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from softbits.errors import ConfigError
-from softbits.quantizers import THRESHOLD_INITS
 from softbits.schedules import SCHEDULES
 
 __all__ = ["TrainConfig", "MAX_BITS"]
@@ -56,6 +55,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from softbits.methods import get_method
+        from softbits.quantizers import THRESHOLD_INITS
 
         method = get_method(self.method)
         if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:

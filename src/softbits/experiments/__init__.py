@@ -4,43 +4,34 @@ Experiments are pure functions ``run(task) -> result`` (:mod:`~softbits.experime
 the runner calls them in local processes or on a Dask cluster and is the only writer of the
 SQLite store (:mod:`~softbits.experiments.store`); :mod:`~softbits.experiments.report` turns
 the store into the paper's Table 2 and Figure 4.
+
+The names below load lazily so that ``softbits --help`` stays fast.
 """
 
-from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
-from softbits.experiments.report import ReportPaths, summarize, write_report
-from softbits.experiments.runner import execute
-from softbits.experiments.settings import (
-    PAPER_GRID,
-    QUICK_GRID,
-    SETTING_COLUMNS,
-    Setting,
-    draw_settings,
-    load_grid,
-    read_settings_table,
-)
-from softbits.experiments.store import SCHEMA_VERSION, ResultStore
-from softbits.experiments.tasks import Evaluation, ResultKey, Task, run
+from __future__ import annotations
 
-__all__ = [
-    "PAPER_GRID",
-    "QUICK_GRID",
-    "SCHEMA_VERSION",
-    "SETTING_COLUMNS",
-    "Evaluation",
-    "Protocol",
-    "ReportPaths",
-    "ResultKey",
-    "ResultStore",
-    "Setting",
-    "Task",
-    "choose_settings",
-    "draw_settings",
-    "execute",
-    "final_tasks",
-    "load_grid",
-    "read_settings_table",
-    "run",
-    "search_tasks",
-    "summarize",
-    "write_report",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Protocol": "protocol", "choose_settings": "protocol", "final_tasks": "protocol",
+    "search_tasks": "protocol",
+    "ReportPaths": "report", "summarize": "report", "write_report": "report",
+    "execute": "runner",
+    "PAPER_GRID": "settings", "QUICK_GRID": "settings", "SETTING_COLUMNS": "settings",
+    "Setting": "settings", "draw_settings": "settings", "load_grid": "settings",
+    "read_settings_table": "settings",
+    "SCHEMA_VERSION": "store", "ResultStore": "store",
+    "Evaluation": "tasks", "ResultKey": "tasks", "Task": "tasks", "run": "tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'softbits.experiments' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"softbits.experiments.{module}"), name)
+    globals()[name] = value
+    return value

@@ -49,10 +49,21 @@ class BitwiseQuantizer(ThresholdQuantizer):
         return self._exceeds(x).to(x.dtype).flatten(1)
 
     def _ranks(self) -> torch.Tensor:
-        """Position of each threshold in its feature's (stable) sorted order, [F, M]."""
-        order = torch.argsort(self.thresholds.detach(), dim=-1, stable=True)
+        """Position of each threshold in its feature's (stable) sorted order, [F, M].
+
+        Cached until the thresholds change (their version counter moves on every in-place
+        update, optimizer steps and ``load_state_dict`` included): a server decodes with the
+        same thresholds for every request.
+        """
+        t = self.thresholds
+        key = (t._version, t.data_ptr(), t.device)
+        cached = getattr(self, "_ranks_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        order = torch.argsort(t.detach(), dim=-1, stable=True)
         ranks = torch.empty_like(order)
         ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+        self._ranks_cache = (key, ranks)
         return ranks
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

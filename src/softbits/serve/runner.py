@@ -147,5 +147,15 @@ def _host(host: str) -> str:
 
 def serve(service: "PredictionService", http: Address | None, coap: Address | None,
           on_ready: Callable[[dict[str, str]], None]) -> None:
-    """Blocking entry point for the CLI."""
-    asyncio.run(run_servers(service, http, coap, on_ready))
+    """Blocking entry point for the CLI; on uvloop's event loop when it is installed."""
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    if loop_factory is None or not hasattr(asyncio, "Runner"):  # asyncio.Runner: Python 3.11+
+        asyncio.run(run_servers(service, http, coap, on_ready))
+        return
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(run_servers(service, http, coap, on_ready))
