@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,24 +19,13 @@ import numpy as np
 
 from softbits.device.encode import encode, has_numba, pack, unpack
 from softbits.device.spec import EncoderSpec
+from softbits.env import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "encoder.json"
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numba
-
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-            "threads_used": 1}
+    return {**machine_info("numpy", "numba"), "threads_used": 1}
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

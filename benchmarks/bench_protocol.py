@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+
+from softbits.env import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "protocol_jobs.json"
 
@@ -63,9 +64,7 @@ def main() -> None:
                   "settings": 3, "folds": 2, "repeats": 2, "grid": SWEEP_GRID},
         "variants": variants,
         "speedup_jobs2_over_jobs1": round(variants[1]["runs_per_hour"] / variants[0]["runs_per_hour"], 2),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "torch": torch.__version__,
+        "machine": {**machine_info("torch"),
                     "torch_threads_default": torch.get_num_threads(),
                     "load_average_1_5_15_min_before": [round(v, 2) for v in load_before]},
     }

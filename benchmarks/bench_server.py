@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -28,26 +26,13 @@ import numpy as np
 from softbits.artifact import TrainedModel
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
+from softbits.env import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "server.json"
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    import torch
-
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            **{name: version(name) for name in ("uvicorn", "fastapi", "aiocoap", "h11")}}
+    return machine_info("torch", "uvicorn", "fastapi", "aiocoap", "h11", "httptools", "uvloop")
 
 
 def free_port(kind: int) -> int:

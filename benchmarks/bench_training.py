@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from softbits.env import runtime_info
+from softbits.env import machine_info, runtime_info
 from softbits.model import QuantizedMLP, build_mlp
 from softbits.quantizers import BitwiseQuantizer
 from softbits.training import resolve_device, train_epoch
@@ -105,9 +103,8 @@ def main() -> None:
         "overhead_goal": 1.10,
         "dataloader_over_engine_ratio": med(t_loader) / med(t_bwsq),
         "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        **runtime_info(device),
+        "machine": machine_info("torch", "numpy"),
+        "device": runtime_info(device)["device"],
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -49,3 +49,28 @@ def softbits_cmd() -> list[str]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def save_diabetes_models(directory: Path, methods: tuple[str, ...], *, seed: int,
+                         n_rows: int):
+    """Tiny saved models (3 bits, one hidden layer) on sklearn's diabetes data, and the first
+    ``n_rows`` raw rows with their target as ``rows.csv`` (returned too)."""
+    import pandas as pd
+
+    from softbits import TrainConfig, load_dataset, train_dataset
+
+    ds = load_dataset("diabetes")
+    for method in methods:
+        cfg = TrainConfig(method=method, bits=3, layers=1, neurons=8, epochs=2, lr=0.05,
+                          device="cpu", seed=seed)
+        train_dataset(ds, cfg).save(directory / f"{method}.safetensors")
+    frame = pd.DataFrame(ds.X[:n_rows], columns=ds.feature_names)
+    frame[ds.target_name] = ds.y[:n_rows]
+    frame.to_csv(directory / "rows.csv", index=False)
+    return frame
+
+
+@pytest.fixture(scope="session")
+def diabetes_models():
+    """:func:`save_diabetes_models`, for module-scoped fixtures that write models once."""
+    return save_diabetes_models

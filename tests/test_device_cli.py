@@ -50,16 +50,10 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
+def workdir(tmp_path_factory, diabetes_models) -> Path:
     """Three saved models (bw-sq, po-mq, fp) and a CSV of raw diabetes rows with the target."""
     d = tmp_path_factory.mktemp("device_cli")
-    ds = load_dataset("diabetes")
-    for method in ("bw-sq", "po-mq", "fp"):
-        cfg = TrainConfig(method=method, bits=3, layers=1, neurons=8, epochs=2, lr=0.05, device="cpu", seed=1)
-        train_dataset(ds, cfg).save(d / f"{method}.safetensors")
-    frame = pd.DataFrame(ds.X[:60], columns=ds.feature_names)
-    frame[ds.target_name] = ds.y[:60]
-    frame.to_csv(d / "rows.csv", index=False)
+    diabetes_models(d, ("bw-sq", "po-mq", "fp"), seed=1, n_rows=60)
     return d
 
 

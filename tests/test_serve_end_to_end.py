@@ -25,11 +25,8 @@ import pytest
 import torch
 
 from softbits.cli import main
-from softbits.config import TrainConfig
-from softbits.data import load_dataset
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
-from softbits.pipeline import train_dataset
 
 MAX_PAYLOAD = 4096
 
@@ -63,20 +60,15 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, diabetes_models):
     d = tmp_path_factory.mktemp("serve")
-    ds = load_dataset("diabetes")
-    for method in ("bw-sq", "pr-qq", "fp"):
-        cfg = TrainConfig(method=method, bits=3, layers=1, neurons=8, epochs=2, lr=0.05, device="cpu", seed=2)
-        train_dataset(ds, cfg).save(d / f"{method}.safetensors")
-    frame = pd.DataFrame(ds.X[:20], columns=ds.feature_names)
-    frame[ds.target_name] = ds.y[:20]
-    frame.to_csv(d / "rows.csv", index=False)
+    frame = diabetes_models(d, ("bw-sq", "pr-qq", "fp"), seed=2, n_rows=20)
     frame.head(3).to_csv(d / "three.csv", index=False)
     from softbits.artifact import TrainedModel
 
     spec = EncoderSpec.from_model(TrainedModel.load(d / "bw-sq.safetensors"))
-    (d / "payload.bin").write_bytes(encode_payload(spec, ds.X[:20]))
+    X = frame[list(spec.feature_names)].to_numpy()
+    (d / "payload.bin").write_bytes(encode_payload(spec, X))
     env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
     proc, urls = start_server(d / "bw-sq.safetensors", env, "--max-payload", str(MAX_PAYLOAD))
     yield {"dir": d, "urls": urls, "proc": proc, "spec": spec}
