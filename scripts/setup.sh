@@ -21,6 +21,9 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+pip_install() {  # quiet, without the per-package notes some local package indexes print
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v 'WARNING: Location .* is ignored' || true; }
+}
+pip_install torch==2.13.0
+pip_install -e ".[all]"
 echo "softbits is set up in .venv ($(.venv/bin/softbits --version 2>/dev/null || echo installed))"
