@@ -74,3 +74,17 @@ def save_diabetes_models(directory: Path, methods: tuple[str, ...], *, seed: int
 def diabetes_models():
     """:func:`save_diabetes_models`, for module-scoped fixtures that write models once."""
     return save_diabetes_models
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """``softbits ARGS`` in-process: exit code, stdout, stderr."""
+    from softbits.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

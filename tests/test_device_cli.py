@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main
 
 from softbits.artifact import TrainedModel
-from softbits.cli import main
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.predict import predict_rows
@@ -35,16 +35,10 @@ def cli(capsys):
     """Run ``softbits ARGS`` in-process; returns exit code and captured output."""
 
     def call(*args, check: bool = True) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
+        code, out, err = run_main(capsys, *args)
         if check:
-            assert code == 0, out.err
-        return Result(code, out.out, out.err)
+            assert code == 0, err
+        return Result(code, out, err)
 
     return call
 

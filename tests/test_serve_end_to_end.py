@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_main
 import torch
 
 from softbits.cli import main
@@ -76,14 +77,8 @@ def setup(tmp_path_factory, diabetes_models):
 
 
 def cli_lines(capsys, *args) -> tuple[int, list[str], str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, [line for line in out.out.splitlines() if line.strip()], out.err
+    code, out, err = run_main(capsys, *args)
+    return code, [line for line in out.splitlines() if line.strip()], err
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from softbits.errors import ConfigError, SoftbitsError
-from softbits.experiments.settings import SETTING_COLUMNS
+from softbits.experiments.settings import SETTING_COLUMNS, read_csv_table
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
@@ -139,12 +139,7 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
 
 def compare(table: pd.DataFrame, reference: Path) -> pd.DataFrame:
     """Ours vs a reference table of the same layout: ratio of means, inside/below its CI."""
-    try:
-        ref = pd.read_csv(reference)
-    except FileNotFoundError:
-        raise ConfigError(f"reference file {reference} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"reference file {reference} is not a readable CSV: {exc}".replace("\n", " ")) from None
+    ref = read_csv_table(reference, "reference file")
     need = ["dataset", "method", "bits", "test_mse_mean", "ci95_low", "ci95_high"]
     missing = [c for c in need if c not in ref.columns]
     if missing:

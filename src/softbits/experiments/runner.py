@@ -7,6 +7,8 @@ process in completion order and each task is written in its own transaction as i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,13 +19,14 @@ from softbits.experiments.tasks import Task, TaskResult, run
 __all__ = ["Backend", "LocalBackend", "DaskBackend", "connect_dask", "execute", "pending"]
 
 
-class Backend:
+class Backend(ABC):
     """Turns tasks into results, in any order."""
 
     name: str = ""
 
+    @abstractmethod
     def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
-        raise NotImplementedError
+        """Run ``tasks``; yield each result as it finishes."""
 
     def close(self) -> None:
         """Release workers or connections."""

@@ -27,6 +27,7 @@ __all__ = [
     "Setting",
     "draw_settings",
     "load_grid",
+    "read_csv_table",
     "read_settings_table",
 ]
 
@@ -148,6 +149,16 @@ def load_grid(path: Path) -> dict[str, tuple[float, ...]]:
     return grid
 
 
+def read_csv_table(path: Path, what: str) -> pd.DataFrame:
+    """A CSV the user named, or a one-line :class:`ConfigError` saying why it cannot be read."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what} {path} is not a readable CSV: {exc}".replace("\n", " ")) from None
+
+
 def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], Setting]:
     """Chosen settings per (dataset, method display name, bits) from a paper-style CSV.
 
@@ -155,12 +166,7 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
     file before any training starts.
     """
     path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"settings file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"settings file {path} is not a readable CSV: {exc}".replace("\n", " ")) from None
+    table = read_csv_table(path, "settings file")
     required = ("dataset", "method", "bits", *SETTING_COLUMNS)
     missing_cols = [c for c in required if c not in table.columns]
     if missing_cols:

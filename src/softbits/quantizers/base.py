@@ -7,6 +7,7 @@ exact tensor the network sees in eval mode): ``decode(encode(x)) == eval forward
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +19,7 @@ from softbits.quantizers.init import init_thresholds, n_thresholds
 __all__ = ["Quantizer", "ThresholdQuantizer"]
 
 
-class Quantizer(nn.Module):
+class Quantizer(nn.Module, ABC):
     """Base class: ``bits`` per feature, ``n_features`` in, ``out_features`` to the network."""
 
     kind: ClassVar[str] = ""
@@ -47,11 +48,13 @@ class Quantizer(nn.Module):
     def init_from_data(self, x: torch.Tensor) -> None:
         """Data-dependent initialisation on the standardized training features."""
 
+    @abstractmethod
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Features [B, F] → integer codes in 0..2^n − 1, what a device sends."""
 
+    @abstractmethod
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Codes → exactly the tensor the network sees in eval mode."""
 
     def sorted_thresholds(self) -> np.ndarray:
         """Sorted float32 thresholds [F, 2^n − 1] in standardized units."""
