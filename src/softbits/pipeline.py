@@ -16,6 +16,7 @@ from softbits.artifact import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, split_and_scale
 from softbits.env import runtime_info
+from softbits.errors import ConfigError
 from softbits.methods import get_method
 from softbits.model import QuantizedMLP, build_mlp
 from softbits.schedules import make_schedule
@@ -131,7 +132,7 @@ def train_dataset(ds: Dataset, config: TrainConfig, *,
                   on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainedModel:
     """The paper's split (90/10, ``random_state=config.seed``), scaling, training and test."""
     if config.task != "auto" and config.task != ds.task:
-        raise ValueError(f"dataset task is {ds.task}, config says {config.task}")
+        raise ConfigError(f"dataset {ds.name} is a {ds.task} task, but the config says {config.task}")
     split = split_and_scale(ds, seed=config.seed)
     return train_on_split(split, config, task=ds.task, feature_names=ds.feature_names,
                           target_name=ds.target_name, classes=ds.classes, dataset=ds.name,

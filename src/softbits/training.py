@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "fit",
     "iterate_batches",
+    "predict_tensor",
     "resolve_device",
     "seed_everything",
     "to_tensor",
