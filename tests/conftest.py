@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,3 +91,28 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def start_server(model: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    """``softbits serve`` on loopback port 0 (the OS picks; no race with other tests); returns
+    the process and its ready URLs, which carry the ports actually bound."""
+    proc = subprocess.Popen([sys.executable, "-m", "softbits", "serve", str(model), "--http",
+                             "127.0.0.1:0", "--coap", "127.0.0.1:0", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # the server prints one "ready {...}" line once both are bound
+    if not line.startswith("ready "):
+        proc.kill()
+        raise AssertionError(f"server did not start: {line}{proc.stderr.read()}")
+    urls = json.loads(line[len("ready "):])
+    for url in (urls["http"], urls["coap"]):
+        assert not url.split("//")[1].split("/")[0].endswith(":0"), f"ready line names port 0: {url}"
+    return proc, urls
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -7,6 +7,7 @@ with one-layer nets, so the whole file stays well under a minute of training.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -49,7 +50,13 @@ def _results(store: Path) -> pd.DataFrame:
 def test_reproduce_then_report_tables(tmp_path: Path, tiny_grid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "s.sqlite"
     main(_tiny_args(tiny_grid, store, "--jobs", "1"))
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    # stderr is not a terminal here: progress comes as plain lines, the last of each phase complete
+    assert re.search(r"^search · .*: 0/(\d+) runs$", captured.err, re.M)
+    done = re.findall(r"^(search|test) · .*: (\d+)/(\d+) runs, elapsed \d+:\d\d:\d\d, ETA 0:00:00$",
+                      captured.err, re.M)
+    assert [d[0] for d in done] == ["search", "test"] and all(d[1] == d[2] for d in done), captured.err
     # search: 2 settings × 2 folds × (FP serving FP+Po-QQ at 2 widths: 4 rows; 2 methods × 2 widths)
     # final: 2 repeats × (8 rows), the FP training shared when FP and Po-QQ chose the same setting
     df = _results(store)

@@ -11,18 +11,15 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_main
+from conftest import run_main, start_server, stop_server
 import torch
 
 from softbits.cli import main
@@ -30,34 +27,6 @@ from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
 
 MAX_PAYLOAD = 4096
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, dict[str, str]]:
-    """``softbits serve`` on free loopback ports; returns the process and its ready URLs."""
-    http, coap = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen([sys.executable, "-m", "softbits", "serve", str(model), "--http",
-                             f"127.0.0.1:{http}", "--coap", f"127.0.0.1:{coap}", *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()  # the server prints one "ready {...}" line once both are bound
-    if not line.startswith("ready "):
-        proc.kill()
-        raise AssertionError(f"server did not start: {line}{proc.stderr.read()}")
-    return proc, json.loads(line[len("ready "):])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import start_server
 
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
@@ -28,12 +28,6 @@ MAX_PAYLOAD = 2048
 HTTP_EXAMPLES = 10_000
 COAP_EXAMPLES = 1_000
 RSS_GROWTH_LIMIT_KIB = 40 * 1024
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_kib(pid: int) -> int:
@@ -50,17 +44,8 @@ def server(tmp_path_factory):
     cfg = TrainConfig(method="bw-sq", bits=3, layers=1, neurons=8, epochs=1, device="cpu", seed=4)
     model = train_dataset(ds, cfg)
     model.save(d / "m.safetensors")
-    http, coap = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen([sys.executable, "-m", "softbits", "serve", str(d / "m.safetensors"),
-                             "--http", f"127.0.0.1:{http}", "--coap", f"127.0.0.1:{coap}",
-                             "--max-payload", str(MAX_PAYLOAD)],
-                            env=dict(os.environ, NO_COLOR="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("ready "):
-        proc.kill()
-        raise AssertionError(f"server did not start: {line}{proc.stderr.read()}")
-    urls = json.loads(line[len("ready "):])
+    proc, urls = start_server(d / "m.safetensors", dict(os.environ, NO_COLOR="1"),
+                              "--max-payload", str(MAX_PAYLOAD))
     spec = EncoderSpec.from_model(model)
     yield {"proc": proc, "urls": urls, "spec": spec, "good": encode_payload(spec, ds.X[:30])}
     proc.terminate()

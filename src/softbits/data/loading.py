@@ -238,8 +238,8 @@ def load_dataset(
         ds.notes.append("fried was GENERATED from the Friedman #1 formula (seed 0): "
                         "no copy in the data directory and OpenML unreachable")
         return ds
-    where = f"data directory {data_dir}" if data_dir else f"no data directory (set {DATA_DIR_ENV} or --data-dir)"
+    where = f"not in data directory {data_dir}" if data_dir else f"no data directory given (set {DATA_DIR_ENV} or --data-dir)"
     raise DataError(
-        f"dataset {name!r} not available: not in {where}, and OpenML id {info.openml_id} "
+        f"dataset {name!r} not available: {where}, and OpenML id {info.openml_id} "
         "could not be fetched"
     )

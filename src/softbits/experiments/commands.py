@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -95,11 +96,56 @@ def _positive(value: int, what: str, minimum: int = 1) -> int:
     return value
 
 
-def _progress() -> Progress:
-    """Completed/total trainings with elapsed time and ETA, on stderr."""
+class LineProgress:
+    """Progress for logs and pipes: a plain line per ``interval`` seconds and one at the end.
+
+    A rich bar redraws in place, which a log file only sees once, at exit; a days-long run
+    written to a file needs dated lines instead.
+    """
+
+    def __init__(self, write: Callable[[str], None], interval: float = 30.0) -> None:
+        self._write, self._interval = write, interval
+        self._tasks: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int) -> int:
+        now = time.perf_counter()
+        self._tasks.append({"description": description, "total": total, "done": 0,
+                            "start": now, "last": now})
+        self._write(f"{description}: 0/{total} runs")
+        return len(self._tasks) - 1
+
+    def advance(self, task_id: int) -> None:
+        t = self._tasks[task_id]
+        t["done"] += 1
+        now = time.perf_counter()
+        if t["done"] < t["total"] and now - t["last"] < self._interval:
+            return
+        t["last"] = now
+        elapsed = now - t["start"]
+        eta = elapsed / t["done"] * (t["total"] - t["done"])
+        self._write(f"{t['description']}: {t['done']}/{t['total']} runs, elapsed {_clock(elapsed)}, "
+                    f"ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+
+
+def _progress() -> Progress | LineProgress:
+    """Completed/total trainings with elapsed time and ETA on stderr: a live bar on a terminal,
+    plain lines every 30 s otherwise."""
     from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    if not err_console.is_terminal:
+        return LineProgress(lambda line: err_console.print(line, highlight=False, soft_wrap=True))
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("runs"), TimeElapsedColumn(), TextColumn("ETA"),
                     TimeRemainingColumn(), console=err_console, transient=False)

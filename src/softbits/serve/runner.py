@@ -114,6 +114,23 @@ async def _start_coap(service: "PredictionService", address: Address) -> Any:
         raise SoftbitsError(f"cannot serve CoAP on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
 
 
+def _udp_port(ctx: Any, requested: int) -> int:
+    """The UDP port aiocoap bound (differs from ``requested`` when that was 0).
+
+    aiocoap has no public accessor; its UDP transport is found through the message manager and
+    the requested port is kept when the layout ever changes.
+    """
+    for interface in getattr(ctx, "request_interfaces", ()):
+        messages = getattr(getattr(interface, "token_interface", None), "message_interface", None)
+        transport = getattr(messages, "transport", None)
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            sockname = sock.getsockname() if sock is not None else transport.get_extra_info("sockname")
+            if sockname:
+                return int(sockname[1])
+    return requested
+
+
 async def run_servers(service: "PredictionService", http: Address | None, coap: Address | None,
                       on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
@@ -127,7 +144,7 @@ async def run_servers(service: "PredictionService", http: Address | None, coap: 
             urls: dict[str, str] = {"model_id": service.model_id}
             if coap is not None:
                 coap_ctx = await _start_coap(service, coap)
-                urls["coap"] = f"coap://{_host(coap[0])}:{coap[1]}/predict"
+                urls["coap"] = f"coap://{_host(coap[0])}:{_udp_port(coap_ctx, coap[1])}/predict"
             if http is not None:
                 http_server, http_task, port = await _start_http(service, http)
                 urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
