@@ -104,8 +104,10 @@ def start_server(model: Path, env: dict[str, str], *extra: str) -> tuple[subproc
         proc.kill()
         raise AssertionError(f"server did not start: {line}{proc.stderr.read()}")
     urls = json.loads(line[len("ready "):])
-    for url in (urls["http"], urls["coap"]):
-        assert not url.split("//")[1].split("/")[0].endswith(":0"), f"ready line names port 0: {url}"
+    zero = [url for url in (urls["http"], urls["coap"]) if url.split("//")[1].split("/")[0].endswith(":0")]
+    if zero:
+        proc.kill()
+        raise AssertionError(f"ready line names port 0: {zero}")
     return proc, urls
 
 

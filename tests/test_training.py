@@ -127,3 +127,16 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_network_eval_has_the_bits_of_the_module_forward(dropout: float) -> None:
+    """The server's dispatch-free forward must not change a single prediction bit."""
+    from softbits.model import build_mlp, network_eval
+
+    torch.manual_seed(0)
+    net = build_mlp(12, 3, layers=3, neurons=40, dropout=dropout).eval()
+    for n in (1, 7, 64):
+        x = torch.randn(n, 12)
+        with torch.inference_mode():
+            assert torch.equal(network_eval(net, x), net(x))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from softbits.quantizers import Quantizer
 
-__all__ = ["build_mlp", "QuantizedMLP"]
+__all__ = ["build_mlp", "network_eval", "QuantizedMLP"]
 
 
 def build_mlp(d_in: int, d_out: int, layers: int, neurons: int, dropout: float) -> nn.Sequential:
@@ -40,4 +41,21 @@ class QuantizedMLP(nn.Module):
         """The server side: codes from a device → the network's output (eval semantics)."""
         if self.quantizer is None:
             raise TypeError("a full-precision model has no codes")
-        return self.network(self.quantizer.decode(codes))
+        x = self.quantizer.decode(codes)
+        return self.network(x) if self.training else network_eval(self.network, x)
+
+
+def network_eval(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``network(x)`` in eval mode without ``nn.Module`` call dispatch.
+
+    The same kernels run (``F.linear``, ``torch.relu``; dropout is the identity at eval), so the
+    output has the same bits; for a one-sample request the dispatch cost more than the math.
+    """
+    for layer in network:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.ReLU):
+            x = torch.relu(x)
+        elif not isinstance(layer, nn.Dropout):
+            x = layer(x)
+    return x
