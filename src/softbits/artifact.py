@@ -71,10 +71,11 @@ class TrainedModel:
         return torch.as_tensor(self.x_scaler.transform(X), dtype=torch.float32, device=self._device())
 
     def _output_to_prediction(self, out: torch.Tensor) -> np.ndarray:
-        out = out.detach().cpu()
+        """Network outputs → predictions, in numpy (cheaper than torch ops for small batches)."""
+        values = out.detach().cpu().numpy()
         if self.task == "classification":
-            return out.argmax(-1).numpy()
-        y = out.squeeze(-1).double().numpy()
+            return values.argmax(-1)
+        y = values[:, 0].astype(np.float64)
         return self.y_scaler.inverse(y.reshape(-1, 1))[:, 0] if self.y_scaler else y
 
     @torch.no_grad()
@@ -109,7 +110,8 @@ class TrainedModel:
         if self.module.training:  # a recursive eval() per request costs more than the network
             self.module.eval()
         with torch.inference_mode():
-            return self._output_to_prediction(self.module.forward_codes(codes_t))
+            out = self.module.forward_codes(codes_t)
+        return self._output_to_prediction(out)
 
     def _quantizer(self):
         q = self.module.quantizer

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from softbits.device.predict import predict_payload, prediction_values
 from softbits.device.spec import EncoderSpec
@@ -69,8 +68,7 @@ class PredictionService:
     def answer(self, data: bytes) -> Answer:
         """Predict every sample of one payload as one batch; never raises."""
         try:
-            with torch.inference_mode():
-                pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes)
+            pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes)
             values = prediction_values(self.model, pred)
         except PayloadTooLarge as exc:
             return Answer(413, str(exc).encode())
