@@ -10,12 +10,11 @@ Writes JSON with the machine description to benchmarks/results/encoder.json.
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from common import best_of, save_result
 
 from softbits.device.encode import encode, has_numba, pack, unpack
 from softbits.device.spec import EncoderSpec
@@ -26,16 +25,6 @@ RESULTS = Path(__file__).parent / "results" / "encoder.json"
 
 def machine() -> dict[str, object]:
     return {**machine_info("numpy", "numba"), "threads_used": 1}
-
-
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def searchsorted_per_feature(table: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -91,9 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = run(args.values, args.repeats)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

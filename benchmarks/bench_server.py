@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import save_result
+
 from softbits.artifact import TrainedModel
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
@@ -161,9 +163,7 @@ def main() -> None:
         "method": model.config.method, "bits": spec.bits, "n_features": spec.n_features,
         "network": f"{model.config.layers}×{model.config.neurons}"}, "server": "softbits serve (1 process, "
         "HTTP + CoAP on one asyncio loop, torch 1 thread)", "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ benchmarks/results/service.json.
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from common import best_of, save_result
 
 import softbits.model
 from softbits.config import TrainConfig
@@ -35,18 +34,6 @@ def module_forward(network: torch.nn.Sequential, x: torch.Tensor) -> torch.Tenso
     return network(x)
 
 
-def best_us(fn: Callable[[], object], requests: int, blocks: int) -> float:
-    for _ in range(100):
-        fn()
-    best = float("inf")
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(requests):
-            fn()
-        best = min(best, (time.perf_counter() - start) / requests * 1e6)
-    return best
-
-
 def run(requests: int, blocks: int) -> dict[str, object]:
     torch.set_num_threads(1)
     ds = load_dataset("fried")
@@ -59,7 +46,7 @@ def run(requests: int, blocks: int) -> dict[str, object]:
         for name, forward in (("module", module_forward), ("network_eval", FAST)) * 2:
             softbits.model.network_eval = forward
             replies[name] = service.answer(payload).body
-            t = best_us(lambda: service.answer(payload), requests, blocks)
+            t = best_of(lambda: service.answer(payload), blocks, requests) * 1e6
             times[name] = min(times.get(name, float("inf")), t)
         softbits.model.network_eval = FAST
         assert replies["module"] == replies["network_eval"], "the two forwards disagree"
@@ -81,9 +68,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = run(args.requests, args.blocks)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ Berkeley "text" total (.text + .rodata) minus both. Writes benchmarks/results/co
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from common import save_result
 
 from softbits.device.cgen import C_SOURCE_NAME, write_c
 from softbits.device.spec import EncoderSpec
@@ -65,8 +66,7 @@ def main() -> None:
     result = {"benchmark": "codesize", "compiler": version, "flags": " ".join(CC[1:]), "results": rows,
               "goal_code_bytes": 1024}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    save_result(result, RESULTS)
 
 
 if __name__ == "__main__":
