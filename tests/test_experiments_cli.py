@@ -66,9 +66,15 @@ def test_reproduce_then_report_tables(tmp_path: Path, tiny_grid: Path, capsys: p
     assert list(table.columns) == [*TABLE_COLUMNS, *SETTING_COLUMNS]
     assert set(table["method"]) == {"FP", "Po-QQ", "Bw-SQ", "LSQ"} and (table["n_runs"] == 2).all()
     assert (table["ci95_low"] <= table["test_mse_mean"]).all()
-    # a rerun of the same command trains nothing
-    main(_tiny_args(tiny_grid, store, "--jobs", "1"))
-    assert json.loads(capsys.readouterr().out)["rows_added"] == 0
+    # a rerun of the same command trains nothing; with --compare the report adds the comparison
+    # (here against our own table: every mean lies inside its own interval)
+    ref = tmp_path / "ref.csv"
+    table.to_csv(ref, index=False)
+    main(_tiny_args(tiny_grid, store, "--jobs", "1", "--compare", str(ref)))
+    rerun = json.loads(capsys.readouterr().out)
+    assert rerun["rows_added"] == 0
+    cmp = pd.read_csv(rerun["compare"])
+    assert len(cmp) == len(table) and cmp["inside_ref_ci"].all() and (cmp["ratio"] == 1.0).all()
     out = tmp_path / "R"
     main(["report", "--store", str(store), "--out", str(out)])
     assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "figure4.png"}
@@ -156,6 +162,9 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "store": ([*base, "--store", str(old)], f"schema version {SCHEMA_VERSION + 1}"),
         "report store": (["report", "--store", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "R")],
                          "does not exist"),
+        "compare file": ([*base, "--compare", str(tmp_path / "none.csv"), *fresh],
+                         "reference file"),
+        "compare columns": ([*base, "--compare", str(partial), *fresh], "reference file"),
     }
 
 

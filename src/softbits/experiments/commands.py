@@ -165,6 +165,7 @@ def reproduce(
     quick: Annotated[bool, typer.Option("--quick", help="Preset that finishes in minutes on a laptop CPU: fried, 5 methods, bits 2,4, 3 small settings, 3 repeats.")] = False,
     store: Annotated[Path, typer.Option(help="SQLite results store; re-running skips finished runs.")] = Path("runs/softbits.sqlite"),
     out: Annotated[Optional[Path], typer.Option(help="Report directory (default: <store>_report next to the store).")] = None,
+    compare: Annotated[Optional[Path], typer.Option("--compare", help="Reference table (e.g. paper_results.csv): the report adds ours/reference and inside-CI per cell.")] = None,
     jobs: Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")] = 0,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
@@ -174,7 +175,7 @@ def reproduce(
 ) -> None:
     """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report."""
     from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
-    from softbits.experiments.report import write_report
+    from softbits.experiments.report import read_reference, write_report
     from softbits.experiments.runner import DaskBackend, LocalBackend, connect_dask, execute, pending
     from softbits.experiments.settings import (PAPER_GRID, QUICK_GRID, draw_settings, load_grid,
                                                read_settings_table)
@@ -192,6 +193,8 @@ def reproduce(
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     resolve_device(device)
     check_store(store)
+    if compare is not None:
+        read_reference(compare)
     dataset_list = _datasets(datasets if datasets is not None else preset["datasets"], data_dir)
     parallel = scheduler is not None or jobs > 1
     protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
@@ -247,16 +250,19 @@ def reproduce(
                 bar = progress.add_task(f"test · {backend.name}", total=len(todo))
                 added += execute(todo, result_store, backend, advance)
         out_dir = out if out is not None else store.parent / f"{store.stem}_report"
-        paths = write_report(result_store, out_dir)
+        paths = write_report(result_store, out_dir, compare)
     finally:
         backend.close()
         result_store.close()
     seconds = time.perf_counter() - started
     if as_json:
         print_json({"store": str(store), "report": str(paths.table_csv.parent), "rows_added": added,
-                    "runs": runs, "seconds": seconds, "backend": backend.name})
+                    "runs": runs, "seconds": seconds, "backend": backend.name,
+                    "compare": str(paths.compare_csv) if paths.compare_csv else None})
         return
     console.print(paths.table_md.read_text(), soft_wrap=True)
+    if paths.compare_md is not None:
+        console.print(paths.compare_md.read_text(), soft_wrap=True)
     console.print(f"{runs} trainings, {added} new result rows in {seconds:.1f} s · store {store} · "
                   f"report {paths.table_csv.parent}", soft_wrap=True)
 
@@ -269,11 +275,11 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the table rows.")] = False,
 ) -> None:
     """Table 2 (CSV + Markdown) and Figure 4 from a results store, optionally against a reference."""
-    from softbits.experiments.report import summarize, write_report
+    from softbits.experiments.report import read_reference, summarize, write_report
     from softbits.experiments.store import ResultStore
 
-    if compare is not None and not compare.is_file():
-        raise ConfigError(f"reference file {compare} does not exist")
+    if compare is not None:
+        read_reference(compare)
     with ResultStore.open_existing(store) as s:
         paths = write_report(s, out, compare)
         if as_json:

@@ -21,7 +21,8 @@ from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
 
-__all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "write_report"]
+__all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
+           "write_report"]
 
 TABLE_COLUMNS = ("dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high")
 
@@ -137,14 +138,25 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def compare(table: pd.DataFrame, reference: Path) -> pd.DataFrame:
-    """Ours vs a reference table of the same layout: ratio of means, inside/below its CI."""
+#: what a reference table must have for ``--compare``
+_REFERENCE_COLUMNS = ["dataset", "method", "bits", "test_mse_mean", "ci95_low", "ci95_high"]
+
+
+def read_reference(reference: Path) -> pd.DataFrame:
+    """A reference table (e.g. paper_results.csv) with the columns a comparison needs; one-line
+    :class:`ConfigError` when it is missing, unreadable or lacks a column."""
+    if not Path(reference).is_file():
+        raise ConfigError(f"reference file {reference} does not exist")
     ref = read_csv_table(reference, "reference file")
-    need = ["dataset", "method", "bits", "test_mse_mean", "ci95_low", "ci95_high"]
-    missing = [c for c in need if c not in ref.columns]
+    missing = [c for c in _REFERENCE_COLUMNS if c not in ref.columns]
     if missing:
         raise ConfigError(f"reference file {reference} lacks columns: {', '.join(missing)}")
-    ref = ref[need].rename(columns={"test_mse_mean": "ref_mean", "ci95_low": "ref_ci95_low",
+    return ref
+
+
+def compare(table: pd.DataFrame, reference: Path) -> pd.DataFrame:
+    """Ours vs a reference table of the same layout: ratio of means, inside/below its CI."""
+    ref = read_reference(reference)[_REFERENCE_COLUMNS].rename(columns={"test_mse_mean": "ref_mean", "ci95_low": "ref_ci95_low",
                                     "ci95_high": "ref_ci95_high"})
     ref["bits"] = ref["bits"].astype(int)
     out = table[["dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high"]].merge(
