@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 import torch
 
 from softbits.errors import ConfigError
@@ -38,6 +37,3 @@ class MidpointQuantizer(ThresholdQuantizer):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.gather(self.levels.expand(codes.shape[0], -1, -1), 2,
                             codes.long().unsqueeze(-1)).squeeze(-1)
-
-    def levels_numpy(self) -> np.ndarray:
-        return self.levels.detach().cpu().numpy()
