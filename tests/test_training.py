@@ -140,3 +140,18 @@ def test_network_eval_has_the_bits_of_the_module_forward(dropout: float) -> None
         x = torch.randn(n, 12)
         with torch.inference_mode():
             assert torch.equal(network_eval(net, x), net(x))
+
+
+def test_column_targets_train_like_flat_targets_and_other_shapes_are_refused() -> None:
+    """y of shape [N, 1] must not broadcast against the [N] output into an [N, N] loss."""
+    from softbits.pipeline import fit_module
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3)).astype(np.float32)
+    y = X @ np.array([1.0, -1.0, 0.5], dtype=np.float32)
+    cfg = TrainConfig(method="fp", layers=1, neurons=8, epochs=2, device="cpu", seed=0)
+    _, flat, _ = fit_module(X, y, cfg, task="regression")
+    _, column, _ = fit_module(X, y[:, None], cfg, task="regression")
+    assert flat.train_loss == column.train_loss
+    with pytest.raises(ConfigError, match="one value per row"):
+        fit_module(X, np.stack([y, y], axis=1), cfg, task="regression")

@@ -20,7 +20,8 @@ from softbits.errors import ConfigError
 from softbits.methods import get_method
 from softbits.model import QuantizedMLP, build_mlp
 from softbits.schedules import make_schedule
-from softbits.training import FitResult, evaluate, fit, resolve_device, seed_everything, to_tensor
+from softbits.training import (FitResult, evaluate, fit, resolve_device, seed_everything,
+                               target_tensor, to_tensor)
 
 __all__ = ["attach_post_quantizer", "build_model", "fit_module", "summary", "train_dataset", "train_on_split"]
 
@@ -76,7 +77,7 @@ def fit_module(
     """
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
-    X_tr, y_tr = to_tensor(X_train, device), to_tensor(y_train, device, task)
+    X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
     X_val = y_val = None
     if config.val_fraction > 0:
         n_val = max(1, int(round(config.val_fraction * X_tr.shape[0])))
@@ -108,7 +109,7 @@ def train_on_split(
     module, result, X_tr = fit_module(split.X_train, split.y_train, config, task=task,
                                       n_outputs=n_out, on_epoch_end=on_epoch_end)
     device = X_tr.device
-    X_te, y_te = to_tensor(split.X_test, device), to_tensor(split.y_test, device, task)
+    X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, task)
     metrics: dict[str, Any] = {}
     if get_method(config.method).post_quantizer is not None:
         metrics["test_mse_fp"] = _metrics(module, X_te, y_te, task)["test_mse"]

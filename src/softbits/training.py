@@ -32,6 +32,7 @@ __all__ = [
     "predict_tensor",
     "resolve_device",
     "seed_everything",
+    "target_tensor",
     "to_tensor",
     "train_epoch",
 ]
@@ -58,9 +59,24 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def to_tensor(a: np.ndarray, device: torch.device, task: str | None = None) -> torch.Tensor:
+def to_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Features as float32 on ``device``."""
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+
+
+def target_tensor(y: np.ndarray, device: torch.device, task: str) -> torch.Tensor:
+    """Targets as a 1-D tensor (float32, or class indices for classification).
+
+    A column [N, 1] is flattened: against the network's [N] output it would broadcast to an
+    [N, N] loss that trains silently on the wrong objective.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ConfigError(f"targets must be one value per row, got shape {y.shape}")
     dtype = torch.long if task == "classification" else torch.float32
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
+    return torch.as_tensor(np.ascontiguousarray(y), dtype=dtype, device=device)
 
 
 def iterate_batches(n: int, batch_size: int, generator: torch.Generator,

@@ -22,7 +22,7 @@ from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_s
 from softbits.methods import get_method
 from softbits.pipeline import attach_post_quantizer, train_on_split
 from softbits.experiments.settings import Setting
-from softbits.training import evaluate, to_tensor
+from softbits.training import evaluate, target_tensor, to_tensor
 
 __all__ = ["Evaluation", "ResultKey", "Task", "TaskResult", "run", "load_cached", "TEST_PHASE",
            "cv_phase"]
@@ -124,7 +124,7 @@ def run(task: Task) -> TaskResult:
                            target_name=ds.target_name, dataset=ds.name)
     device = next(model.module.parameters()).device
     X_tr = to_tensor(split.X_train, device)
-    X_te, y_te = to_tensor(split.X_test, device), to_tensor(split.y_test, device, ds.task)
+    X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, ds.task)
     metrics_by_eval: list[dict[str, Any]] = []
     for ev in task.evaluations:
         if get_method(ev.method).post_quantizer is not None:
