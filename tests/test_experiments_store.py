@@ -135,4 +135,8 @@ def test_report_columns_bold_and_compare(tmp_path: Path) -> None:
     lsq = cmp[cmp["method"] == "LSQ"].iloc[0]
     assert bw["ratio"] == pytest.approx(0.8) and bool(bw["inside_ref_ci"]) and not bool(bw["below_ref_ci"])
     assert lsq["ratio"] == pytest.approx(1.25) and not bool(lsq["inside_ref_ci"])
+    # the spread columns: Bw-SQ at 2 bits ran 0.3, 0.4, 0.5
+    assert (bw["test_mse_median"], bw["test_mse_max"]) == (pytest.approx(0.4), pytest.approx(0.5))
+    assert bool(bw["median_inside_ref_ci"]) and not bool(lsq["median_inside_ref_ci"])
+    assert "| 0.40000 (0.50000) |" in paths.compare_md.read_text()
     assert "compare" not in paths.table_md.name and "Bw-SQ" in paths.compare_md.read_text()
