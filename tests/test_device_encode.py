@@ -220,3 +220,20 @@ def test_midpoint_and_soft_decoders_accept_device_codes(models):
         with torch.no_grad():
             out = model.predict_codes(codes)
         assert out.shape == (64,) and np.isfinite(out).all()
+
+
+def test_predict_codes_refuses_bad_codes_in_one_line(models):
+    model = models["sq"]
+    good = encode(EncoderSpec.from_model(model), load_dataset("diabetes").X[:4])
+    np.testing.assert_array_equal(model.predict_codes(good.astype(np.float64)), model.predict_codes(good))
+    bad = {"codes must be integers": good.astype(np.float64) + 0.5,
+           "dtype object": good.astype(object),
+           "shape": good[:, :3],
+           f"0..{(1 << model.bits) - 1}": good + (1 << model.bits)}
+    for message, codes in bad.items():
+        with pytest.raises(SoftbitsError, match=message):
+            model.predict_codes(codes)
+    nan = good.astype(np.float64)
+    nan[0, 0] = np.nan
+    with pytest.raises(SoftbitsError, match="codes must be integers"):
+        model.predict_codes(nan)

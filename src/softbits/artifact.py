@@ -99,6 +99,9 @@ class TrainedModel:
         """
         q = self._quantizer()
         codes = np.asarray(codes)
+        if codes.dtype.kind not in "iu" and not (
+                codes.dtype.kind == "f" and np.isfinite(codes).all() and (codes == np.round(codes)).all()):
+            raise SoftbitsError(f"codes must be integers, got dtype {codes.dtype}")
         if codes.ndim != 2 or codes.shape[1] != self.n_features:
             raise SoftbitsError(f"expected codes of shape [N, {self.n_features}], got {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() >= (1 << q.bits)):

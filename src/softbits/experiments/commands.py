@@ -100,7 +100,7 @@ class LineProgress:
     """Progress for logs and pipes: a plain line per ``interval`` seconds and one at the end.
 
     A rich bar redraws in place, which a log file only sees once, at exit; a days-long run
-    written to a file needs dated lines instead.
+    written to a file needs periodic lines instead.
     """
 
     def __init__(self, write: Callable[[str], None], interval: float = 30.0) -> None:
