@@ -56,8 +56,9 @@ def test_cuda_model_loads_on_cpu_with_the_same_predictions_and_encoder(method: s
     cuda_spec, cpu_spec = EncoderSpec.from_model(cuda_model), EncoderSpec.from_model(cpu_model)
     assert cuda_spec.model_id == cpu_spec.model_id
     np.testing.assert_array_equal(cuda_spec.thresholds, cpu_spec.thresholds)
-    codes = encode(cpu_spec, ds.X)
-    np.testing.assert_array_equal(cuda_model.encode(ds.X), codes)
+    X32 = ds.X.astype(np.float32).astype(np.float64)  # the device contract is on float32 inputs
+    codes = encode(cpu_spec, X32)
+    np.testing.assert_array_equal(cuda_model.encode(X32), codes)
     np.testing.assert_allclose(cuda_model.predict_codes(codes), cpu_model.predict_codes(codes),
                                rtol=1e-4, atol=1e-4)
 
