@@ -77,7 +77,10 @@ def test_reproduce_then_report_tables(tmp_path: Path, tiny_grid: Path, capsys: p
     assert len(cmp) == len(table) and cmp["inside_ref_ci"].all() and (cmp["ratio"] == 1.0).all()
     out = tmp_path / "R"
     main(["report", "--store", str(store), "--out", str(out)])
-    assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "figure4.png"}
+    assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "figure4.png", "provenance.json"}
+    prov = json.loads((out / "provenance.json").read_text())
+    assert len(prov["cells"]) == len(table) and prov["devices"] and prov["versions"][0]["torch"]
+    assert all(cell["seeds"] == [42, 43] and cell["chosen_by"] == "search" for cell in prov["cells"])
     pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), table)
 
 

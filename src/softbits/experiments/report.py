@@ -8,6 +8,7 @@ undefined and written as NaN (empty in the CSV).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
 
 __all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
-           "run_spread", "write_report"]
+           "provenance", "run_spread", "write_report"]
 
 TABLE_COLUMNS = ("dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high")
 
@@ -38,6 +39,7 @@ class ReportPaths:
     figure: Path
     compare_csv: Path | None = None
     compare_md: Path | None = None
+    provenance: Path | None = None
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -55,21 +57,26 @@ def _method_order() -> dict[str, int]:
     return {m.display: i for i, m in enumerate(METHODS.values())}
 
 
-def _chosen_runs(store: ResultStore) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """(choice, final-test MSEs of its chosen setting) per (dataset, method, bits) with results."""
+def _chosen_runs(store: ResultStore) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """(choice, final-test rows of its chosen setting) per (dataset, method, bits) with results."""
     results = store.results()
     results = results[results["phase"] == TEST_PHASE]
     for c in store.choices().to_dict("records"):
         mine = results[(results["dataset"] == c["dataset"]) & (results["method"] == c["method"])
                        & (results["bits"] == c["bits"]) & (results["setting_id"] == c["setting_id"])]
         if not mine.empty:
-            yield c, mine["test_mse"].to_numpy(dtype=np.float64)
+            yield c, mine
+
+
+def _mses(rows: pd.DataFrame) -> np.ndarray:
+    return rows["test_mse"].to_numpy(dtype=np.float64)
 
 
 def summarize(store: ResultStore) -> pd.DataFrame:
     """One row per chosen (dataset, method, bits) with final-test results, paper names."""
     rows = []
-    for c, mses in _chosen_runs(store):
+    for c, mine in _chosen_runs(store):
+        mses = _mses(mine)
         mean, low, high = t_interval(mses)
         row = {"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
                "n_runs": len(mses), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high}
@@ -164,8 +171,8 @@ def run_spread(store: ResultStore) -> pd.DataFrame:
     """Median and worst final-test MSE per (dataset, method, bits): a mean pulled out of a
     reference interval by one bad repeat shows as a median that stays inside it."""
     rows = [{"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
-             "test_mse_median": float(np.median(mses)), "test_mse_max": float(mses.max())}
-            for c, mses in _chosen_runs(store)]
+             "test_mse_median": float(np.median(_mses(mine))), "test_mse_max": float(_mses(mine).max())}
+            for c, mine in _chosen_runs(store)]
     return pd.DataFrame(rows, columns=["dataset", "method", "bits", "test_mse_median", "test_mse_max"])
 
 
@@ -203,6 +210,23 @@ def _compare_markdown(cmp: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def provenance(store: ResultStore) -> dict[str, Any]:
+    """Where the reported numbers came from: per cell the chosen setting, how it was chosen and
+    the seeds of its repeats; over all of them the devices and library versions that ran them."""
+    from softbits import __version__
+
+    cells, devices, versions = [], set(), set()
+    for c, mine in _chosen_runs(store):
+        cells.append({"dataset": c["dataset"], "method": METHODS[c["method"]].display,
+                      "bits": int(c["bits"]), "setting_id": c["setting_id"], "chosen_by": c["source"],
+                      "seeds": sorted(int(s) for s in mine["seed"]),
+                      "finished": [str(mine["finished_at"].min()), str(mine["finished_at"].max())]})
+        devices.update(mine["device"])
+        versions.update(mine["versions"])
+    return {"store": str(store.path), "report_by": f"softbits {__version__}", "cells": cells,
+            "devices": sorted(devices), "versions": [json.loads(v) for v in sorted(versions)]}
+
+
 def write_report(store: ResultStore, out: Path, reference: Path | None = None) -> ReportPaths:
     """Write table.csv, table.md, figure4.png (and compare.csv/.md with a reference) to ``out``."""
     table = summarize(store)
@@ -211,14 +235,16 @@ def write_report(store: ResultStore, out: Path, reference: Path | None = None) -
     cmp = compare(table, reference, run_spread(store)) if reference is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png")
+    paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png",
+                        provenance=out / "provenance.json")
     table.to_csv(paths.table_csv, index=False)
+    paths.provenance.write_text(json.dumps(provenance(store), indent=1) + "\n")
     paths.table_md.write_text("Mean test MSE over the final-test repeats (standardized target); "
                               "best quantized method per row in bold.\n\n" + _markdown_table(table))
     _figure(table, paths.figure)
     if cmp is not None:
         paths = ReportPaths(paths.table_csv, paths.table_md, paths.figure,
-                            out / "compare.csv", out / "compare.md")
+                            out / "compare.csv", out / "compare.md", paths.provenance)
         cmp.to_csv(paths.compare_csv, index=False)
         paths.compare_md.write_text(f"Ours vs {Path(reference).name}: ratio of means and whether "
                                     "our mean lies inside (or below) the reference 95% CI.\n\n"
