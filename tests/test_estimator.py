@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsClassifier, SoftbitsRegressor
@@ -51,3 +54,13 @@ def test_invalid_params_fail_at_fit():
     X, y = load_diabetes(return_X_y=True)
     with pytest.raises(ConfigError, match="unknown method"):
         SoftbitsRegressor(method="nope").fit(X, y)
+
+
+@parametrize_with_checks([SoftbitsRegressor(epochs=60, layers=2, neurons=32, device="cpu"),
+                          SoftbitsClassifier(epochs=60, layers=2, neurons=32, device="cpu")])
+def test_sklearn_estimator_checks(estimator, check) -> None:
+    """scikit-learn's own contract checks (fit/predict/transform, cloning, input validation,
+    learning on its small datasets); 60 epochs so the learning checks have something to learn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)

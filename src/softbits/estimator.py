@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from softbits.artifact import TrainedModel
@@ -20,7 +21,7 @@ from softbits.pipeline import train_on_split
 __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 
 
-class _SoftbitsBase(BaseEstimator):
+class _SoftbitsBase(TransformerMixin, BaseEstimator):
     """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names)."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
@@ -65,6 +66,11 @@ class _SoftbitsBase(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self.model_.encode(X)
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # transform gives integer codes, by design
+        return tags
+
     @property
     def metrics_(self) -> dict[str, Any]:
         check_is_fitted(self, "model_")
@@ -94,6 +100,7 @@ class SoftbitsClassifier(ClassifierMixin, _SoftbitsBase):
 
     def fit(self, X: Any, y: Any) -> "SoftbitsClassifier":
         X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         self.model_ = self._fit(X, codes.astype(np.int64), [str(c) for c in self.classes_])
         return self
