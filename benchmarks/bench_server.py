@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -35,12 +35,6 @@ RESULTS = Path(__file__).parent / "results" / "server.json"
 
 def machine() -> dict[str, object]:
     return machine_info("torch", "uvicorn", "fastapi", "aiocoap", "h11", "httptools", "uvloop")
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_model(tmp: Path) -> Path:
@@ -137,15 +131,16 @@ def main() -> None:
         spec = EncoderSpec.from_model(model)
         X = np.random.default_rng(0).standard_normal((64, spec.n_features)) * model.x_scaler.scale + model.x_scaler.mean
         bodies = {1: encode_payload(spec, X[:1]), 64: encode_payload(spec, X)}
-        http_port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+        # port 0: the OS picks free ports and the ready line names them
         server = subprocess.Popen([sys.executable, "-m", "softbits", "serve", str(model_path),
-                                   "--http", f"127.0.0.1:{http_port}", "--coap", f"127.0.0.1:{coap_port}"],
+                                   "--http", "127.0.0.1:0", "--coap", "127.0.0.1:0"],
                                   stdout=subprocess.PIPE, text=True)
         try:
             ready = server.stdout.readline()
             if not ready.startswith("ready "):
                 raise SystemExit(f"server did not start: {ready}")
-            coap_url = f"coap://127.0.0.1:{coap_port}/predict"
+            urls = json.loads(ready[len("ready "):])
+            http_port, coap_url = urlsplit(urls["http"]).port, urls["coap"]
             rows = []
             for transport, target in (("http", http_port), ("coap", coap_url)):
                 for n_samples, body in bodies.items():

@@ -168,7 +168,8 @@ class EncoderSpec:
 
     @property
     def max_code(self) -> int:
-        return (1 << self.bits) - 1
+        """The largest code: every threshold exceeded."""
+        return self.n_thresholds
 
     @property
     def sample_bytes(self) -> int:

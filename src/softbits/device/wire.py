@@ -57,6 +57,9 @@ class PayloadError(SoftbitsError):
 class PayloadTooLarge(PayloadError):
     """A payload over the size limit (HTTP 413, CoAP 4.13)."""
 
+    def __init__(self, n_bytes: int, limit: int) -> None:
+        super().__init__(f"payload of {n_bytes} bytes exceeds the limit of {limit} bytes")
+
 
 class Header(NamedTuple):
     magic: bytes
@@ -99,7 +102,7 @@ def read_header(data: bytes) -> Header:
 def parse_payload(spec: EncoderSpec, data: bytes, max_bytes: int | None = None) -> np.ndarray:
     """Validate a payload against ``spec`` and return its codes [n_samples, F]."""
     if max_bytes is not None and len(data) > max_bytes:
-        raise PayloadTooLarge(f"payload of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+        raise PayloadTooLarge(len(data), max_bytes)
     h = read_header(data)
     if h.magic != MAGIC:
         raise PayloadError(f"bad magic {h.magic!r}: not a softbits payload (expected {MAGIC!r})")

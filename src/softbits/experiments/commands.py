@@ -275,11 +275,10 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the table rows.")] = False,
 ) -> None:
     """Table 2 (CSV + Markdown) and Figure 4 from a results store, optionally against a reference."""
-    from softbits.experiments.report import read_reference, summarize, write_report
+    from softbits.experiments.report import summarize, write_report
     from softbits.experiments.store import ResultStore
 
-    if compare is not None:
-        read_reference(compare)
+    # write_report reads the reference before it writes anything, so a bad one leaves no output
     with ResultStore.open_existing(store) as s:
         paths = write_report(s, out, compare)
         if as_json:

@@ -9,7 +9,6 @@ undefined and written as NaN (empty in the CSV).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from softbits.errors import ConfigError, SoftbitsError
+from softbits.errors import SoftbitsError
 from softbits.experiments.settings import SETTING_COLUMNS, read_csv_table
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
 
 __all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
-           "provenance", "run_spread", "write_report"]
+           "write_report"]
 
 TABLE_COLUMNS = ("dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high")
 
@@ -57,15 +56,21 @@ def _method_order() -> dict[str, int]:
     return {m.display: i for i, m in enumerate(METHODS.values())}
 
 
-def _chosen_runs(store: ResultStore) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
-    """(choice, final-test rows of its chosen setting) per (dataset, method, bits) with results."""
+#: per chosen (dataset, method, bits) with results: the choice and its final-test rows
+ChosenRuns = list[tuple[dict[str, Any], pd.DataFrame]]
+
+
+def _chosen_runs(store: ResultStore) -> ChosenRuns:
+    """Read the store once: (choice, final-test rows of its chosen setting) per cell."""
     results = store.results()
     results = results[results["phase"] == TEST_PHASE]
+    runs = []
     for c in store.choices().to_dict("records"):
         mine = results[(results["dataset"] == c["dataset"]) & (results["method"] == c["method"])
                        & (results["bits"] == c["bits"]) & (results["setting_id"] == c["setting_id"])]
         if not mine.empty:
-            yield c, mine
+            runs.append((c, mine))
+    return runs
 
 
 def _mses(rows: pd.DataFrame) -> np.ndarray:
@@ -74,8 +79,12 @@ def _mses(rows: pd.DataFrame) -> np.ndarray:
 
 def summarize(store: ResultStore) -> pd.DataFrame:
     """One row per chosen (dataset, method, bits) with final-test results, paper names."""
+    return _summary(_chosen_runs(store))
+
+
+def _summary(runs: ChosenRuns) -> pd.DataFrame:
     rows = []
-    for c, mine in _chosen_runs(store):
+    for c, mine in runs:
         mses = _mses(mine)
         mean, low, high = t_interval(mses)
         row = {"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
@@ -158,27 +167,21 @@ _REFERENCE_COLUMNS = ["dataset", "method", "bits", "test_mse_mean", "ci95_low", 
 def read_reference(reference: Path) -> pd.DataFrame:
     """A reference table (e.g. paper_results.csv) with the columns a comparison needs; one-line
     :class:`ConfigError` when it is missing, unreadable or lacks a column."""
-    if not Path(reference).is_file():
-        raise ConfigError(f"reference file {reference} does not exist")
-    ref = read_csv_table(reference, "reference file")
-    missing = [c for c in _REFERENCE_COLUMNS if c not in ref.columns]
-    if missing:
-        raise ConfigError(f"reference file {reference} lacks columns: {', '.join(missing)}")
-    return ref
+    return read_csv_table(reference, "reference file", required=_REFERENCE_COLUMNS)
 
 
-def run_spread(store: ResultStore) -> pd.DataFrame:
+def _spread(runs: ChosenRuns) -> pd.DataFrame:
     """Median and worst final-test MSE per (dataset, method, bits): a mean pulled out of a
     reference interval by one bad repeat shows as a median that stays inside it."""
     rows = [{"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
              "test_mse_median": float(np.median(_mses(mine))), "test_mse_max": float(_mses(mine).max())}
-            for c, mine in _chosen_runs(store)]
+            for c, mine in runs]
     return pd.DataFrame(rows, columns=["dataset", "method", "bits", "test_mse_median", "test_mse_max"])
 
 
 def compare(table: pd.DataFrame, reference: Path, spread: pd.DataFrame | None = None) -> pd.DataFrame:
     """Ours vs a reference table of the same layout: ratio of means, inside/below its CI; with
-    ``spread`` (:func:`run_spread`) also our median and worst run, and whether the median is inside."""
+    ``spread`` (median and worst run per cell) also those, and whether the median is inside."""
     ref = read_reference(reference)[_REFERENCE_COLUMNS].rename(
         columns={"test_mse_mean": "ref_mean", "ci95_low": "ref_ci95_low", "ci95_high": "ref_ci95_high"})
     ref["bits"] = ref["bits"].astype(int)
@@ -210,35 +213,36 @@ def _compare_markdown(cmp: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provenance(store: ResultStore) -> dict[str, Any]:
+def _provenance(runs: ChosenRuns, store_path: Path) -> dict[str, Any]:
     """Where the reported numbers came from: per cell the chosen setting, how it was chosen and
     the seeds of its repeats; over all of them the devices and library versions that ran them."""
     from softbits import __version__
 
     cells, devices, versions = [], set(), set()
-    for c, mine in _chosen_runs(store):
+    for c, mine in runs:
         cells.append({"dataset": c["dataset"], "method": METHODS[c["method"]].display,
                       "bits": int(c["bits"]), "setting_id": c["setting_id"], "chosen_by": c["source"],
                       "seeds": sorted(int(s) for s in mine["seed"]),
                       "finished": [str(mine["finished_at"].min()), str(mine["finished_at"].max())]})
         devices.update(mine["device"])
         versions.update(mine["versions"])
-    return {"store": str(store.path), "report_by": f"softbits {__version__}", "cells": cells,
+    return {"store": str(store_path), "report_by": f"softbits {__version__}", "cells": cells,
             "devices": sorted(devices), "versions": [json.loads(v) for v in sorted(versions)]}
 
 
 def write_report(store: ResultStore, out: Path, reference: Path | None = None) -> ReportPaths:
     """Write table.csv, table.md, figure4.png (and compare.csv/.md with a reference) to ``out``."""
-    table = summarize(store)
+    runs = _chosen_runs(store)
+    table = _summary(runs)
     if table.empty:
         raise SoftbitsError(f"store {store.path} has no final-test results to report yet")
-    cmp = compare(table, reference, run_spread(store)) if reference is not None else None
+    cmp = compare(table, reference, _spread(runs)) if reference is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png",
                         provenance=out / "provenance.json")
     table.to_csv(paths.table_csv, index=False)
-    paths.provenance.write_text(json.dumps(provenance(store), indent=1) + "\n")
+    paths.provenance.write_text(json.dumps(_provenance(runs, store.path), indent=1) + "\n")
     paths.table_md.write_text("Mean test MSE over the final-test repeats (standardized target); "
                               "best quantized method per row in bold.\n\n" + _markdown_table(table))
     _figure(table, paths.figure)

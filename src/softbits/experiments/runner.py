@@ -8,7 +8,6 @@ process in completion order and each task is written in its own transaction as i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 from collections.abc import Callable, Iterator
 from typing import Any
 

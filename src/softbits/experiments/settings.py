@@ -149,14 +149,19 @@ def load_grid(path: Path) -> dict[str, tuple[float, ...]]:
     return grid
 
 
-def read_csv_table(path: Path, what: str) -> pd.DataFrame:
-    """A CSV the user named, or a one-line :class:`ConfigError` saying why it cannot be read."""
+def read_csv_table(path: Path, what: str, required: Sequence[str] = ()) -> pd.DataFrame:
+    """A CSV the user named with the ``required`` columns, or a one-line :class:`ConfigError`
+    saying why it cannot be used."""
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{what} {path} is not a readable CSV: {exc}".replace("\n", " ")) from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{what} {path} lacks columns: {', '.join(missing)}")
+    return table
 
 
 def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str, int], Setting]:
@@ -166,11 +171,7 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
     file before any training starts.
     """
     path = Path(path)
-    table = read_csv_table(path, "settings file")
-    required = ("dataset", "method", "bits", *SETTING_COLUMNS)
-    missing_cols = [c for c in required if c not in table.columns]
-    if missing_cols:
-        raise ConfigError(f"settings file {path} lacks columns: {', '.join(missing_cols)}")
+    table = read_csv_table(path, "settings file", required=("dataset", "method", "bits", *SETTING_COLUMNS))
     index: dict[tuple[str, str, int], Setting] = {}
     for row in table.to_dict("records"):
         try:

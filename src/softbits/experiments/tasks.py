@@ -19,9 +19,9 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
+from softbits.experiments.settings import Setting
 from softbits.methods import get_method
 from softbits.pipeline import attach_post_quantizer, train_on_split
-from softbits.experiments.settings import Setting
 from softbits.training import evaluate, target_tensor, to_tensor
 
 __all__ = ["Evaluation", "ResultKey", "Task", "TaskResult", "run", "load_cached", "TEST_PHASE",

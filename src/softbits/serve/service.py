@@ -62,8 +62,8 @@ class PredictionService:
         return self.spec.model_id
 
     def too_large(self, n_bytes: int) -> Answer:
-        return Answer(413, f"payload of {n_bytes} bytes exceeds the limit of "
-                           f"{self.max_payload_bytes} bytes".encode())
+        """The 413 answer for a body known to be ``n_bytes`` long before it is parsed."""
+        return Answer(413, str(PayloadTooLarge(n_bytes, self.max_payload_bytes)).encode())
 
     def answer(self, data: bytes) -> Answer:
         """Predict every sample of one payload as one batch; never raises."""
