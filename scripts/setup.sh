@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Set up softbits from a fresh clone: system tools (gcc, Cortex-M4 gcc, libcoap client),
-# a virtual environment in .venv with the CPU build of torch and the package with all extras.
+# Set up softbits from a fresh clone: system tools (gcc, Cortex-M gcc with newlib, QEMU's
+# emulated Arm boards, libcoap client), a virtual environment in .venv with the CPU build of
+# torch and the package with all extras.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-command -v arm-none-eabi-gcc >/dev/null 2>&1 || missing+=(gcc-arm-none-eabi)
+if ! command -v arm-none-eabi-gcc >/dev/null 2>&1; then
+  missing+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+elif [ "$(arm-none-eabi-gcc -print-file-name=rdimon.specs)" = rdimon.specs ]; then
+  missing+=(libnewlib-arm-none-eabi)  # gcc names the file back when newlib is not installed
+fi
+command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
 command -v coap-client-notls >/dev/null 2>&1 || missing+=(libcoap3-bin)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
