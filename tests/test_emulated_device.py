@@ -113,7 +113,7 @@ def cases(tmp_path_factory, diabetes_models, data_dir) -> dict[str, Case]:
     model = TrainedModel.load(d / "bw-sq.safetensors")
     out[MODELS[0]] = make_case(d, d / "bw-sq.safetensors", frame[model.feature_names].to_numpy(), seed=0)
     ds = load_dataset("cpu_act", data_dir=data_dir)
-    for name, bits in zip(MODELS[1:], (2, 4)):
+    for name, bits in zip(MODELS[1:], (2, 4), strict=True):
         d = root / name
         d.mkdir()
         cfg = TrainConfig(method="bw-sq", bits=bits, layers=1, neurons=8, epochs=1, lr=0.05,
@@ -142,14 +142,16 @@ def device_payload(board: Board, elf: Path, case: Case) -> bytes:
 
 
 def first_difference(case: Case, device: bytes, reference: bytes) -> str:
-    width = (len(reference) - 16) // len(case.rows)
-    pos = next((i for i, (a, b) in enumerate(zip(device, reference)) if a != b), min(len(device), len(reference)))
+    """Where two payloads part: the header, or the first differing row and its values."""
+    n = min(len(device), len(reference))
+    pos = next((i for i in range(n) if device[i] != reference[i]), n)
     if pos < 16:
         return f"headers differ at byte {pos}"
+    width = (len(reference) - 16) // len(case.rows)
     row = (pos - 16) // width
+    part = slice(16 + row * width, 16 + (row + 1) * width)
     return (f"{len(device)} vs {len(reference)} bytes; first difference in row {row}: "
-            f"{case.rows[row].tolist()} → device {device[16 + row * width:16 + (row + 1) * width].hex()}, "
-            f"softbits encode {reference[16 + row * width:16 + (row + 1) * width].hex()}")
+            f"{case.rows[row].tolist()} → device {device[part].hex()}, softbits encode {reference[part].hex()}")
 
 
 @pytest.mark.parametrize("name", MODELS)

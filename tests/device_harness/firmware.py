@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BOARDS", "Board", "STRICT", "build_firmware", "missing_tools", "run_firmware"]
+__all__ = ["BOARDS", "STRICT", "Board", "build_firmware", "missing_tools", "run_firmware"]
 
 HERE = Path(__file__).resolve().parent
 STRICT = ("-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror")
@@ -45,7 +45,7 @@ def missing_tools() -> list[str]:
         return missing + ["gcc-arm-none-eabi", "libnewlib-arm-none-eabi"]
     # gcc prints the bare name back when it cannot find the file, i.e. newlib is not installed
     specs = subprocess.run(["arm-none-eabi-gcc", "-print-file-name=rdimon.specs"],
-                           capture_output=True, text=True).stdout.strip()
+                           check=False, capture_output=True, text=True).stdout.strip()
     if not Path(specs).is_absolute():
         missing.append("libnewlib-arm-none-eabi")
     return missing
@@ -61,7 +61,7 @@ def build_firmware(board: Board, c_dir: Path, main_source: Path, out: Path, *,
     cmd = ["arm-none-eabi-gcc", *board.cpu_flags, opt, *STRICT, "-I", str(c_dir), *LINK,
            str(HERE / "startup.c"), str(main_source), str(c_dir / "softbits_encoder.c"),
            *map(str, extra_sources), "-o", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"arm-none-eabi-gcc failed for {board.machine}:\n{r.stderr}")
     return out
@@ -77,4 +77,4 @@ def run_firmware(board: Board, elf: Path, cwd: Path, *, icount: bool = False,
     cmd = ["qemu-system-arm", "-M", board.machine, "-nographic", "-monitor", "none",
            "-serial", "none", "-semihosting-config", "enable=on,target=native",
            *(["-icount", "shift=0"] if icount else []), "-kernel", str(elf)]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout)
