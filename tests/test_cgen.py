@@ -153,3 +153,42 @@ def test_cortex_m4_compile(tmp_path):
                         str(tmp_path / C_SOURCE_NAME), "-o", str(tmp_path / "enc.o")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+#: names a CSV header can carry: comment delimiters, trigraphs (C99 translates ??/ to a backslash),
+#: quotes, backslashes, control characters, non-ASCII, leading digits, names equal after sanitizing
+HOSTILE_NAMES = ("end */ here", "start /* here", "/*/", "*//*", "/**/", "*", "/", "a/", "*a",
+                 "trick??/", "??/", "??=define X", "???/", 'say "hi"', "it's", "back\\slash", "ends\\",
+                 "line\nbreak", "cr\rlf", "tab\tx", "nul\x00", "é", "ß", "温度 °C", "1st", "123", "",
+                 "x", "x ")
+
+
+def _comment_text(source: str) -> list[str]:
+    """The text of the per-feature comments of the threshold table, in order."""
+    return [line[len("    /* "):-len(" */ {")] for line in source.splitlines()
+            if line.startswith("    /* ") and line.endswith(" */ {")]
+
+
+def test_hostile_names_become_inert_comments():
+    rng = np.random.default_rng(7)
+    spec = _special_spec(rng, len(HOSTILE_NAMES), 2)
+    spec = EncoderSpec(HOSTILE_NAMES, spec.bits, spec.thresholds)
+    source = generate_c(spec)[C_SOURCE_NAME]
+    comments = _comment_text(source)
+    assert len(comments) == len(HOSTILE_NAMES)
+    for text in comments:
+        assert all(32 <= ord(ch) < 127 for ch in text), text
+        assert "*/" not in text and "/*" not in text and "??" not in text and "\\" not in text, text
+    assert comments[HOSTILE_NAMES.index("x")] == "x"  # ordinary names pass unchanged
+    assert comments[HOSTILE_NAMES.index("é")] == comments[HOSTILE_NAMES.index("ß")] == "?"
+
+
+@needs_gcc
+@pytest.mark.parametrize("flags", [["-O2"], ["-O0", "-trigraphs", "-Wcomment", "-Wtrigraphs"]])
+def test_hostile_names_compile_and_match(tmp_path, flags):
+    rng = np.random.default_rng(8)
+    spec = _special_spec(rng, len(HOSTILE_NAMES), 3)
+    spec = EncoderSpec(HOSTILE_NAMES, spec.bits, spec.thresholds)
+    X = _inputs(rng, spec, 50_000)
+    c_out = _run(_compile(tmp_path, spec, flags), X)
+    assert c_out == encode_packed(spec, X).tobytes()

@@ -27,8 +27,15 @@ _PER_LINE = 6
 
 
 def _c_identifier_comment(name: str) -> str:
-    """A feature name made safe inside a C block comment."""
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in name).replace("*/", "*?")
+    """A feature name made inert inside a C block comment, whatever a CSV header held.
+
+    Only printable ASCII other than backslash survives (a backslash could splice lines); ``*/``
+    would end the comment and ``/*`` trips ``-Wcomment`` under ``-Werror``; ``??`` is broken up
+    so that no trigraph (``??/`` is a backslash in C99) remains. Each replacement only adds ``?``
+    or ``-``, which form none of these again, so one pass in this order is enough.
+    """
+    text = "".join(ch if 32 <= ord(ch) < 127 and ch != "\\" else "?" for ch in name)
+    return text.replace("*/", "*?").replace("/*", "/?").replace("??", "?-")
 
 
 def _header(spec: EncoderSpec) -> str:
