@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from softbits.config import TrainConfig
 from softbits.data import Standardizer
 from softbits.errors import SoftbitsError
-from softbits.model import QuantizedMLP, build_mlp
+from softbits.model import QuantizedMLP, build_network, describe_network
 from softbits.quantizers import build_quantizer
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
@@ -125,15 +125,12 @@ class TrainedModel:
     # ---- persistence -------------------------------------------------------------------------
     def _header(self) -> dict[str, Any]:
         q = self.module.quantizer
-        net = [m for m in self.module.network if isinstance(m, torch.nn.Linear)]
         return {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "config": self.config.to_dict(),
             "quantizer": None if q is None else {"kind": q.kind, "config": q.config()},
-            "network": {"d_in": net[0].in_features, "d_out": net[-1].out_features,
-                        "layers": len(net) - 1, "neurons": net[0].out_features if len(net) > 1 else 0,
-                        "dropout": self.config.dropout},
+            "network": describe_network(self.module.network),
             "x_scaler": {"mean": self.x_scaler.mean.tolist(), "scale": self.x_scaler.scale.tolist()},
             "y_scaler": None if self.y_scaler is None else {
                 "mean": self.y_scaler.mean.tolist(), "scale": self.y_scaler.scale.tolist()},
@@ -174,7 +171,8 @@ class TrainedModel:
         qh = header["quantizer"]
         quantizer = build_quantizer(qh["kind"], qh["config"]) if qh else None
         n = header["network"]
-        network = build_mlp(n["d_in"], n["d_out"], n["layers"], n["neurons"], n["dropout"])
+        network = build_network(n["d_in"], n["d_out"], n["layers"], n["neurons"], n["dropout"],
+                                n.get("members"))
         module = QuantizedMLP(quantizer, network)
         module.load_state_dict(tensors, strict=True)
         module.to(device).eval()

@@ -102,6 +102,7 @@ def train(
     init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper) or minmax.")] = "quantile",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 512,
     val_fraction: Annotated[float, typer.Option(help="> 0: keep this share for validation and restore the best epoch.")] = 0.0,
+    members: Annotated[Optional[int], typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     task: Annotated[str, typer.Option(help="auto, regression or classification.")] = "auto",
@@ -118,7 +119,8 @@ def train(
     config = TrainConfig(method=method.lower(), bits=bits, layers=layers, neurons=neurons,
                          epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
                          decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
-                         init=init, seed=seed, device=device, task=task, val_fraction=val_fraction)
+                         init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
+                         members=members)
     if save is not None and save.exists() and save.is_dir():
         raise ConfigError(f"--save {save} is a directory; give a file path")
     ds = load_input(dataset, data, target, task, dropna, data_dir)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from softbits.errors import ConfigError
 from softbits.schedules import SCHEDULES
 
-__all__ = ["TrainConfig", "MAX_BITS"]
+if TYPE_CHECKING:
+    from softbits.methods import Method
+
+__all__ = ["TrainConfig", "MAX_BITS", "MAX_MEMBERS"]
 
 MAX_BITS = 16
+#: ensemble members per training; the memory estimate before training bounds it further
+MAX_MEMBERS = 1024
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,10 @@ class TrainConfig:
     val_fraction : float
         > 0 keeps that share of the training part for validation and restores the best epoch
         (off by default: the paper evaluates the last epoch).
+    members : int or None
+        MLPs behind the quantizer for an ensemble method (1..MAX_MEMBERS); None takes the
+        method's default (:data:`softbits.methods.DEFAULT_MEMBERS` for ensembles, 1 otherwise).
+        Other methods train one network and refuse any other number.
     """
 
     method: str = "bw-sq"
@@ -52,6 +62,7 @@ class TrainConfig:
     device: str = "auto"
     task: str = "auto"
     val_fraction: float = 0.0
+    members: int | None = None
 
     def __post_init__(self) -> None:
         from softbits.methods import get_method
@@ -80,6 +91,22 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._check_members(method)
+
+    def _check_members(self, method: Method) -> None:
+        """Resolve ``members=None`` to the method's default; refuse a number it cannot use."""
+        from softbits.methods import DEFAULT_MEMBERS, METHODS
+
+        if self.members is None:
+            object.__setattr__(self, "members", DEFAULT_MEMBERS if method.ensemble else 1)
+        if isinstance(self.members, bool) or not isinstance(self.members, numbers.Integral) \
+                or not 1 <= self.members <= MAX_MEMBERS:
+            raise ConfigError(f"members must be an integer in 1..{MAX_MEMBERS}, got {self.members!r}")
+        object.__setattr__(self, "members", int(self.members))
+        if not method.ensemble and self.members != 1:
+            ensembles = ", ".join(m.name for m in METHODS.values() if m.ensemble)
+            raise ConfigError(f"method {self.method} trains one network, so members must be 1, got "
+                              f"{self.members}; ensemble methods: {ensembles}")
 
     @property
     def compression_factor(self) -> float:

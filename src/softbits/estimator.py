@@ -22,13 +22,15 @@ __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 
 
 class _SoftbitsBase(TransformerMixin, BaseEstimator):
-    """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names)."""
+    """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names):
+    ``method`` any registered method, ``members`` the MLPs of an ensemble method such as
+    ``bw-sq-ens`` (None: the method's default)."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
                  epochs: int = 30, lr: float = 1e-3, weight_decay: float = 0.0,
                  dropout: float = 0.0, decrease_factor: float = 1e-3,
                  schedule: str = "exponential", batch_size: int = 512, init: str = "quantile",
-                 seed: int = 0, device: str = "auto") -> None:
+                 seed: int = 0, device: str = "auto", members: int | None = None) -> None:
         self.method = method
         self.bits = bits
         self.layers = layers
@@ -43,6 +45,7 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
         self.init = init
         self.seed = seed
         self.device = device
+        self.members = members
 
     _task: str = "regression"
 

@@ -6,6 +6,7 @@ This is the function the CLI, the estimator and the protocol's tasks call.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,17 +19,24 @@ from softbits.data import Dataset, Split, split_and_scale
 from softbits.env import runtime_info
 from softbits.errors import ConfigError
 from softbits.methods import get_method
-from softbits.model import QuantizedMLP, build_mlp
+from softbits.model import QuantizedMLP, build_network
 from softbits.schedules import make_schedule
 from softbits.training import (FitResult, evaluate, fit, resolve_device, seed_everything,
                                target_tensor, to_tensor)
 
-__all__ = ["attach_post_quantizer", "build_model", "fit_module", "summary", "train_dataset", "train_on_split"]
+__all__ = ["attach_post_quantizer", "available_memory", "build_model", "check_training_memory",
+           "fit_module", "summary", "train_dataset", "train_on_split"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
-                X_train: torch.Tensor | None = None) -> QuantizedMLP:
-    """The method's quantizer (initialised on ``X_train`` when given) in front of a fresh MLP."""
+                X_train: torch.Tensor | None = None, *,
+                device: torch.device | None = None) -> QuantizedMLP:
+    """The method's quantizer (initialised on ``X_train`` when given) in front of a fresh MLP,
+    or of ``config.members`` MLPs for an ensemble method.
+
+    With ``device``, a network whose training cannot fit that device's free memory is refused
+    before any of it is allocated (:func:`check_training_memory`).
+    """
     method = get_method(config.method)
     quantizer = None
     if method.train_quantizer is not None:
@@ -38,8 +46,50 @@ def build_model(config: TrainConfig, n_features: int, n_outputs: int,
         d_in = quantizer.out_features
     else:
         d_in = n_features
-    network = build_mlp(d_in, n_outputs, config.layers, config.neurons, config.dropout)
+    members = config.members if method.ensemble else None
+    if device is not None:
+        check_training_memory(config, d_in, n_outputs, members, device)
+    network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
     return QuantizedMLP(quantizer, network)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a training on ``device`` (None when the system does not say)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_training_memory(config: TrainConfig, d_in: int, n_outputs: int, members: int | None,
+                          device: torch.device) -> None:
+    """One-line :class:`ConfigError` when a lower bound of the training's memory exceeds what
+    ``device`` has free, instead of an out-of-memory crash (or swapping) minutes later.
+
+    The bound counts float32 weights, gradients and Adam's two moments (16 bytes a parameter)
+    and one batch's hidden activations with their ReLU outputs; the real need is higher.
+    """
+    with torch.device("meta"):  # the real builder, so the count cannot drift from it
+        network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
+    params = sum(p.numel() for p in network.parameters())
+    k = members or 1
+    activations = k * config.batch_size * (2 * config.layers * config.neurons + n_outputs) + config.batch_size * d_in
+    need = 4 * (4 * params + activations)
+    free = available_memory(device)
+    if free is not None and need > free:
+        what = f"{k} networks of {params // k:,} parameters" if members else f"a network of {params:,} parameters"
+        raise ConfigError(f"training {what} needs at least {need / 2**30:.1f} GiB to train, but {device} has "
+                          f"{free / 2**30:.1f} GiB free; lower members, neurons, layers or batch size")
 
 
 def attach_post_quantizer(module: QuantizedMLP, method_name: str, bits: int,
@@ -84,7 +134,7 @@ def fit_module(
         perm = torch.randperm(X_tr.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(device)
         X_val, y_val = X_tr[perm[:n_val]], y_tr[perm[:n_val]]
         X_tr, y_tr = X_tr[perm[n_val:]], y_tr[perm[n_val:]]
-    module = build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device)
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device).to(device)
     schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
     result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
                  weight_decay=config.weight_decay, batch_size=config.batch_size,
@@ -158,6 +208,7 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
         "test_accuracy": m.get("test_accuracy"),
         "train_seconds": m.get("train_seconds"),
         "epochs": cfg.epochs,
+        "members": cfg.members,
         "compression_factor": cfg.compression_factor,
         "payload_bytes_per_sample": cfg.payload_bytes(ds.n_features),
         "seed": cfg.seed,

@@ -87,6 +87,14 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator,
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """MSE or cross-entropy of outputs [N, d_out] against targets [N].
+
+    Outputs [K, N, d_out] carry a leading member axis (an ensemble in training mode): the loss is
+    the mean of the K members' losses on the same targets, so member k's gradient is its own loss's
+    gradient over K.
+    """
+    if out.dim() == 3:
+        out, y = out.flatten(0, 1), y.repeat(out.shape[0])
     if task == "classification":
         return F.cross_entropy(out, y)
     return F.mse_loss(out.squeeze(-1), y)

@@ -168,7 +168,8 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
     """Chosen settings per (dataset, method display name, bits) from a paper-style CSV.
 
     Every needed row must be present; the error names the missing ones so the user can fix the
-    file before any training starts.
+    file before any training starts. A method with ``settings_from`` (e.g. Bw-SQ-Ens) takes that
+    method's row when the file has none of its own.
     """
     path = Path(path)
     table = read_csv_table(path, "settings file", required=("dataset", "method", "bits", *SETTING_COLUMNS))
@@ -183,6 +184,9 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
     missing_rows: list[str] = []
     for dataset, display, bits in needed:
         setting = index.get((dataset, display.lower(), bits))
+        lender = _lender(display)
+        if setting is None and lender is not None:
+            setting = index.get((dataset, lender.lower(), bits))
         if setting is None:
             missing_rows.append(f"{dataset}/{display}/{bits}")
         else:
@@ -192,3 +196,13 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
         raise ConfigError(f"settings file {path} lacks {len(missing_rows)} needed "
                           f"(dataset/method/bits) rows: {shown}")
     return chosen
+
+
+def _lender(display: str) -> str | None:
+    """Display name of the method whose settings the method shown as ``display`` borrows."""
+    from softbits.methods import METHODS
+
+    for method in METHODS.values():
+        if method.display.lower() == display.lower() and method.settings_from is not None:
+            return METHODS[method.settings_from].display
+    return None
