@@ -12,7 +12,9 @@ starts on a byte boundary and its padding bits are zero; a sample is ⌈F·bits/
 
 Two backends compute identical results: numba kernels (compiled once, cached on disk) for large
 batches, and a pure-numpy path (``np.searchsorted`` / ``np.packbits``) used for small batches,
-where compiling does not pay, and whenever numba is not installed.
+where compiling does not pay, and whenever numba is not installed. Small batches never touch numba.
+Where numba finds no writable cache directory (a read-only install, an unwritable ``HOME``) the
+kernels are compiled in memory for each process instead: slower to start, same codes.
 """
 
 from __future__ import annotations
@@ -51,13 +53,26 @@ def code_dtype(bits: int) -> np.dtype:
 
 @lru_cache(maxsize=1)
 def _kernels() -> dict[str, Callable[..., Any]] | None:
-    """Compile (or load from numba's cache) the kernels; ``None`` without numba."""
+    """The kernels, cached on disk where numba can write; ``None`` without numba.
+
+    ``njit(cache=True)`` raises RuntimeError at decoration when none of numba's cache locators
+    has a writable directory; a server on a read-only host must still encode, so the kernels
+    are then defined without an on-disk cache.
+    """
     try:
         import numba
     except ImportError:
         return None
+    try:
+        return _define_kernels(numba, cache=True)
+    except RuntimeError:
+        return _define_kernels(numba, cache=False)
 
-    @numba.njit(cache=True, nogil=True)
+
+def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
+    """The four kernels (compiled lazily on first call)."""
+
+    @numba.njit(cache=cache, nogil=True)
     def count_kernel(x, table, out):  # pragma: no cover - compiled
         # blocks of samples, one feature at a time: the inner loop over a contiguous column
         # buffer vectorizes (SIMD compares), which beats a search's dependent loads up to 8 bits
@@ -78,7 +93,7 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
                 for i in range(nb):
                     out[i0 + i, j] = cnt[i]
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=cache, nogil=True)
     def search_kernel(x, table, bits, out):  # pragma: no cover - compiled
         # the C encoder's binary search: ``bits`` comparisons per value, for wide codes
         n, f = x.shape
@@ -93,7 +108,7 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
                         c += s
                 out[i, j] = c
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=cache, nogil=True)
     def pack_kernel(codes, bits, out):  # pragma: no cover - compiled
         n, f = codes.shape
         for i in range(n):
@@ -111,7 +126,7 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
             if filled > 0:
                 out[i, o] = np.uint8(acc & np.uint64(0xFF))
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=cache, nogil=True)
     def unpack_kernel(data, bits, out):  # pragma: no cover - compiled
         n, f = out.shape
         mask = np.uint64((1 << bits) - 1)
@@ -136,14 +151,14 @@ def has_numba() -> bool:
 
 
 def _use_numba(backend: Backend, n_values: int) -> bool:
+    """Whether this call runs the kernels; small ``auto`` batches do not even import numba."""
     if backend == "numpy":
         return False
-    kernels = _kernels()
     if backend == "numba":
-        if kernels is None:
+        if _kernels() is None:
             raise SoftbitsError("backend 'numba' requested but numba is not installed")
         return True
-    return kernels is not None and n_values >= NUMBA_MIN_VALUES
+    return n_values >= NUMBA_MIN_VALUES and _kernels() is not None
 
 
 def _as_features(X: np.ndarray, n_features: int) -> np.ndarray:
