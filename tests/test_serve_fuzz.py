@@ -165,3 +165,180 @@ def test_expected_count_oracle_is_sound(server):
     assert _expected_count(spec, good) == 30
     assert _expected_count(spec, good[:-1]) is None
     assert _expected_count(spec, good[:14] + struct.pack("<H", 29) + good[16:]) is None
+
+
+# --- CoAP Block1 (RFC 7959) uploads, block by block -------------------------------------------
+
+BLOCK1_EXAMPLES = 120
+
+
+async def _send_block(ctx, url: str, data: bytes, szx: int, number: int, size1: int | None,
+                      query: str = "") -> "aiocoap.Message":
+    """Block ``number`` of ``data`` in blocks of 2**(szx+4) bytes, as one raw request."""
+    import aiocoap
+
+    size = 1 << (szx + 4)
+    chunk = data[number * size:(number + 1) * size]
+    more = (number + 1) * size < len(data)
+    msg = aiocoap.Message(code=aiocoap.POST, uri=url + query, payload=chunk, block1=(number, more, szx))
+    if size1 is not None and number == 0:
+        msg.opt.size1 = size1
+    return await ctx.request(msg, handle_blockwise=False).response
+
+
+def _expected_block1_codes(spec: EncoderSpec, data: bytes, szx: int, size1: int | None) -> list:
+    """Reply codes, block by block: 2.31 while the bytes received (and the announced size) stay
+    within the limit, 4.13 at the first block that would exceed it, else the final answer."""
+    import aiocoap
+
+    if size1 is not None and size1 > MAX_PAYLOAD:
+        return [aiocoap.REQUEST_ENTITY_TOO_LARGE]
+    size, codes = 1 << (szx + 4), []
+    n_blocks = max(1, -(-len(data) // size))
+    for number in range(n_blocks):
+        end = min((number + 1) * size, len(data))
+        if end > MAX_PAYLOAD:
+            return codes + [aiocoap.REQUEST_ENTITY_TOO_LARGE]
+        if number + 1 < n_blocks:
+            codes.append(aiocoap.CONTINUE)
+    final = aiocoap.CONTENT if _expected_count(spec, data) is not None else aiocoap.BAD_REQUEST
+    return codes + [final]
+
+
+def block1_uploads(spec: EncoderSpec) -> st.SearchStrategy[tuple[bytes, int, int | None]]:
+    """(data, szx, Size1): valid payloads and random bytes of lengths around the limit, block
+    sizes 16..1024, Size1 absent, true, or a lie either way."""
+    per_sample = spec.sample_bytes
+    near = st.integers(MAX_PAYLOAD - 3 * per_sample, MAX_PAYLOAD + 1100)
+    valid = st.builds(lambda n, seed: build_payload(spec, np.random.default_rng(seed).integers(
+        0, 256, (n, per_sample), dtype=np.uint8) & _pad_mask(spec)),
+        st.integers(1, (MAX_PAYLOAD + 1100 - HEADER.size) // per_sample), st.integers(0, 2**32 - 1))
+    raw = st.builds(lambda n, seed: np.random.default_rng(seed).bytes(n),
+                    st.one_of(near, st.integers(1, MAX_PAYLOAD + 1100)), st.integers(0, 2**32 - 1))
+    data = st.one_of(valid, raw)
+
+    def with_size1(d: bytes, mode: str, szx: int) -> tuple[bytes, int, int | None]:
+        size1 = {"none": None, "true": len(d), "small": min(len(d), 16), "over": MAX_PAYLOAD + 1,
+                 "at": MAX_PAYLOAD}[mode]
+        return d, szx, size1
+
+    return st.builds(with_size1, data, st.sampled_from(["none", "true", "small", "over", "at"]),
+                     st.integers(2, 6))
+
+
+def test_coap_block1_uploads_are_refused_as_soon_as_they_exceed_the_limit(server):
+    """No 2.31 Continue for a block beyond --max-payload: 4.13 (with Size1 = the limit) comes at
+    the first block that crosses it, or at block 0 when Size1 announces too much."""
+    import aiocoap
+
+    spec, url = server["spec"], server["urls"]["coap"]
+    loop = asyncio.new_event_loop()
+    ctx = loop.run_until_complete(aiocoap.Context.create_client_context())
+    try:
+        @settings(max_examples=BLOCK1_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(upload=block1_uploads(spec))
+        def upload_blockwise(upload: tuple[bytes, int, int | None]) -> None:
+            data, szx, size1 = upload
+            want = _expected_block1_codes(spec, data, szx, size1)
+            got = []
+            for number in range(len(want)):
+                reply = loop.run_until_complete(_send_block(ctx, url, data, szx, number, size1))
+                got.append(reply.code)
+                if reply.code != aiocoap.CONTINUE:
+                    break
+                assert reply.opt.block1 is not None and reply.opt.block1.block_number == number
+            assert got == want, (len(data), szx, size1)
+            if got[-1] == aiocoap.REQUEST_ENTITY_TOO_LARGE:
+                assert reply.opt.size1 == MAX_PAYLOAD
+                assert f"exceeds the limit of {MAX_PAYLOAD} bytes" in reply.payload.decode()
+            elif got[-1] == aiocoap.CONTENT and reply.opt.block2 is None:  # long replies: Block2,
+                # fetched by aiocoap's own client in test_random_and_mutated_payloads_over_coap
+                assert len(json.loads(reply.payload)["predictions"]) == _expected_count(spec, data)
+
+        upload_blockwise()
+    finally:
+        loop.run_until_complete(ctx.shutdown())
+        loop.close()
+    assert server["proc"].poll() is None
+
+
+def test_coap_block1_assemblies_are_bounded(server):
+    """At most MAX_UPLOADS unfinished Block1 uploads: one more gets 5.03; finishing one frees
+    its place."""
+    import aiocoap
+
+    from softbits.serve.coap import MAX_UPLOADS
+
+    url, good = server["urls"]["coap"], server["good"]
+    data = good + bytes(1024 - len(good) % 1024)  # whole 64-byte blocks; the final answer is 4.00
+
+    async def exchange() -> None:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            started = [await _send_block(ctx, url, data, 2, 0, None, f"?u={i}") for i in range(MAX_UPLOADS)]
+            assert all(r.code == aiocoap.CONTINUE for r in started)
+            extra = await _send_block(ctx, url, data, 2, 0, None, "?u=extra")
+            assert extra.code == aiocoap.SERVICE_UNAVAILABLE and extra.payload
+            for number in range(1, len(data) // 64):
+                last = await _send_block(ctx, url, data, 2, number, None, "?u=0")
+            assert last.code == aiocoap.BAD_REQUEST
+            again = await _send_block(ctx, url, data, 2, 0, None, "?u=extra")
+            assert again.code == aiocoap.CONTINUE
+            for i in [*range(1, MAX_UPLOADS), "extra"]:  # leave nothing behind for the other tests
+                for number in range(1, len(data) // 64):
+                    await _send_block(ctx, url, data, 2, number, None, f"?u={i}")
+        finally:
+            await ctx.shutdown()
+
+    asyncio.run(exchange())
+    assert server["proc"].poll() is None
+
+
+def test_concurrent_coap_block1_uploads_do_not_mix(server):
+    """Interleaved uploads (valid, corrupt, oversized) each get their own answer."""
+    import aiocoap
+
+    spec, url = server["spec"], server["urls"]["coap"]
+    loop = asyncio.new_event_loop()
+    ctx = loop.run_until_complete(aiocoap.Context.create_client_context())
+    try:
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(uploads=st.lists(block1_uploads(spec), min_size=2, max_size=6), order=st.randoms())
+        def interleaved(uploads: list[tuple[bytes, int, int | None]], order) -> None:
+            want = [_expected_block1_codes(spec, *u) for u in uploads]
+            got: list[list] = [[] for _ in uploads]
+            pending = [i for i, w in enumerate(want) for _ in w]
+            order.shuffle(pending)
+            # keep each upload's blocks in order while the uploads interleave
+            for i in pending:
+                data, szx, size1 = uploads[i]
+                reply = loop.run_until_complete(
+                    _send_block(ctx, url, data, szx, len(got[i]), size1, f"?u={i}"))
+                got[i].append(reply.code)
+            assert got == want
+
+        interleaved()
+    finally:
+        loop.run_until_complete(ctx.shutdown())
+        loop.close()
+
+
+def test_coap_block1_upload_with_block2_reply(server):
+    """The largest valid payload goes up block-wise and its long reply comes back block-wise."""
+    import aiocoap
+
+    spec, url = server["spec"], server["urls"]["coap"]
+    n = (MAX_PAYLOAD - HEADER.size) // spec.sample_bytes
+    data = build_payload(spec, np.zeros((n, spec.sample_bytes), np.uint8))
+
+    async def exchange() -> aiocoap.Message:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            return await ctx.request(aiocoap.Message(code=aiocoap.PUT, uri=url, payload=data)).response
+        finally:
+            await ctx.shutdown()
+
+    reply = asyncio.run(exchange())
+    assert reply.code == aiocoap.CONTENT and len(reply.payload) > 1024
+    assert len(json.loads(reply.payload)["predictions"]) == n

@@ -12,9 +12,14 @@ from softbits.errors import SoftbitsError
 __all__ = ["send_payloads"]
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decode(body: bytes, where: str) -> list[Any]:
+    """Strict JSON: a ``NaN`` or ``Infinity`` from a foreign server is refused, not printed."""
     try:
-        return list(json.loads(body)["predictions"])
+        return list(json.loads(body, parse_constant=_refuse_constant)["predictions"])
     except (ValueError, KeyError, TypeError):
         raise SoftbitsError(f"{where} answered something that is not a predictions object") from None
 

@@ -3,15 +3,18 @@
 The body of ``/v1/predict`` is a wire payload (``application/octet-stream``; the content type is
 not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the size limit, which
 is checked against Content-Length before the body is read and again while it streams in.
+A prediction that is not finite answers 500 (see :mod:`softbits.serve.service`). An upload
+whose connection closes before the body is complete is logged as one warning line.
 Only the runner imports this module, so FastAPI loads only when HTTP is served.
 """
 
 import json
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from softbits.serve.service import PredictionService
+from softbits.serve.service import PredictionService, log
 
 __all__ = ["create_http_app"]
 
@@ -29,10 +32,16 @@ def create_http_app(service: PredictionService) -> FastAPI:
         if declared.isdigit() and int(declared) > service.max_payload_bytes:
             return _error(413, service.too_large(int(declared)).body.decode())
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > service.max_payload_bytes:
-                return _error(413, service.too_large(len(body)).body.decode())
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > service.max_payload_bytes:
+                    return _error(413, service.too_large(len(body)).body.decode())
+        except ClientDisconnect:
+            peer = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            log.warning("upload from %s cut off after %d of %s bytes: the connection closed "
+                        "(by the client, when idle, or at shutdown)", peer, len(body), declared or "?")
+            return _error(400, "incomplete upload")  # nobody is left to read it
         answer = service.answer(bytes(body))
         if answer.ok:
             return Response(answer.body, media_type="application/json")

@@ -1,13 +1,17 @@
 """The transport-independent server core: payload bytes in, a status and a reply body out.
 
 HTTP and CoAP both call :meth:`PredictionService.answer`, so they validate, batch and format
-identically; only the mapping of the status to 200/400/413 or 2.05/4.00/4.13 differs.
+identically; only the mapping of the status to 200/400/413/500 or 2.05/4.00/4.13/5.00 differs.
+Replies are strict JSON: a batch with a NaN or infinite prediction (a model whose float32
+arithmetic overflows, or whose weights are not finite) answers 500 naming the sample, rather
+than ``NaN``/``Infinity``, which no JSON parser has to accept.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +20,7 @@ import numpy as np
 from softbits.device.predict import predict_payload, prediction_values
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, build_payload
+from softbits.errors import DataError
 
 if TYPE_CHECKING:
     from softbits.artifact import TrainedModel
@@ -26,6 +31,8 @@ __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Answer", "PredictionService"]
 DEFAULT_MAX_PAYLOAD_BYTES = 65536
 
 log = logging.getLogger("softbits.serve")
+
+_NON_FINITE = b"the model predicted a non-finite value"
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,10 @@ class PredictionService:
         self.model.module.eval()
         # one request at startup loads the lazy imports (numba check, torch kernels), so the
         # first device does not wait for them
-        warm = self.answer(build_payload(self.spec, np.zeros((1, self.spec.sample_bytes), np.uint8)))
+        warm = self._answer(build_payload(self.spec, np.zeros((1, self.spec.sample_bytes), np.uint8)))
+        if warm.status == 500 and warm.body.startswith(_NON_FINITE):
+            raise DataError("cannot serve this model: it predicts a non-finite value for an all-zero "
+                            "payload (are its weights finite?)")
         if not warm.ok:
             raise RuntimeError(f"the model cannot answer a valid payload: {warm.body.decode()}")
 
@@ -67,6 +77,12 @@ class PredictionService:
 
     def answer(self, data: bytes) -> Answer:
         """Predict every sample of one payload as one batch; never raises."""
+        answer = self._answer(data)
+        if answer.status == 500 and answer.body.startswith(_NON_FINITE):
+            log.warning("%s", answer.body.decode())
+        return answer
+
+    def _answer(self, data: bytes) -> Answer:
         try:
             pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes)
             values = prediction_values(self.model, pred)
@@ -77,5 +93,9 @@ class PredictionService:
         except Exception:  # noqa: BLE001 - a bug must not stop the server; log it, answer 500
             log.exception("prediction failed")
             return Answer(500, b"internal error while predicting")
+        bad = next((i for i, v in enumerate(values) if isinstance(v, float) and not math.isfinite(v)), None)
+        if bad is not None:
+            return Answer(500, f"{_NON_FINITE.decode()} ({values[bad]}) for sample {bad + 1} "
+                               f"of {len(values)}".encode())
         body = {"model_id": self.model_id, "n_samples": len(values), "predictions": values}
-        return Answer(200, json.dumps(body, separators=(",", ":")).encode())
+        return Answer(200, json.dumps(body, separators=(",", ":"), allow_nan=False).encode())
