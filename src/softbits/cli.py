@@ -7,17 +7,21 @@ line (``error: …``) and exits with code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 
-from softbits.errors import ConfigError, SoftbitsError
+from softbits.errors import ConfigError, DataError, SoftbitsError
 
-__all__ = ["app", "main", "console", "err_console", "print_json"]
+__all__ = ["app", "main", "console", "err_console", "print_json", "check_output_file",
+           "check_output_dir", "writing"]
 
 app = typer.Typer(
     name="softbits",
@@ -84,6 +88,51 @@ def load_input(dataset: str | None, data: Path | None, target: str | None, task:
         return load_dataset(dataset, data_dir=data_dir, task=task, dropna=dropna)
 
 
+def _check_creatable(target: Path, option: str, shown: Path) -> None:
+    """``target`` (a directory to create or use) must lie below a writable directory."""
+    existing = target
+    while not os.path.exists(existing):
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{option} {shown}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {shown}: cannot write in {existing} (no permission or a "
+                          "read-only file system)")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse now, before any work, an output file that could not be written at the end.
+
+    ``os.access`` also reports read-only mounts, for root too; a later failure (a full disk)
+    still surfaces as one line through :func:`writing`.
+    """
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path} is a directory; give a file path")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option} {path}: cannot write this file (no permission or a "
+                              "read-only file system)")
+        return
+    _check_creatable(path.parent, option, path)
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Refuse now, before any work, an output directory that could not be created or written."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{option} {path} exists and is not a directory")
+    _check_creatable(path, option, path)
+
+
+@contextmanager
+def writing(option: str) -> Iterator[None]:
+    """An OS error while writing an output becomes one line naming the option and the file."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise DataError(f"{option}: cannot write{where} ({exc.strerror or exc})") from None
+
+
 @app.command()
 def train(
     dataset: Annotated[Optional[str], typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
@@ -121,8 +170,8 @@ def train(
                          decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
                          init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
                          members=members)
-    if save is not None and save.exists() and save.is_dir():
-        raise ConfigError(f"--save {save} is a directory; give a file path")
+    if save is not None:
+        check_output_file(save, "--save")
     ds = load_input(dataset, data, target, task, dropna, data_dir)
     split = split_and_scale(ds, seed=seed)
     for note in ds.notes:
@@ -143,12 +192,19 @@ def train(
                                target_name=ds.target_name, classes=ds.classes, dataset=ds.name,
                                on_epoch_end=on_epoch_end)
     result = summary(model, ds, len(split.y_train), len(split.y_test))
+    save_error = None
     if save is not None:
-        result["saved"] = str(model.save(save))
+        try:
+            with writing("--save"):
+                result["saved"] = str(model.save(save))
+        except DataError as exc:
+            save_error = exc  # still print the metrics: the finished training is not lost
     if as_json:
         print_json(result)
-        return
-    _print_train_summary(result)
+    else:
+        _print_train_summary(result)
+    if save_error is not None:
+        raise save_error
 
 
 def _print_train_summary(r: dict[str, Any]) -> None:

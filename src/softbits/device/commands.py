@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from softbits.cli import app
+from softbits.cli import app, check_output_dir, check_output_file, writing
 from softbits.errors import ConfigError, SoftbitsError
 
 __all__ = ["export", "encode_cmd", "predict"]
@@ -38,18 +38,18 @@ def export(
     fmt = format.lower()
     if fmt not in ("json", "c"):
         raise ConfigError(f"--format must be json or c, got {format!r}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    check_output_dir(out, "--out")
     spec = _spec(_load(model))
-    if fmt == "json":
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / "encoder.json"
-        path.write_text(spec.to_json(), encoding="utf-8")
-        paths = [path]
-    else:
-        from softbits.device.cgen import write_c
+    with writing("--out"):
+        if fmt == "json":
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "encoder.json"
+            path.write_text(spec.to_json(), encoding="utf-8")
+            paths = [path]
+        else:
+            from softbits.device.cgen import write_c
 
-        paths = write_c(spec, out)
+            paths = write_c(spec, out)
     for p in paths:
         typer.echo(str(p))
 
@@ -71,18 +71,22 @@ def encode_cmd(
         raise ConfigError(f"--format must be bin or hex, got {format!r}")
     if fmt == "bin" and out is None:
         raise ConfigError("--format bin needs --out FILE")
+    if out is not None:
+        check_output_file(out, "--out")
     m = _load(model)
     spec = _spec(m)
     packed = encode_packed(spec, read_features(input, m.feature_names))
     if fmt == "bin":
         data = build_payload(spec, packed)
-        out.write_bytes(data)  # type: ignore[union-attr]
+        with writing("--out"):
+            out.write_bytes(data)  # type: ignore[union-attr]
         return
     text = "".join(row.tobytes().hex() + "\n" for row in packed)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="ascii")
+        with writing("--out"):
+            out.write_text(text, encoding="ascii")
 
 
 @app.command()

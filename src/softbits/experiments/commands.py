@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import Progress
 
-from softbits.cli import DataDirOpt, app, console, err_console, print_json
+from softbits.cli import DataDirOpt, app, check_output_dir, console, err_console, print_json, writing
 from softbits.config import MAX_BITS
 from softbits.errors import ConfigError, DataError, SoftbitsError
 
@@ -193,6 +193,8 @@ def reproduce(
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     resolve_device(device)
     check_store(store)
+    out_dir = out if out is not None else store.parent / f"{store.stem}_report"
+    check_output_dir(out_dir, "--out")
     if compare is not None:
         read_reference(compare)
     dataset_list = _datasets(datasets if datasets is not None else preset["datasets"], data_dir)
@@ -249,8 +251,8 @@ def reproduce(
                 todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
                 bar = progress.add_task(f"test · {backend.name}", total=len(todo))
                 added += execute(todo, result_store, backend, advance)
-        out_dir = out if out is not None else store.parent / f"{store.stem}_report"
-        paths = write_report(result_store, out_dir, compare)
+        with writing("--out"):
+            paths = write_report(result_store, out_dir, compare)
     finally:
         backend.close()
         result_store.close()
@@ -279,7 +281,8 @@ def report(
     from softbits.experiments.store import ResultStore
 
     # write_report reads the reference before it writes anything, so a bad one leaves no output
-    with ResultStore.open_existing(store) as s:
+    check_output_dir(out, "--out")
+    with ResultStore.open_existing(store) as s, writing("--out"):
         paths = write_report(s, out, compare)
         if as_json:
             print_json({"out": str(out), "rows": summarize(s).to_dict("records")})

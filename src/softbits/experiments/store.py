@@ -4,20 +4,27 @@ Only the runner in the main process writes. Each finished task lands in one tran
 ``INSERT OR IGNORE`` under a unique key, so a SIGKILL at any moment loses at most the tasks in
 flight and never leaves a duplicate or a half-written task; re-running skips finished keys.
 A ``meta`` table holds the schema version; a store of another version is refused with one line.
+
+Every SQLite failure (a damaged file, a store that may not be written, a full disk) leaves this
+module as a one-line :class:`~softbits.errors.DataError` naming the store. Readers open the file
+with SQLite's ``mode=ro``, so reading a store can never change it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from softbits.errors import SoftbitsError
+from softbits.errors import DataError, SoftbitsError
 from softbits.experiments.settings import Setting
 from softbits.experiments.tasks import ResultKey
 
@@ -48,7 +55,33 @@ CREATE TABLE IF NOT EXISTS choices (
 _KEY_COLUMNS = ("dataset", "method", "bits", "setting_id", "phase", "idx", "seed")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextmanager
+def _sqlite_errors(path: Path) -> Iterator[None]:
+    """SQLite's own errors (also when pandas wraps them) as one line naming the store."""
+    try:
+        yield
+    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+        raise DataError(f"store {path}: {str(cause).splitlines()[0]}; restore a copy or give another "
+                        "--store path") from None
+
+
+def _guarded(method: _F) -> _F:
+    @functools.wraps(method)
+    def wrapper(self: "ResultStore", *args: Any, **kwargs: Any) -> Any:
+        with _sqlite_errors(self.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        # a URI from as_uri() keeps '?' and '#' in file names literal
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     conn = sqlite3.connect(str(path), timeout=30.0)
     conn.execute("PRAGMA synchronous=FULL")
     return conn
@@ -58,7 +91,9 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
     """The store's schema version, None for an empty database; one-line errors otherwise."""
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
+        if "malformed" in str(exc):
+            raise
         raise SoftbitsError(f"store {path} is not an SQLite database; give another --store path") from None
     if not tables:
         return None
@@ -71,18 +106,59 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
         return -1
 
 
-def check_store(path: Path) -> None:
-    """Refuse an incompatible store without creating or changing anything."""
+def _check_intact(conn: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick check over every page: a damaged store is refused before anything is
+    trained for it or read from it (a damaged page may lie where only a later query looks)."""
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        detail = " ".join(problems[0].replace("*** in database main ***", "").split())
+        raise DataError(f"store {path}: database disk image is malformed ({detail}); restore a copy "
+                        "or give another --store path")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a store that SQLite could open but not write: it would only fail at the first
+    write ("attempt to write a readonly database"). SQLite writes its journal next to the file,
+    so the directory counts too. ``os.access`` also sees read-only mounts, even for root."""
+    directory = path.parent
+    while not os.path.exists(directory):
+        directory = directory.parent
+    if not os.path.isdir(directory):
+        raise DataError(f"store {path}: {directory} is not a directory; give another --store path")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise DataError(f"store {path}: cannot write this file (no permission or a read-only file "
+                        "system); give another --store path")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DataError(f"store {path}: cannot write in {directory} (no permission or a read-only "
+                        "file system); give another --store path")
+
+
+def check_store(path: Path, read_only: bool = False) -> None:
+    """Refuse an unusable store without creating or changing anything.
+
+    For writing, a missing or empty file is a new store; for reading it is an error.
+    """
     path = Path(path)
     if path.is_dir():
         raise SoftbitsError(f"store {path} is a directory; give a file path")
+    if read_only and not path.is_file():
+        raise SoftbitsError(f"store {path} does not exist")
+    if not read_only:
+        _check_writable(path)
     if not path.exists() or path.stat().st_size == 0:
+        if read_only:
+            raise DataError(f"store {path} is empty; it holds no results")
         return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        version = _schema_version(conn, path)
-    finally:
-        conn.close()
+    with _sqlite_errors(path):
+        conn = _connect(path, read_only=True)
+        try:
+            version = _schema_version(conn, path)
+            if version == SCHEMA_VERSION:
+                _check_intact(conn, path)
+        finally:
+            conn.close()
+    if version is None and read_only:
+        raise DataError(f"store {path} is an empty SQLite database; it holds no results")
     if version is not None and version != SCHEMA_VERSION:
         raise SoftbitsError(f"store {path} has schema version {version}, this softbits reads "
                             f"version {SCHEMA_VERSION}; use a new --store path")
@@ -91,26 +167,27 @@ def check_store(path: Path) -> None:
 class ResultStore:
     """Append-only results with resumable keys; safe against a killed writer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        check_store(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = _connect(self.path)
-        if _schema_version(self._conn, self.path) is None:
-            from softbits import __version__
+        check_store(self.path, read_only)
+        with _sqlite_errors(self.path):
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = _connect(self.path, read_only)
+            if not read_only and _schema_version(self._conn, self.path) is None:
+                from softbits import __version__
 
-            self._conn.executescript(
-                "BEGIN;" + _SCHEMA
-                + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
-                + f"INSERT OR IGNORE INTO meta VALUES ('created_by', 'softbits {__version__}');"
-                + "COMMIT;")
+                self._conn.executescript(
+                    "BEGIN;" + _SCHEMA
+                    + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                    + f"INSERT OR IGNORE INTO meta VALUES ('created_by', 'softbits {__version__}');"
+                    + "COMMIT;")
 
     @classmethod
     def open_existing(cls, path: Path) -> "ResultStore":
-        """For reading: a missing store is a user error, not a new empty one."""
-        if not Path(path).is_file():
-            raise SoftbitsError(f"store {path} does not exist")
-        return cls(path)
+        """For reading: opened read-only, so a missing or empty file is a user error rather than
+        a new store, and the file stays byte for byte as it was."""
+        return cls(path, read_only=True)
 
     def close(self) -> None:
         self._conn.close()
@@ -121,15 +198,18 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_guarded
     def finished_keys(self) -> set[ResultKey]:
         rows = self._conn.execute(f"SELECT {', '.join(_KEY_COLUMNS)} FROM results")
         return {ResultKey(*r) for r in rows}
 
+    @_guarded
     def add_settings(self, settings: Iterable[Setting]) -> None:
         with self._conn:
             self._conn.executemany("INSERT OR IGNORE INTO settings VALUES (?, ?)",
                                    [(s.id, json.dumps(s.to_dict())) for s in settings])
 
+    @_guarded
     def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert one finished task's rows in one transaction; returns rows newly added."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -147,6 +227,7 @@ class ResultStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             return self._conn.total_changes - before
 
+    @_guarded
     def set_choices(self, choices: Iterable[tuple[str, str, int, Setting, str, float | None]]) -> None:
         """Record the chosen setting per (dataset, method, bits) (replacing earlier choices)."""
         choices = list(choices)
@@ -156,9 +237,11 @@ class ResultStore:
                 "INSERT OR REPLACE INTO choices VALUES (?, ?, ?, ?, ?, ?)",
                 [(d, m, b, s.id, src, val) for d, m, b, s, src, val in choices])
 
+    @_guarded
     def results(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM results ORDER BY id", self._conn)
 
+    @_guarded
     def choices(self) -> pd.DataFrame:
         """Choices joined with their setting values (one column per paper setting name)."""
         df = pd.read_sql_query(
@@ -166,5 +249,6 @@ class ResultStore:
         params = pd.DataFrame([json.loads(p) for p in df.pop("params")], index=df.index)
         return pd.concat([df, params], axis=1)
 
+    @_guarded
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
