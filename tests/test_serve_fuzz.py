@@ -10,6 +10,7 @@ import os
 import socket
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,7 +174,7 @@ BLOCK1_EXAMPLES = 120
 
 
 async def _send_block(ctx, url: str, data: bytes, szx: int, number: int, size1: int | None,
-                      query: str = "") -> "aiocoap.Message":
+                      query: str = "") -> Any:
     """Block ``number`` of ``data`` in blocks of 2**(szx+4) bytes, as one raw request."""
     import aiocoap
 

@@ -42,7 +42,7 @@ def _strict_json(body: bytes | str):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, diabetes_models):
     """A good model, one that overflows to ±inf/NaN for large codes of feature 0 (finite for
-    an all-zero payload, so the server starts), and one whose weights are all NaN."""
+    an all-zero payload, so the server starts), and one that overflows for every input."""
     from softbits.artifact import TrainedModel
 
     d = tmp_path_factory.mktemp("hardening")
@@ -55,11 +55,11 @@ def models(tmp_path_factory, diabetes_models):
         first.weight[:, :n_bits] = 3e38  # two thermometer bits of feature 0 overflow float32
     overflow.save(d / "overflow.safetensors")
     broken = TrainedModel.load(good)
-    with torch.no_grad():
-        for p in broken.module.network.parameters():
-            p.fill_(float("nan"))
-    broken.save(d / "nan.safetensors")
-    return {"dir": d, "good": good, "overflow": d / "overflow.safetensors", "nan": d / "nan.safetensors",
+    with torch.no_grad():  # finite weights whose products overflow float32 for every input
+        broken.module.network[0].bias.fill_(3e38)
+        broken.module.network[2].weight.fill_(3e38)
+    broken.save(d / "broken.safetensors")
+    return {"dir": d, "good": good, "overflow": d / "overflow.safetensors", "broken": d / "broken.safetensors",
             "spec": EncoderSpec.from_model(TrainedModel.load(good))}
 
 
@@ -101,7 +101,7 @@ def test_serve_binds_coap_over_udp_only(models):
     """No CoAP-over-TCP listener on the side (it bound 5683 whatever port was asked for)."""
     proc, urls = start_server(models["good"], _env())
     try:
-        listening = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+        listening = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True, check=True).stdout
         ours = [line.split()[3] for line in listening.splitlines() if f"pid={proc.pid}," in line]
         assert ours == ["{}:{}".format(*_hostport(urls["http"]))], listening
     finally:
@@ -177,8 +177,9 @@ def test_sigterm_with_a_stalled_upload_stops_quickly_and_aborts_log_one_line(mod
 def test_non_finite_predictions_are_a_json_error(models):
     """Predictions that overflow are never sent as NaN/Infinity: HTTP 500 and CoAP 5.00 with a
     JSON error / text message; finite payloads keep working."""
-    import aiocoap
     import asyncio
+
+    import aiocoap
     import httpx
 
     spec = models["spec"]
@@ -216,15 +217,15 @@ def _pad_mask(spec: EncoderSpec) -> np.ndarray:
     return mask
 
 
-def test_serve_refuses_a_model_that_predicts_nan(models):
-    code, out, err = _run_serve(models["nan"], "--coap", "127.0.0.1:0", "--http", "127.0.0.1:0")
+def test_serve_refuses_a_model_that_predicts_no_finite_value(models):
+    code, out, err = _run_serve(models["broken"], "--coap", "127.0.0.1:0", "--http", "127.0.0.1:0")
     assert code == 2 and "ready" not in out, (code, out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "non-finite" in lines[0], err
 
 
 class _NanReply(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:  # http.server's naming
         self.rfile.read(int(self.headers["content-length"]))
         body = b'{"model_id":"x","n_samples":1,"predictions":[NaN]}'
         self.send_response(200)

@@ -30,9 +30,9 @@ __all__ = ["IDLE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "Address", "parse_address", "ru
 Address = tuple[str, int]
 
 #: seconds an HTTP connection may stay silent while the server waits for it
-IDLE_TIMEOUT_S = 5.0
+IDLE_TIMEOUT_S = 5
 #: seconds an upload in progress at SIGINT/SIGTERM gets to finish before it is cut off
-SHUTDOWN_GRACE_S = 3.0
+SHUTDOWN_GRACE_S = 3
 
 
 def parse_address(text: str, default_port: int) -> Address:
