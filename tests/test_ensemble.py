@@ -187,6 +187,20 @@ def test_ensemble_model_file_round_trip_and_server_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict_codes(loaded.encode(X)), pred)
 
 
+def test_classifier_ensemble_averages_logits() -> None:
+    ds = load_dataset("breast_cancer")
+    model = train_dataset(ds, TrainConfig(method="bw-sq-ens", members=3, bits=2, layers=2,
+                                          neurons=16, epochs=10, lr=3e-3, device="cpu", seed=1))
+    assert model.metrics["test_accuracy"] > 0.85
+    X = torch.as_tensor(model.x_scaler.transform(ds.X[:40]), dtype=torch.float32)
+    module = model.module.eval()
+    with torch.no_grad():
+        members = nn.Sequential(*list(module.network)[:-1])(module.quantizer(X))
+        assert torch.equal(module(X), members.mean(0))
+    np.testing.assert_array_equal(model.predict(ds.X[:40]), members.mean(0).argmax(-1).numpy())
+    np.testing.assert_array_equal(model.predict_codes(model.encode(ds.X[:40])), model.predict(ds.X[:40]))
+
+
 def test_plain_model_file_still_builds_a_plain_mlp(tmp_path: Path) -> None:
     ds = load_dataset("diabetes")
     model = train_dataset(ds, TrainConfig(method="bw-sq", **TINY))

@@ -48,7 +48,8 @@ def build_model(config: TrainConfig, n_features: int, n_outputs: int,
         d_in = n_features
     members = config.members if method.ensemble else None
     if device is not None:
-        check_training_memory(config, d_in, n_outputs, members, device)
+        rows = config.batch_size if X_train is None else min(config.batch_size, X_train.shape[0])
+        check_training_memory(config, d_in, n_outputs, members, device, batch_rows=rows)
     network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
     return QuantizedMLP(quantizer, network)
 
@@ -72,24 +73,26 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_training_memory(config: TrainConfig, d_in: int, n_outputs: int, members: int | None,
-                          device: torch.device) -> None:
+                          device: torch.device, *, batch_rows: int) -> None:
     """One-line :class:`ConfigError` when a lower bound of the training's memory exceeds what
     ``device`` has free, instead of an out-of-memory crash (or swapping) minutes later.
 
     The bound counts float32 weights, gradients and Adam's two moments (16 bytes a parameter)
-    and one batch's hidden activations with their ReLU outputs; the real need is higher.
+    and the hidden activations with their ReLU outputs of one batch of ``batch_rows`` rows; the
+    real need is higher.
     """
     with torch.device("meta"):  # the real builder, so the count cannot drift from it
         network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
     params = sum(p.numel() for p in network.parameters())
     k = members or 1
-    activations = k * config.batch_size * (2 * config.layers * config.neurons + n_outputs) + config.batch_size * d_in
+    activations = batch_rows * (k * (2 * config.layers * config.neurons + n_outputs) + d_in)
     need = 4 * (4 * params + activations)
     free = available_memory(device)
     if free is not None and need > free:
         what = f"{k} networks of {params // k:,} parameters" if members else f"a network of {params:,} parameters"
-        raise ConfigError(f"training {what} needs at least {need / 2**30:.1f} GiB to train, but {device} has "
-                          f"{free / 2**30:.1f} GiB free; lower members, neurons, layers or batch size")
+        raise ConfigError(f"training {what} needs at least {need / 2**30:.1f} GiB (weights, gradients, "
+                          f"Adam state, one batch), but {device} has {free / 2**30:.1f} GiB free; "
+                          "lower members, neurons, layers or batch size")
 
 
 def attach_post_quantizer(module: QuantizedMLP, method_name: str, bits: int,
