@@ -65,8 +65,7 @@ def _sqlite_errors(path: Path) -> Iterator[None]:
         yield
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
-        raise DataError(f"store {path}: {str(cause).splitlines()[0]}; restore a copy or give another "
-                        "--store path") from None
+        raise DataError(f"store {path}: {str(cause).splitlines()[0]}") from None
 
 
 def _guarded(method: _F) -> _F:
@@ -92,7 +91,7 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
-        if "malformed" in str(exc):
+        if "file is not a database" not in str(exc):  # SQLITE_NOTADB; damage and I/O errors differ
             raise
         raise SoftbitsError(f"store {path} is not an SQLite database; give another --store path") from None
     if not tables:
