@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_main
 from sklearn.datasets import load_diabetes
 from torch import nn
 
-from conftest import run_main
 from softbits import TrainConfig, load_dataset, train_dataset
 from softbits.artifact import TrainedModel
 from softbits.device.encode import encode

@@ -91,7 +91,4 @@ class BatchedMLP(nn.Sequential):
         if mean:
             modules.append(MemberMean())
         super().__init__(*modules)
-
-    @property
-    def members(self) -> int:
-        return self[0].members
+        self.members = int(members)
