@@ -70,7 +70,7 @@ def _sqlite_errors(path: Path) -> Iterator[None]:
 
 def _guarded(method: _F) -> _F:
     @functools.wraps(method)
-    def wrapper(self: "ResultStore", *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
         with _sqlite_errors(self.path):
             return method(self, *args, **kwargs)
 
