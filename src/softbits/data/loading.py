@@ -88,6 +88,32 @@ def _read_file(path: Path) -> pd.DataFrame:
     raise DataError(f"unsupported file type {path.name!r}: use .csv, .csv.gz or .parquet")
 
 
+def _check_text_target(y_raw: pd.Series, target: str, task: str) -> None:
+    """Refuse a text target that cannot be what the user meant.
+
+    Rule for ``task="auto"``: a target with text cells is classification only when at most half
+    of its non-empty cells parse as numbers. When most do, the text cells are typos or
+    placeholders in a numeric column: training a many-class classifier on it would be silent
+    garbage, so it is an error naming the first such cell. ``task="regression"`` refuses any
+    text cell the same way.
+    """
+    present = y_raw.dropna()
+    text = pd.to_numeric(present, errors="coerce").isna().to_numpy()
+    n_text = int(text.sum())
+    if n_text == 0:
+        return
+    first = int(np.flatnonzero(text)[0])
+    row = int(np.flatnonzero(y_raw.notna().to_numpy())[first]) + 1
+    where = f"first {present.iloc[first]!r} in data row {row}"
+    if 2 * n_text < len(present):
+        raise DataError(
+            f"target column {target!r} is numeric but for {n_text} cells ({where}); fix or drop "
+            "those rows, or pass --task classification to use every value as a class label")
+    if task == "regression":
+        raise DataError(f"target column {target!r} is not numeric ({n_text} non-numeric values, {where}); "
+                        "use --task classification or pick another --target")
+
+
 def frame_to_dataset(
     frame: pd.DataFrame,
     *,
@@ -123,18 +149,14 @@ def frame_to_dataset(
     if numeric.shape[1] == 0:
         raise DataError(f"{source} has no numeric feature columns")
 
+    if task not in ("auto", "regression", "classification"):
+        raise DataError(f"unknown task {task!r}; choose auto, regression or classification")
     target_numeric = pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw)
+    if not target_numeric and task != "classification":
+        _check_text_target(y_raw, str(target), task)
+    auto_classification = task == "auto" and not target_numeric
     if task == "auto":
         task = "regression" if target_numeric else "classification"
-    if task not in ("regression", "classification"):
-        raise DataError(f"unknown task {task!r}; choose auto, regression or classification")
-    if task == "regression" and not target_numeric:
-        coerced = pd.to_numeric(y_raw, errors="coerce")
-        bad = int(coerced.isna().sum() - y_raw.isna().sum())
-        raise DataError(
-            f"target column {target!r} is not numeric ({bad} non-numeric values); "
-            "use --task classification or pick another --target"
-        )
 
     X = numeric.to_numpy(dtype=np.float64)
     bad_x = ~np.isfinite(X)
@@ -164,6 +186,9 @@ def frame_to_dataset(
         classes = [str(u) for u in uniques]
         if len(classes) < 2:
             raise DataError(f"target column {target!r} has a single class; nothing to classify")
+        if auto_classification:
+            notes.append(f"target column {target!r} holds text labels, so the task is classification "
+                         f"({len(classes)} classes)")
     else:
         y = y_raw.to_numpy(dtype=np.float64)
     return Dataset(
