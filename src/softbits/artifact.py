@@ -3,27 +3,34 @@
 File format: one safetensors file. Tensors are the module's state dict; the safetensors metadata
 key ``softbits`` holds JSON with the config, quantizer kind, network shape, scalers (exact float
 repr), feature names, task, classes, metrics and the runtime that produced it. Loading executes
-no code from the file.
+no code from the file, and checks the header against the format and against the shapes of the
+tensors in the file before it allocates anything the header asks for: a small edited file cannot
+demand gigabytes or end in a traceback. A model with NaN/inf anywhere is never written.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from softbits.config import TrainConfig
+from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.data import Standardizer
-from softbits.errors import SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
+from softbits.methods import get_method
 from softbits.model import QuantizedMLP, build_network, describe_network
 from softbits.quantizers import build_quantizer
+from softbits.training import FitResult
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -46,6 +53,8 @@ class TrainedModel:
     dataset: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
+    #: the training's per-epoch record (None for a model file written before it was kept)
+    history: FitResult | None = None
 
     @property
     def n_features(self) -> int:
@@ -141,10 +150,32 @@ class TrainedModel:
             "dataset": self.dataset,
             "metrics": self.metrics,
             "runtime": self.runtime,
+            "history": None if self.history is None else self.history.to_dict(),
         }
 
+    def _non_finite(self) -> list[str]:
+        """The parts of this model that are NaN or ±inf: a diverged training or overflowed data."""
+        found = [f"{key} = {value}" for key, value in self.metrics.items()
+                 if isinstance(value, numbers.Real) and not isinstance(value, bool)
+                 and not math.isfinite(value)]
+        for name, scaler in (("x_scaler", self.x_scaler), ("y_scaler", self.y_scaler)):
+            if scaler is not None and not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.scale).all()):
+                found.append(name)
+        for key, tensor in self.module.state_dict().items():
+            if tensor.is_floating_point():
+                bad = int((~torch.isfinite(tensor)).sum())
+                if bad:
+                    found.append(f"{key} ({bad} of {tensor.numel()} values)")
+        return found
+
     def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model file; refused when any metric, scaler or parameter is not finite."""
         path = Path(path)
+        bad = self._non_finite()
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise SoftbitsError(f"not saving {path}: the model is not finite ({', '.join(bad[:3])}{more}); "
+                                "training diverged or the data overflowed, try a lower learning rate")
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
         save_file(tensors, str(path), metadata={"softbits": json.dumps(self._header())})
@@ -152,41 +183,182 @@ class TrainedModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> "TrainedModel":
+        """Read a model file; anything wrong with it is one :class:`SoftbitsError` line."""
         path = Path(path)
         if not path.is_file():
             raise SoftbitsError(f"model file not found: {path}")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            tensors = load_file(str(path), device=str(device))
-            header = json.loads(meta["softbits"])
-        except (SafetensorError, KeyError, json.JSONDecodeError, OSError, ValueError) as exc:
+                shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
             raise SoftbitsError(f"{path} is not a softbits model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        if header.get("format") != MODEL_FORMAT or header.get("format_version") != MODEL_FORMAT_VERSION:
+        if "softbits" not in meta:
+            raise SoftbitsError(f"{path} is not a softbits model file (no softbits metadata)")
+        try:
+            header = json.loads(meta["softbits"])
+        except json.JSONDecodeError as exc:
+            raise SoftbitsError(f"{path} is not a valid softbits model file (metadata is not JSON: {exc})") from None
+        if isinstance(header, dict) and (header.get("format") != MODEL_FORMAT
+                                         or header.get("format_version") != MODEL_FORMAT_VERSION):
             raise SoftbitsError(
                 f"{path}: unsupported model format {header.get('format')!r} v{header.get('format_version')}"
                 f" (this softbits reads {MODEL_FORMAT} v{MODEL_FORMAT_VERSION})")
-        qh = header["quantizer"]
-        quantizer = build_quantizer(qh["kind"], qh["config"]) if qh else None
-        n = header["network"]
-        network = build_network(n["d_in"], n["d_out"], n["layers"], n["neurons"], n["dropout"],
-                                n.get("members"))
-        module = QuantizedMLP(quantizer, network)
-        module.load_state_dict(tensors, strict=True)
+        try:
+            fields_, build = _read_header(header, shapes, str(device))
+            tensors = load_file(str(path), device=str(device))
+            bad = [key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+            if bad:
+                raise _InvalidModel(f"non-finite values in {', '.join(bad)}")
+            module = build()
+            try:
+                module.load_state_dict(tensors, strict=True)
+            except RuntimeError as exc:  # names and shapes match, so a dtype torch cannot copy
+                raise _InvalidModel(str(exc).splitlines()[-1].strip()) from None
+        except (_InvalidModel, ConfigError) as exc:
+            raise SoftbitsError(f"{path} is not a valid softbits model file ({exc})") from None
         module.to(device).eval()
-        ys = header["y_scaler"]
-        return cls(
-            module=module,
-            config=TrainConfig.from_dict({**header["config"], "device": str(device)}),
-            x_scaler=Standardizer(np.array(header["x_scaler"]["mean"]), np.array(header["x_scaler"]["scale"])),
-            y_scaler=None if ys is None else Standardizer(np.array(ys["mean"]), np.array(ys["scale"])),
-            feature_names=list(header["feature_names"]),
-            target_name=header["target_name"],
-            task=header["task"],
-            classes=header["classes"],
-            dataset=header.get("dataset", ""),
-            metrics=header.get("metrics", {}),
-            runtime=header.get("runtime", {}),
-        )
+        return cls(module=module, history=_read_history(header, path), **fields_)
+
+
+def _read_history(header: dict[str, Any], path: Path) -> FitResult | None:
+    """The header's training history; absent in files written before it was kept."""
+    try:
+        return None if header.get("history") is None else FitResult.from_dict(header["history"])
+    except ValueError as exc:
+        raise SoftbitsError(f"{path} is not a valid softbits model file ({exc})") from None
+
+
+class _InvalidModel(Exception):
+    """A model file header that breaks the format or disagrees with the file's tensors."""
+
+
+def _need(mapping: Any, key: str, where: str) -> Any:
+    if not isinstance(mapping, dict):
+        raise _InvalidModel(f"{where or 'the header'} is not a mapping")
+    if key not in mapping:
+        raise _InvalidModel(f"missing {where}{key}")
+    return mapping[key]
+
+
+def _integer(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise _InvalidModel(f"{name} must be an integer {bounds}, got {value!r}")
+    return value
+
+
+def _texts(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _InvalidModel(f"{name} must be a list of strings")
+    return value
+
+
+def _scaler(value: Any, name: str, width: int) -> Standardizer:
+    """A scaler with ``width`` finite means and positive finite scales."""
+    arrays = []
+    for part in ("mean", "scale"):
+        values = _need(value, part, f"{name}.")
+        if not isinstance(values, list) or len(values) != width:
+            got = f"{len(values)} values" if isinstance(values, list) else type(values).__name__
+            raise _InvalidModel(f"{name}.{part} must be a list of {width} numbers, got {got}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise _InvalidModel(f"{name}.{part} holds a value that is not a finite number")
+        arrays.append(np.array(values, dtype=np.float64))
+    if not (arrays[1] > 0).all():
+        raise _InvalidModel(f"{name}.scale must be positive")
+    return Standardizer(*arrays)
+
+
+def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
+                 device: str) -> tuple[dict[str, Any], Callable[[], QuantizedMLP]]:
+    """The model's fields and a builder of its module, checked before anything is allocated.
+
+    The module is first built on the meta device (shapes, no memory) and its state dict's
+    shapes compared with the tensors in the file, so the real build allocates no more than the
+    file holds.
+    """
+    names = _texts(_need(header, "feature_names", ""), "feature_names")
+    if not names:
+        raise _InvalidModel("no feature names")
+    task = _need(header, "task", "")
+    if task not in ("regression", "classification"):
+        raise _InvalidModel(f"unknown task {task!r}")
+    target_name = _need(header, "target_name", "")
+    if not isinstance(target_name, str):
+        raise _InvalidModel("target_name must be a string")
+    classes = _need(header, "classes", "")
+    if task == "classification":
+        classes = _texts(classes, "classes")
+        if len(classes) < 2:
+            raise _InvalidModel("a classification model needs at least 2 classes")
+    elif classes is not None:
+        raise _InvalidModel("a regression model has no classes")
+    x_scaler = _scaler(_need(header, "x_scaler", ""), "x_scaler", len(names))
+    y_header = _need(header, "y_scaler", "")
+    if task == "regression":
+        y_scaler = _scaler(y_header, "y_scaler", 1)
+    elif y_header is None:
+        y_scaler = None
+    else:
+        raise _InvalidModel("a classification model has no y_scaler")
+    config_header = _need(header, "config", "")
+    if not isinstance(config_header, dict):
+        raise _InvalidModel("config is not a mapping")
+    config = TrainConfig.from_dict({**config_header, "device": device})
+    extras = {key: header.get(key, default) for key, default in
+              (("dataset", ""), ("metrics", {}), ("runtime", {}))}
+    if not isinstance(extras["dataset"], str) or not all(isinstance(extras[k], dict) for k in ("metrics", "runtime")):
+        raise _InvalidModel("dataset must be a string, metrics and runtime mappings")
+
+    net = _need(header, "network", "")
+    d_in = _integer(_need(net, "d_in", "network."), "network.d_in", 1)
+    d_out = _integer(_need(net, "d_out", "network."), "network.d_out", 1)
+    layers = _integer(_need(net, "layers", "network."), "network.layers", 0)
+    neurons = _integer(_need(net, "neurons", "network."), "network.neurons", 1 if layers else 0)
+    members = net.get("members")
+    if members is not None:
+        _integer(members, "network.members", 1, MAX_MEMBERS)
+    dropout = _need(net, "dropout", "network.")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise _InvalidModel(f"network.dropout must be a number in [0, 1), got {dropout!r}")
+    if d_out != (len(classes) if classes else 1):
+        raise _InvalidModel(f"network.d_out = {d_out} for a {task} model with {len(classes or [])} classes")
+    if (members or 1) != config.members:
+        raise _InvalidModel(f"network.members = {members} but config.members = {config.members}")
+    if 2 * (layers + 1) > len(shapes):  # each layer is a weight and a bias: bounds the build below
+        raise _InvalidModel(f"network.layers = {layers}, but the file holds only {len(shapes)} tensors")
+
+    q_header = _need(header, "quantizer", "")
+    if get_method(config.method).quantized != (q_header is not None):
+        raise _InvalidModel(f"method {config.method} "
+                            + ("needs a quantizer" if q_header is None else "has no quantizer"))
+    if q_header is not None:
+        kind, q_config = _need(q_header, "kind", "quantizer."), _need(q_header, "config", "quantizer.")
+
+    def build() -> QuantizedMLP:
+        quantizer = None if q_header is None else build_quantizer(kind, q_config)
+        return QuantizedMLP(quantizer, build_network(d_in, d_out, layers, neurons, dropout, members))
+
+    with torch.device("meta"):
+        skeleton = build()
+    q = skeleton.quantizer
+    for ok, message in [
+        (q is None or q.n_features == len(names),
+         f"the quantizer has {q and q.n_features} features, the header names {len(names)}"),
+        (q is None or q.bits == config.bits, f"quantizer bits = {q and q.bits} but config.bits = {config.bits}"),
+        (d_in == (len(names) if q is None else q.out_features),
+         f"network.d_in = {d_in} but its input has {len(names) if q is None else q.out_features} values"),
+    ]:
+        if not ok:
+            raise _InvalidModel(message)
+    expected = {key: tuple(t.shape) for key, t in skeleton.state_dict().items()}
+    if set(expected) != set(shapes):
+        differ = sorted(set(expected) ^ set(shapes))
+        raise _InvalidModel(f"the header and the tensors disagree on {', '.join(differ[:4])}")
+    for key, shape in expected.items():
+        if shapes[key] != shape:
+            raise _InvalidModel(f"tensor {key} has shape {list(shapes[key])}, the header implies {list(shape)}")
+    fields_ = dict(config=config, x_scaler=x_scaler, y_scaler=y_scaler, feature_names=list(names),
+                   target_name=target_name, task=task, classes=classes, **extras)
+    return fields_, build

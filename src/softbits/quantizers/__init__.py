@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from typing import Any
 
+from softbits.config import MAX_BITS
+from softbits.errors import ConfigError
 from softbits.quantizers.base import Quantizer, ThresholdQuantizer
 from softbits.quantizers.bitwise import BitwiseQuantizer
 from softbits.quantizers.fixed import MidpointQuantizer
@@ -40,6 +44,40 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
 }
 
 
+def _check_option(name: str, value: Any) -> None:
+    """The constructors trust their arguments; a config read from a file must be checked first."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if name == "n_features" and not (is_int and value >= 1):
+        raise ConfigError(f"n_features must be an integer >= 1, got {value!r}")
+    if name == "bits" and not (is_int and 1 <= value <= MAX_BITS):
+        raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {value!r}")
+    if name == "granularity" and not (is_int and value >= 1):
+        raise ConfigError(f"granularity must be an integer >= 1, got {value!r}")
+    if name in ("trainable", "soft") and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if name == "init" and not (isinstance(value, str) and value in THRESHOLD_INITS):
+        raise ConfigError(f"init must be one of {', '.join(THRESHOLD_INITS)}, got {value!r}")
+
+
 def build_quantizer(kind: str, config: dict[str, Any]) -> Quantizer:
-    """Rebuild a quantizer from its ``kind`` and :meth:`Quantizer.config` (no data needed)."""
-    return QUANTIZERS[kind](**config)
+    """Rebuild a quantizer from its ``kind`` and :meth:`Quantizer.config` (no data needed).
+
+    Both usually come from a model file, so they are validated: an unknown kind or option, a
+    missing one or a value of the wrong type is a :class:`ConfigError`, not a traceback.
+    """
+    if not isinstance(kind, str) or kind not in QUANTIZERS:
+        raise ConfigError(f"unknown quantizer kind {kind!r}; known kinds: {', '.join(QUANTIZERS)}")
+    if not isinstance(config, dict):
+        raise ConfigError(f"quantizer config must be a mapping, got {type(config).__name__}")
+    cls = QUANTIZERS[kind]
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self")
+    unknown = sorted(map(str, set(config) - set(params)))
+    if unknown:
+        raise ConfigError(f"{kind} quantizer: unknown option {', '.join(unknown)}")
+    missing = [name for name, p in params.items() if p.default is p.empty and name not in config]
+    if missing:
+        raise ConfigError(f"{kind} quantizer: missing {', '.join(missing)}")
+    for name, value in config.items():
+        _check_option(name, value)
+    return cls(**config)
