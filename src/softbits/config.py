@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ class TrainConfig:
         from softbits.methods import get_method
         from softbits.quantizers import THRESHOLD_INITS
 
+        self._check_types()
         method = get_method(self.method)
         if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
             raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {self.bits!r}")
@@ -92,6 +94,27 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         self._check_members(method)
+
+    def _check_types(self) -> None:
+        """Settings arrive from the CLI, JSON files and model headers: text where a number belongs,
+        or NaN/inf (which pass every range check below as ``inf > 0`` does), must be refused here.
+        numpy scalars are accepted and stored as Python numbers, so the config stays JSON-ready."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "str" and not isinstance(value, str):
+                raise ConfigError(f"{f.name} must be text, got {value!r}")
+            if f.type in ("int", "float") and isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be {'an integer' if f.type == 'int' else 'a number'}, got {value!r}")
+            if f.type == "int":
+                if not isinstance(value, numbers.Integral):
+                    raise ConfigError(f"{f.name} must be an integer, got {value!r}")
+                object.__setattr__(self, f.name, int(value))
+            if f.type == "float":
+                if not isinstance(value, numbers.Real):
+                    raise ConfigError(f"{f.name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
 
     def _check_members(self, method: Method) -> None:
         """Resolve ``members=None`` to the method's default; refuse a number it cannot use."""

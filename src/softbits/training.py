@@ -8,10 +8,12 @@ method it trains; it sees a module, a schedule and tensors.
 from __future__ import annotations
 
 import copy
+import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -39,15 +41,21 @@ __all__ = [
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; an unavailable explicit device is a clear error."""
+    """``auto`` picks CUDA when present; otherwise ``cpu``, ``cuda`` or ``cuda:N``, present here.
+
+    Other torch device types (mps, meta, xla, …) are refused by name: the engine and the model
+    file are tested on CPU and CUDA only, and ``meta`` would "train" without any data.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:[0-9]+)?", name):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available; use --device cpu")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} requested but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -156,6 +164,54 @@ class FitResult:
     temperatures: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
     best_epoch: int | None = None
+
+    @property
+    def final_train_loss(self) -> float:
+        """The last epoch's training loss (NaN when no epoch ran)."""
+        return self.train_loss[-1] if self.train_loss else math.nan
+
+    @property
+    def final_temperature(self) -> float | None:
+        """The last epoch's temperature (None when the quantizer has none)."""
+        return self.temperatures[-1] if self.temperatures else None
+
+    def epochs(self) -> list[dict[str, float | int]]:
+        """One record per epoch (``epoch``, ``train_loss`` and, where tracked, ``val_loss`` and
+        ``temperature``): a training's curves in a form that plots without re-running it."""
+        records: list[dict[str, float | int]] = []
+        for epoch, loss in enumerate(self.train_loss):
+            record: dict[str, float | int] = {"epoch": epoch, "train_loss": loss}
+            if epoch < len(self.val_loss):
+                record["val_loss"] = self.val_loss[epoch]
+            if epoch < len(self.temperatures):
+                record["temperature"] = self.temperatures[epoch]
+            records.append(record)
+        return records
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a model file keeps (:meth:`from_dict` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "FitResult":
+        """A record written by :meth:`to_dict`; ``ValueError`` names what does not fit."""
+        if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
+            raise ValueError("history must be a mapping of train_loss, val_loss, temperatures, "
+                             "train_seconds and best_epoch")
+        for name in ("train_loss", "val_loss", "temperatures"):
+            values = data.get(name, [])
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                raise ValueError(f"history.{name} must be a list of numbers")
+        if not _is_number(data.get("train_seconds", 0.0)):
+            raise ValueError("history.train_seconds must be a number")
+        best = data.get("best_epoch")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, int) or best < 0):
+            raise ValueError("history.best_epoch must be an epoch index or null")
+        return cls(**data)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epochs: int,
