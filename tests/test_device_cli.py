@@ -121,8 +121,8 @@ def test_missing_values_encode_as_code_zero(workdir, cli, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["export", "{fp}", "--out", "{tmp}"], "has no threshold encoder"),
-    (["predict", "{m}", "--input", "{bad_csv}"], "has 9 columns but the model expects 10 features"),
-    (["encode", "{m}", "--input", "{bad_csv}", "--out", "{tmp}/p.bin"], "has 9 columns"),
+    (["predict", "{m}", "--input", "{bad_csv}"], "lacks the model's feature column(s) s6 (its header has 9"),
+    (["encode", "{m}", "--input", "{bad_csv}", "--out", "{tmp}/p.bin"], "lacks the model's feature column(s) s6"),
     (["predict", "{m}", "--payload", "{other_payload}"], "model id mismatch"),
     (["predict", "{m}", "--payload", "{tmp}/missing.bin"], "payload file not found"),
     (["predict", "{m}"], "give exactly one of --input"),

@@ -36,12 +36,14 @@ def device_spec(model: "TrainedModel") -> EncoderSpec | None:
     return EncoderSpec.from_model(model) if q is not None and q.has_thresholds else None
 
 
-def read_features(path: Path, feature_names: list[str]) -> np.ndarray:
+def read_features(path: Path, feature_names: list[str], target_name: str | None = None) -> np.ndarray:
     """Feature rows [N, F] (float64) from a CSV with a header row.
 
     Columns are taken by the model's feature names when the header has them all (other columns,
-    such as the target, are ignored), otherwise by position when there are exactly F columns.
-    Empty cells become NaN, which the encoder maps to code 0.
+    such as the target, are ignored). By position only when there are exactly F columns and
+    none is named like a model feature or the target: a header that names some of them but
+    lacks others is missing features, and reading it by position would feed the wrong columns
+    (the target among them) to the model. Empty cells become NaN, which the encoder maps to 0.
     """
     import pandas as pd
 
@@ -52,8 +54,14 @@ def read_features(path: Path, feature_names: list[str]) -> np.ndarray:
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
     names = [str(c) for c in frame.columns]
-    if all(n in names for n in feature_names):
+    missing = [n for n in feature_names if n not in names]
+    known = set(feature_names) | ({target_name} if target_name is not None else set())
+    if not missing:
         frame = frame[feature_names]
+    elif known & set(names):
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise DataError(f"{path} lacks the model's feature column(s) {shown} (its header has {len(names)} "
+                        f"columns; the model expects {len(feature_names)} features: {', '.join(feature_names)})")
     elif len(names) != len(feature_names):
         raise DataError(f"{path} has {len(names)} columns but the model expects {len(feature_names)} "
                         f"features ({', '.join(feature_names)}); name the columns like the model's "
