@@ -16,15 +16,17 @@ from softbits.experiments.report import TABLE_COLUMNS, summarize, t_interval, wr
 from softbits.experiments.runner import pending
 from softbits.experiments.settings import SETTING_COLUMNS, Setting
 from softbits.experiments.store import SCHEMA_VERSION, ResultStore
-from softbits.experiments.tasks import TEST_PHASE, ResultKey
+from softbits.experiments.tasks import TEST_PHASE, ResultKey, ResultRow, RunMetrics
+from softbits.pipeline import TestMetrics
 
 A = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 B = Setting(1e-3, 1, 16, 2, 1e-3, 0.0, 0.0)
 
 
-def _row(key: ResultKey, mse: float) -> dict:
-    return {"key": key, "test_mse": mse, "metrics": {"test_mse": mse}, "train_seconds": 0.1,
-            "seconds": 0.2, "device": "cpu:test", "versions": {"torch": "x"}}
+def _row(key: ResultKey, mse: float) -> ResultRow:
+    metrics = RunMetrics(TestMetrics(test_mse=mse, test_mse_soft=None, test_accuracy=None, test_loss=mse),
+                         train_seconds=0.1, final_train_loss=mse, n_train=90, n_test=10, threads=1)
+    return ResultRow(key=key, metrics=metrics, seconds=0.2, device="cpu:test", versions={"torch": "x"})
 
 
 def test_rows_are_unique_and_pending_resumes(tmp_path: Path) -> None:

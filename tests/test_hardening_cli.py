@@ -18,6 +18,8 @@ import pytest
 from softbits.experiments.protocol import Protocol, final_tasks
 from softbits.experiments.settings import Setting
 from softbits.experiments.store import ResultStore
+from softbits.experiments.tasks import ResultRow, RunMetrics
+from softbits.pipeline import TestMetrics
 
 SETTING = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 TINY_GRID = {"learning_rate": [1e-3], "hidden_layers": [1], "hidden_neurons": [8], "num_epochs": [2],
@@ -45,8 +47,8 @@ def filled_store(path: Path) -> Path:
     with ResultStore(path) as store:
         store.set_choices((d, m, b, s, "test", None) for (d, m, b), s in chosen.items())
         for task in final_tasks(protocol, chosen):
-            store.add_rows([{"key": k, "test_mse": 0.1 * (1 + k.index % 3), "metrics": {}, "train_seconds": 0.1,
-                             "seconds": 0.1, "device": "cpu:test", "versions": {"torch": "x"}}
+            store.add_rows([ResultRow(k, RunMetrics(TestMetrics(0.1 * (1 + k.index % 3), None, None, 0.0),
+                                                    0.1, 0.0, 90, 10, 1), 0.1, "cpu:test", {"torch": "x"})
                             for k in task.keys()])
     return path
 

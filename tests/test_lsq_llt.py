@@ -172,7 +172,7 @@ def test_lsq_steps_are_trained_by_the_pipeline() -> None:
     y = (X @ np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32) + np.sin(3 * X[:, 0]))[:, None]
     cfg = TrainConfig(method="lsq", bits=3, layers=1, neurons=16, epochs=3, device="cpu", seed=0)
     initial = build_model(cfg, 4, 1, torch.as_tensor(X)).quantizer.step.detach()
-    module, _, _ = fit_module(X, y, cfg, task="regression")
+    module = fit_module(X, y, cfg, task="regression").module
     learned = module.quantizer.step.detach()
     assert initial.shape == learned.shape and not torch.allclose(initial, learned)
     assert (learned - initial).abs().max() > 1e-3

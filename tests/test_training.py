@@ -150,8 +150,71 @@ def test_column_targets_train_like_flat_targets_and_other_shapes_are_refused() -
     X = rng.standard_normal((300, 3)).astype(np.float32)
     y = X @ np.array([1.0, -1.0, 0.5], dtype=np.float32)
     cfg = TrainConfig(method="fp", layers=1, neurons=8, epochs=2, device="cpu", seed=0)
-    _, flat, _ = fit_module(X, y, cfg, task="regression")
-    _, column, _ = fit_module(X, y[:, None], cfg, task="regression")
+    flat = fit_module(X, y, cfg, task="regression").fit
+    column = fit_module(X, y[:, None], cfg, task="regression").fit
     assert flat.train_loss == column.train_loss
     with pytest.raises(ConfigError, match="one value per row"):
         fit_module(X, np.stack([y, y], axis=1), cfg, task="regression")
+
+
+def test_train_json_history_has_one_entry_per_epoch_and_the_model_file_keeps_it(
+        tmp_path, data_dir, capsys):
+    import json
+
+    from conftest import run_main
+
+    path = tmp_path / "m.safetensors"
+    code, out, err = run_main(capsys, "train", "--dataset", "diabetes", "--method", "bw-sq", "--bits", 2,
+                              "--layers", 1, "--neurons", 8, "--epochs", 3, "--device", "cpu",
+                              "--val-fraction", 0.2, "--save", path, "--json")
+    assert code == 0, err
+    history = json.loads(out)["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert all(set(h) == {"epoch", "train_loss", "val_loss", "temperature"} for h in history)
+    assert history[-1]["temperature"] < history[0]["temperature"]
+    loaded = TrainedModel.load(path)
+    assert loaded.history is not None and loaded.history.epochs() == history
+    assert loaded.history.best_epoch == loaded.metrics["best_epoch"]
+
+
+def test_model_files_without_history_still_load(tmp_path, diabetes):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = train_dataset(diabetes, TrainConfig(method="fp", layers=1, neurons=8, epochs=2, device="cpu"))
+    assert len(model.history.train_loss) == 2
+    path = model.save(tmp_path / "new.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["softbits"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    del header["history"]  # as written before the history was kept
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={"softbits": json.dumps(header)})
+    assert TrainedModel.load(old).history is None
+    header["history"] = {"train_loss": "nan"}
+    save_file(tensors, str(old), metadata={"softbits": json.dumps(header)})
+    with pytest.raises(SoftbitsError, match="history.train_loss must be a list of numbers"):
+        TrainedModel.load(old)
+
+
+def test_post_quantized_cells_of_the_protocol_equal_a_direct_training(data_dir):
+    """One post-training path: a protocol task's Po-QQ row is the Po-QQ model ``train`` makes."""
+    from softbits.data import split_and_scale
+    from softbits.experiments.settings import Setting
+    from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, run
+    from softbits.pipeline import train_on_split
+
+    setting = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
+    task = Task(dataset="diabetes", train_method="fp", train_bits=2, setting=setting,
+                phase=TEST_PHASE, index=0, seed=3, device="cpu", data_dir=str(data_dir),
+                evaluations=(Evaluation("fp", 2), Evaluation("po-qq", 2), Evaluation("po-mq", 3)))
+    rows = {(r.key.method, r.key.bits): r.metrics.test for r in run(task).rows}
+    ds = load_dataset("diabetes", data_dir=data_dir)
+    split = split_and_scale(ds, seed=3)
+    for method, bits in [("po-qq", 2), ("po-mq", 3)]:
+        model = train_on_split(split, setting.train_config(method, bits, 3, "cpu"), task=ds.task,
+                               feature_names=ds.feature_names)
+        assert rows[(method, bits)].to_dict() == {k: model.metrics[k] for k in rows[(method, bits)].to_dict()}
+        assert model.metrics["test_mse_fp"] == rows[("fp", 2)].test_mse

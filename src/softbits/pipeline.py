@@ -5,9 +5,9 @@ This is the function the CLI, the estimator and the protocol's tasks call.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,19 @@ from softbits.errors import ConfigError
 from softbits.methods import get_method
 from softbits.model import QuantizedMLP, build_network
 from softbits.schedules import make_schedule
-from softbits.training import (FitResult, evaluate, fit, resolve_device, seed_everything,
-                               target_tensor, to_tensor)
+from softbits.training import (
+    FitResult,
+    evaluate,
+    fit,
+    resolve_device,
+    seed_everything,
+    target_tensor,
+    to_tensor,
+)
 
-__all__ = ["attach_post_quantizer", "available_memory", "build_model", "check_training_memory",
-           "fit_module", "summary", "train_dataset", "train_on_split"]
+__all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
+           "check_training_memory", "evaluate_as", "fit_module", "score", "summary",
+           "train_dataset", "train_on_split"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
@@ -95,23 +103,78 @@ def check_training_memory(config: TrainConfig, d_in: int, n_outputs: int, member
                           "lower members, neurons, layers or batch size")
 
 
-def attach_post_quantizer(module: QuantizedMLP, method_name: str, bits: int,
-                          X_train: torch.Tensor) -> QuantizedMLP:
-    """Po-MQ/Po-QQ: the same trained FP network behind a fixed quantizer fit on ``X_train``."""
-    method = get_method(method_name)
-    assert method.post_quantizer is not None, f"{method_name} has no post quantizer"
-    q = method.post_quantizer(X_train.shape[1], bits, "quantile").to(X_train.device)
-    q.init_from_data(X_train)
-    return QuantizedMLP(q, module.network)
+@dataclass(frozen=True)
+class TestMetrics:
+    """A module's metrics on the test rows (MSE on the standardized target; None where a
+    metric does not apply to the task or the quantizer).
+
+    ``fp``: for a post-training quantized method, the metrics of the full-precision network it
+    quantizes (stored as ``test_mse_fp``).
+    """
+
+    __test__ = False  # a library class, not a pytest test class
+
+    test_mse: float | None
+    test_mse_soft: float | None
+    test_accuracy: float | None
+    test_loss: float
+    fp: TestMetrics | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat names the model file, ``train --json`` and the results store use."""
+        out = {"test_mse": self.test_mse, "test_mse_soft": self.test_mse_soft,
+               "test_accuracy": self.test_accuracy, "test_loss": self.test_loss}
+        if self.fp is not None:
+            out["test_mse_fp"] = self.fp.test_mse
+        return out
 
 
-def _metrics(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FittedModule:
+    """A trained module as :func:`fit_module` leaves it.
+
+    ``module`` is what trained: for Po-MQ/Po-QQ the bare FP network, which :func:`evaluate_as`
+    puts behind the post quantizer. ``X_train`` holds the training rows (standardized, on the
+    device) that trainable thresholds were initialised on and post quantizers are fit on.
+    """
+
+    module: QuantizedMLP
+    fit: FitResult
+    X_train: torch.Tensor
+
+
+def score(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) -> TestMetrics:
+    """Hard (device-exact) metrics, and the soft MSE where the quantizer has a temperature."""
     hard = evaluate(module, X, y, task=task)
     soft = None
     if module.quantizer is not None and module.quantizer.uses_temperature and task == "regression":
         soft = evaluate(module, X, y, task=task, soft=True).mse
-    return {"test_mse": hard.mse, "test_mse_soft": soft, "test_accuracy": hard.accuracy,
-            "test_loss": hard.loss}
+    return TestMetrics(test_mse=hard.mse, test_mse_soft=soft, test_accuracy=hard.accuracy,
+                       test_loss=hard.loss)
+
+
+def evaluate_as(fitted: FittedModule, method: str, bits: int, X_test: torch.Tensor,
+                y_test: torch.Tensor, *, task: str, trained: TestMetrics | None = None
+                ) -> tuple[QuantizedMLP, TestMetrics]:
+    """The module that ``method`` at ``bits`` tests, and its test metrics.
+
+    The one place post-training quantization happens: for Po-MQ/Po-QQ the trained FP network
+    goes behind the method's fixed quantizer, fit on ``fitted.X_train``; any other method tests
+    the module as trained. ``trained``: the trained module's metrics when already computed, so
+    that one FP training serves FP and every post-quantized cell without re-evaluating it.
+    """
+    if trained is None:
+        trained = score(fitted.module, X_test, y_test, task)
+    post = get_method(method).post_quantizer
+    if post is None:
+        return fitted.module, trained
+    if fitted.module.quantizer is not None:
+        raise ConfigError(f"method {method} quantizes a full-precision network after training, "
+                          "but this module trained with a quantizer")
+    quantizer = post(fitted.X_train.shape[1], bits, "quantile").to(fitted.X_train.device)
+    quantizer.init_from_data(fitted.X_train)
+    module = QuantizedMLP(quantizer, fitted.module.network)
+    return module, replace(score(module, X_test, y_test, task), fp=trained)
 
 
 def fit_module(
@@ -122,12 +185,8 @@ def fit_module(
     task: str,
     n_outputs: int = 1,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
-) -> tuple[QuantizedMLP, FitResult, torch.Tensor]:
-    """Build and train the method's module on standardized arrays.
-
-    Returns the module (for Po-* still the FP network), the fit record and the training tensor
-    (the one thresholds were initialised on).
-    """
+) -> FittedModule:
+    """Build and train the method's module on standardized arrays (for Po-* the FP network)."""
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
@@ -142,8 +201,9 @@ def fit_module(
     result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
                  weight_decay=config.weight_decay, batch_size=config.batch_size,
                  schedule=schedule, generator=generator, X_val=X_val, y_val=y_val,
-                 on_epoch_end=on_epoch_end)
-    return module, result, X_tr
+                 on_epoch_end=on_epoch_end, optimizer=config.optimizer,
+                 lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs)
+    return FittedModule(module=module, fit=result, X_train=X_tr)
 
 
 def train_on_split(
@@ -159,26 +219,19 @@ def train_on_split(
 ) -> TrainedModel:
     """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized)."""
     n_out = len(classes) if task == "classification" and classes else 1
-    module, result, X_tr = fit_module(split.X_train, split.y_train, config, task=task,
-                                      n_outputs=n_out, on_epoch_end=on_epoch_end)
-    device = X_tr.device
+    fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
+                        on_epoch_end=on_epoch_end)
+    device = fitted.X_train.device
     X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, task)
-    metrics: dict[str, Any] = {}
-    if get_method(config.method).post_quantizer is not None:
-        metrics["test_mse_fp"] = _metrics(module, X_te, y_te, task)["test_mse"]
-        module = attach_post_quantizer(module, config.method, config.bits, X_tr)
-    metrics.update(_metrics(module, X_te, y_te, task))
-    metrics.update({
-        "train_seconds": result.train_seconds,
-        "epochs": config.epochs,
-        "final_train_loss": result.train_loss[-1] if result.train_loss else math.nan,
-        "final_temperature": result.temperatures[-1] if result.temperatures else None,
-        "best_epoch": result.best_epoch,
-    })
+    module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task)
+    result = fitted.fit
+    metrics = {**tested.to_dict(), "train_seconds": result.train_seconds, "epochs": config.epochs,
+               "final_train_loss": result.final_train_loss,
+               "final_temperature": result.final_temperature, "best_epoch": result.best_epoch}
     return TrainedModel(
         module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
         feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
-        dataset=dataset, metrics=metrics, runtime=runtime_info(device),
+        dataset=dataset, metrics=metrics, runtime=runtime_info(device), history=result,
     )
 
 
@@ -219,6 +272,7 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
         "settings": cfg.to_dict(),
         "versions": {k: v for k, v in model.runtime.items() if k != "device"},
         "notes": ds.notes,
+        "history": model.history.epochs() if model.history is not None else [],
     }
     if "test_mse_fp" in m:
         out["test_mse_fp"] = m["test_mse_fp"]

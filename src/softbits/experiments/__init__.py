@@ -1,6 +1,8 @@
 """The paper's protocol: settings search, repeated final tests, a resumable store, reports.
 
-Experiments are pure functions ``run(task) -> result`` (:mod:`~softbits.experiments.tasks`);
+:func:`run_protocol` runs the whole protocol (search, choice, final tests, report) from Python;
+``softbits reproduce`` only parses options for it and prints its outcome. Experiments are pure
+functions ``run(task) -> result`` (:mod:`~softbits.experiments.tasks`);
 the runner calls them in local processes or on a Dask cluster and is the only writer of the
 SQLite store (:mod:`~softbits.experiments.store`); :mod:`~softbits.experiments.report` turns
 the store into the paper's Table 2 and Figure 4.
@@ -18,11 +20,14 @@ _EXPORTS = {
     "search_tasks": "protocol",
     "ReportPaths": "report", "summarize": "report", "write_report": "report",
     "execute": "runner",
+    "FULL_PRESET": "run", "QUICK_PRESET": "run", "Preset": "run", "ProgressSink": "run",
+    "ProtocolOutcome": "run", "run_protocol": "run",
     "PAPER_GRID": "settings", "QUICK_GRID": "settings", "SETTING_COLUMNS": "settings",
     "Setting": "settings", "draw_settings": "settings", "load_grid": "settings",
     "read_settings_table": "settings",
     "SCHEMA_VERSION": "store", "ResultStore": "store",
-    "Evaluation": "tasks", "ResultKey": "tasks", "Task": "tasks", "run": "tasks",
+    "Evaluation": "tasks", "ResultKey": "tasks", "ResultRow": "tasks", "RunMetrics": "tasks",
+    "Task": "tasks", "run": "tasks",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,7 +7,6 @@ the store untouched.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,28 +15,19 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import Progress
 
-from softbits.cli import DataDirOpt, app, check_output_dir, console, err_console, print_json, writing
+from softbits.cli import (
+    DataDirOpt,
+    app,
+    check_output_dir,
+    console,
+    err_console,
+    print_json,
+    writing,
+)
 from softbits.config import MAX_BITS
-from softbits.errors import ConfigError, DataError, SoftbitsError
+from softbits.errors import ConfigError
 
-__all__ = ["reproduce", "report", "parse_bits", "parse_names", "QUICK_PRESET"]
-
-#: what ``--quick`` fills in for options the user did not give
-QUICK_PRESET: dict[str, Any] = {
-    "datasets": "fried",
-    "methods": "fp,po-qq,pr-qq,bw-sq,lsq",
-    "bits": "2,4",
-    "n_settings": 3,
-    "repeats": 3,
-}
-FULL_DEFAULTS: dict[str, Any] = {
-    "datasets": "california,cpu_act,fried,superconduct,sulfur,wine_quality",
-    "methods": "fp,po-mq,po-qq,pr-mq,pr-qq,sq,bw-mq,bw-qq,bw-sq,lsq,llt4,llt9",
-    "bits": "2-8",
-    "n_settings": 100,
-    "repeats": 10,
-}
-
+__all__ = ["reproduce", "report", "parse_bits", "parse_names", "LineProgress"]
 
 def parse_names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -63,37 +53,6 @@ def parse_bits(text: str) -> list[int]:
                 raise ConfigError(f"bits must be in 1..{MAX_BITS}, got {b}")
             bits.add(b)
     return sorted(bits)
-
-
-def _methods(text: str, bits: list[int]) -> list[str]:
-    from softbits.methods import get_method
-
-    methods = [get_method(n).name for n in parse_names(text, "methods")]
-    for name in methods:
-        low = [b for b in bits if b < get_method(name).min_bits]
-        if low:
-            raise ConfigError(f"method {name} needs bits >= {get_method(name).min_bits}, got {low[0]}")
-    return list(dict.fromkeys(methods))
-
-
-def _datasets(text: str, data_dir: Path | None) -> list[str]:
-    """Known, regression, and loadable now (so a missing file fails before any training)."""
-    from softbits.data import get_dataset_info
-    from softbits.experiments.tasks import load_cached
-
-    names = parse_names(text, "datasets")
-    for name in names:
-        info = get_dataset_info(name)
-        if info.task != "regression":
-            raise DataError(f"dataset {name} is a {info.task} task; the protocol reports regression MSE")
-        load_cached(name, str(data_dir) if data_dir else None)
-    return names
-
-
-def _positive(value: int, what: str, minimum: int = 1) -> int:
-    if value < minimum:
-        raise ConfigError(f"--{what} must be >= {minimum}, got {value}")
-    return value
 
 
 class LineProgress:
@@ -141,8 +100,13 @@ def _clock(seconds: float) -> str:
 def _progress() -> Progress | LineProgress:
     """Completed/total trainings with elapsed time and ETA on stderr: a live bar on a terminal,
     plain lines every 30 s otherwise."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not err_console.is_terminal:
         return LineProgress(lambda line: err_console.print(line, highlight=False, soft_wrap=True))
@@ -174,99 +138,29 @@ def reproduce(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report."""
-    from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
-    from softbits.experiments.report import read_reference, write_report
-    from softbits.experiments.runner import DaskBackend, LocalBackend, connect_dask, execute, pending
-    from softbits.experiments.settings import (PAPER_GRID, QUICK_GRID, draw_settings, load_grid,
-                                               read_settings_table)
-    from softbits.experiments.store import ResultStore, check_store
-    from softbits.methods import get_method
-    from softbits.training import resolve_device
+    from softbits.experiments.run import run_protocol
 
-    started = time.perf_counter()
-    preset = QUICK_PRESET if quick else FULL_DEFAULTS
-    bit_list = parse_bits(bits if bits is not None else preset["bits"])
-    method_list = _methods(methods if methods is not None else preset["methods"], bit_list)
-    n_settings = _positive(n_settings if n_settings is not None else preset["n_settings"], "n-settings")
-    repeats = _positive(repeats if repeats is not None else preset["repeats"], "repeats")
-    _positive(folds, "folds", 2)
-    jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
-    resolve_device(device)
-    check_store(store)
-    out_dir = out if out is not None else store.parent / f"{store.stem}_report"
-    check_output_dir(out_dir, "--out")
-    if compare is not None:
-        read_reference(compare)
-    dataset_list = _datasets(datasets if datasets is not None else preset["datasets"], data_dir)
-    parallel = scheduler is not None or jobs > 1
-    protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
-                        bits=tuple(bit_list), n_folds=folds, repeats=repeats, seed=seed,
-                        data_dir=str(data_dir) if data_dir else None, device=device,
-                        threads=1 if parallel else None)
-
-    search = settings.strip().lower() == "search"
-    candidates = []
-    chosen_from_file = {}
-    if search:
-        search_grid = load_grid(grid) if grid is not None else (QUICK_GRID if quick else PAPER_GRID)
-        candidates = draw_settings(n_settings, seed=seed, grid=search_grid)
-        for s in candidates:
-            for m in method_list:
-                s.train_config(m, max(bit_list), seed, device)
-    else:
-        needed = [(d, get_method(m).display, b) for d, m, b in protocol.cells()]
-        table = read_settings_table(Path(settings), needed)
-        chosen_from_file = {(d, m, b): table[(d, get_method(m).display, b)]
-                            for d, m, b in protocol.cells()}
-        for (d, m, b), s in chosen_from_file.items():
-            s.train_config(m, b, seed, device)
-
-    backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
-    result_store = ResultStore(store)
-    added = 0
-    runs = 0
-    try:
-        with _progress() as progress:
-            if search:
-                result_store.add_settings(candidates)
-                todo = pending(search_tasks(protocol, candidates), result_store)
-            else:
-                result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
-                                         for (d, m, b), s in chosen_from_file.items())
-                todo = pending(final_tasks(protocol, chosen_from_file), result_store)
-            bar = progress.add_task(f"{'search' if search else 'test'} · {backend.name}", total=len(todo))
-
-            def advance(_: Any) -> None:
-                nonlocal runs
-                runs += 1
-                progress.advance(bar)
-
-            added += execute(todo, result_store, backend, advance)
-            if search:
-                choices = choose_settings(protocol, candidates, result_store.results())
-                missing = [c for c in protocol.cells() if c not in choices]
-                if missing:
-                    raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
-                result_store.set_choices((d, m, b, s, "search", val) for (d, m, b), (s, val) in choices.items())
-                todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
-                bar = progress.add_task(f"test · {backend.name}", total=len(todo))
-                added += execute(todo, result_store, backend, advance)
-        with writing("--out"):
-            paths = write_report(result_store, out_dir, compare)
-    finally:
-        backend.close()
-        result_store.close()
-    seconds = time.perf_counter() - started
+    outcome = run_protocol(
+        store=store, out=out,
+        datasets=parse_names(datasets, "datasets") if datasets is not None else None,
+        methods=parse_names(methods, "methods") if methods is not None else None,
+        bits=parse_bits(bits) if bits is not None else None,
+        settings=settings, n_settings=n_settings, grid=grid, folds=folds, repeats=repeats,
+        seed=seed, quick=quick, compare=compare, jobs=jobs, scheduler=scheduler,
+        connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=_progress())
+    paths = outcome.report
     if as_json:
-        print_json({"store": str(store), "report": str(paths.table_csv.parent), "rows_added": added,
-                    "runs": runs, "seconds": seconds, "backend": backend.name,
+        print_json({"store": str(store), "report": str(paths.table_csv.parent),
+                    "rows_added": outcome.rows_added, "runs": outcome.runs,
+                    "seconds": outcome.seconds, "backend": outcome.backend,
                     "compare": str(paths.compare_csv) if paths.compare_csv else None})
         return
     console.print(paths.table_md.read_text(), soft_wrap=True)
     if paths.compare_md is not None:
         console.print(paths.compare_md.read_text(), soft_wrap=True)
-    console.print(f"{runs} trainings, {added} new result rows in {seconds:.1f} s · store {store} · "
-                  f"report {paths.table_csv.parent}", soft_wrap=True)
+    console.print(f"{outcome.runs} trainings, {outcome.rows_added} new result rows in "
+                  f"{outcome.seconds:.1f} s · store {store} · report {paths.table_csv.parent}",
+                  soft_wrap=True)
 
 
 @app.command()

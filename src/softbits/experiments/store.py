@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +26,7 @@ import pandas as pd
 
 from softbits.errors import DataError, SoftbitsError
 from softbits.experiments.settings import Setting
-from softbits.experiments.tasks import ResultKey
+from softbits.experiments.tasks import ResultKey, ResultRow
 
 __all__ = ["SCHEMA_VERSION", "ResultStore", "check_store"]
 
@@ -209,15 +209,15 @@ class ResultStore:
                                    [(s.id, json.dumps(s.to_dict())) for s in settings])
 
     @_guarded
-    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
+    def add_rows(self, rows: Iterable[ResultRow]) -> int:
         """Insert one finished task's rows in one transaction; returns rows newly added."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         values = []
         for r in rows:
-            k: ResultKey = r["key"]
+            k = r.key
             values.append((k.dataset, k.method, k.bits, k.setting_id, k.phase, k.index, k.seed,
-                           r["test_mse"], json.dumps(r["metrics"]), r["train_seconds"],
-                           r["seconds"], r["device"], json.dumps(r["versions"]), now))
+                           r.test_mse, json.dumps(r.metrics.to_dict()), r.metrics.train_seconds,
+                           r.seconds, r.device, json.dumps(r.versions), now))
         with self._conn:
             before = self._conn.total_changes
             self._conn.executemany(

@@ -19,13 +19,13 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
+from softbits.env import runtime_info
 from softbits.experiments.settings import Setting
-from softbits.methods import get_method
-from softbits.pipeline import attach_post_quantizer, train_on_split
-from softbits.training import evaluate, target_tensor, to_tensor
+from softbits.pipeline import TestMetrics, evaluate_as, fit_module, score
+from softbits.training import target_tensor, to_tensor
 
-__all__ = ["Evaluation", "ResultKey", "Task", "TaskResult", "run", "load_cached", "TEST_PHASE",
-           "cv_phase"]
+__all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
+           "load_cached", "TEST_PHASE", "cv_phase"]
 
 TEST_PHASE = "test"
 
@@ -86,11 +86,48 @@ class Task:
 
 
 @dataclass(frozen=True)
+class RunMetrics:
+    """What one evaluation of one training measured (the store's ``metrics`` JSON)."""
+
+    test: TestMetrics
+    train_seconds: float
+    final_train_loss: float
+    n_train: int
+    n_test: int
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.test.to_dict(), "train_seconds": self.train_seconds,
+                "final_train_loss": self.final_train_loss, "n_train": self.n_train,
+                "n_test": self.n_test, "threads": self.threads}
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One finished (training, evaluation): the store's row under ``key``.
+
+    ``seconds`` is the whole task's wall time (loading, training and every evaluation).
+    """
+
+    key: ResultKey
+    metrics: RunMetrics
+    seconds: float
+    device: str
+    versions: dict[str, str]
+
+    @property
+    def test_mse(self) -> float:
+        """The hard test MSE; NaN where there is none (a diverged or classification run)."""
+        mse = self.metrics.test.test_mse
+        return float(mse) if mse is not None else float("nan")
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """The rows one task produced, ready for the store."""
 
     task: Task
-    rows: tuple[dict[str, Any], ...]
+    rows: tuple[ResultRow, ...]
 
 
 @lru_cache(maxsize=8)
@@ -120,39 +157,20 @@ def run(task: Task) -> TaskResult:
     ds = load_cached(task.dataset, task.data_dir)
     split = _split(ds, task)
     config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
-    model = train_on_split(split, config, task=ds.task, feature_names=ds.feature_names,
-                           target_name=ds.target_name, dataset=ds.name)
-    device = next(model.module.parameters()).device
-    X_tr = to_tensor(split.X_train, device)
+    fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
+    device = fitted.X_train.device
     X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, ds.task)
-    metrics_by_eval: list[dict[str, Any]] = []
-    for ev in task.evaluations:
-        if get_method(ev.method).post_quantizer is not None:
-            module = attach_post_quantizer(model.module, ev.method, ev.bits, X_tr)
-            mse = evaluate(module, X_te, y_te, task=ds.task).mse
-            metrics_by_eval.append({"test_mse": mse, "test_mse_soft": None,
-                                    "test_mse_fp": model.metrics["test_mse"]})
-        else:
-            metrics_by_eval.append({"test_mse": model.metrics["test_mse"],
-                                    "test_mse_soft": model.metrics.get("test_mse_soft")})
+    trained = score(fitted.module, X_te, y_te, ds.task)
+    tested = [evaluate_as(fitted, ev.method, ev.bits, X_te, y_te, task=ds.task, trained=trained)[1]
+              for ev in task.evaluations]
     seconds = time.perf_counter() - start
-    common = {
-        "train_seconds": model.metrics["train_seconds"],
-        "final_train_loss": model.metrics["final_train_loss"],
-        "n_train": int(len(split.y_train)),
-        "n_test": int(len(split.y_test)),
-        "threads": torch.get_num_threads(),
-    }
-    rows = []
-    for key, metrics in zip(task.keys(), metrics_by_eval):
-        rows.append({
-            "key": key,
-            "test_mse": float(metrics["test_mse"]) if metrics["test_mse"] is not None else float("nan"),
-            "metrics": {**metrics, **common},
-            "train_seconds": float(model.metrics["train_seconds"]),
-            "seconds": seconds,
-            "device": model.runtime.get("device", ""),
-            "versions": {k: v for k, v in model.runtime.items() if k != "device"},
-        })
-    return TaskResult(task=task, rows=tuple(rows))
-
+    runtime = runtime_info(device)
+    versions = {k: v for k, v in runtime.items() if k != "device"}
+    rows = tuple(
+        ResultRow(key=key, seconds=seconds, device=runtime.get("device", ""), versions=versions,
+                  metrics=RunMetrics(test=metrics, train_seconds=float(fitted.fit.train_seconds),
+                                     final_train_loss=fitted.fit.final_train_loss,
+                                     n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
+                                     threads=torch.get_num_threads()))
+        for key, metrics in zip(task.keys(), tested))
+    return TaskResult(task=task, rows=rows)

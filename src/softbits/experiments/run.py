@@ -1,0 +1,297 @@
+"""The paper's protocol as one call: search (or given settings), choice, final tests, report.
+
+:func:`run_protocol` is what ``softbits reproduce`` runs after parsing its options; a Python or
+Dask user calls it directly. All input is validated before the first training (names, bit
+widths, settings and grid files, store, output directory, reference table, scheduler); problems
+are one-line :class:`~softbits.errors.SoftbitsError`\\ s and leave the store untouched. The
+library prints nothing: progress goes to the ``progress`` object the caller passes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from typing import Protocol as Interface
+
+from softbits.config import MAX_BITS
+from softbits.errors import ConfigError, DataError, SoftbitsError
+from softbits.experiments.report import ReportPaths
+
+__all__ = ["FULL_PRESET", "QUICK_PRESET", "Preset", "ProgressSink", "ProtocolOutcome",
+           "run_protocol"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What the protocol runs for the options a caller leaves out."""
+
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    bits: tuple[int, ...]
+    n_settings: int
+    repeats: int
+    grid: Mapping[str, Sequence[float]]
+
+
+def _full_preset() -> Preset:
+    """The paper's Table 2: its six regression datasets and every single-network method of the
+    registry (ensembles are softbits' own additions), bits 2..8, 100 settings, 10 repeats."""
+    from softbits.data import PAPER_DATASETS
+    from softbits.experiments.settings import PAPER_GRID
+    from softbits.methods import METHODS
+
+    return Preset(datasets=tuple(PAPER_DATASETS),
+                  methods=tuple(name for name, m in METHODS.items() if not m.ensemble),
+                  bits=tuple(range(2, 9)), n_settings=100, repeats=10, grid=PAPER_GRID)
+
+
+def _quick_preset() -> Preset:
+    """Minutes on a laptop CPU: the synthetic (always available) fried set, FP and one method
+    of each family of Table 2, two bit widths, three small settings, three repeats."""
+    from softbits.experiments.settings import QUICK_GRID
+    from softbits.methods import get_method
+
+    return Preset(datasets=("fried",),
+                  methods=tuple(get_method(n).name for n in ("fp", "po-qq", "pr-qq", "bw-sq", "lsq")),
+                  bits=(2, 4), n_settings=3, repeats=3, grid=QUICK_GRID)
+
+
+FULL_PRESET = _full_preset()
+QUICK_PRESET = _quick_preset()
+
+
+class ProgressSink(Interface):
+    """Where the protocol reports completed trainings: a rich ``Progress`` or anything with its
+    ``add_task``/``advance`` (``softbits.experiments.commands.LineProgress`` writes log lines)."""
+
+    def add_task(self, description: str, total: int) -> Any: ...
+
+    def advance(self, task_id: Any) -> None: ...
+
+
+class _NoProgress:
+    def add_task(self, description: str, total: int) -> int:
+        return 0
+
+    def advance(self, task_id: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class ProtocolOutcome:
+    """What one protocol run did: the store and report it wrote, and how much it trained."""
+
+    store: Path
+    report: ReportPaths
+    rows_added: int
+    runs: int
+    seconds: float
+    backend: str
+
+
+def _positive(value: int, what: str, minimum: int = 1) -> int:
+    if value < minimum:
+        raise ConfigError(f"--{what} must be >= {minimum}, got {value}")
+    return value
+
+
+def _names(names: Sequence[str], what: str) -> list[str]:
+    if isinstance(names, str):
+        raise ConfigError(f"{what} must be a list of names, got the string {names!r}")
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ConfigError(f"--{what} is empty")
+    return list(dict.fromkeys(names))
+
+
+def _bits(bits: Sequence[int]) -> list[int]:
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BITS:
+            raise ConfigError(f"bits must be in 1..{MAX_BITS}, got {b}")
+    if not bits:
+        raise ConfigError("--bits is empty")
+    return sorted(set(bits))
+
+
+def _methods(names: Sequence[str], bits: list[int]) -> list[str]:
+    from softbits.methods import get_method
+
+    methods = [get_method(n).name for n in _names(names, "methods")]
+    for name in methods:
+        low = [b for b in bits if b < get_method(name).min_bits]
+        if low:
+            raise ConfigError(f"method {name} needs bits >= {get_method(name).min_bits}, got {low[0]}")
+    return list(dict.fromkeys(methods))
+
+
+def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
+    """Known, regression, and loadable now (so a missing file fails before any training)."""
+    from softbits.data import get_dataset_info
+    from softbits.experiments.tasks import load_cached
+
+    names = _names(names, "datasets")
+    for name in names:
+        info = get_dataset_info(name)
+        if info.task != "regression":
+            raise DataError(f"dataset {name} is a {info.task} task; the protocol reports regression MSE")
+        load_cached(name, str(data_dir) if data_dir else None)
+    return names
+
+
+def run_protocol(
+    *,
+    store: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    bits: Sequence[int] | None = None,
+    settings: str | os.PathLike[str] = "search",
+    n_settings: int | None = None,
+    grid: Mapping[str, Sequence[float]] | str | os.PathLike[str] | None = None,
+    folds: int = 4,
+    repeats: int | None = None,
+    seed: int = 42,
+    quick: bool = False,
+    compare: str | os.PathLike[str] | None = None,
+    jobs: int = 0,
+    scheduler: str | None = None,
+    connect_timeout: float = 5.0,
+    device: str = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressSink | None = None,
+) -> ProtocolOutcome:
+    """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report.
+
+    Parameters
+    ----------
+    store
+        SQLite results store; a re-run skips the runs it already holds.
+    out
+        Report directory (default: ``<store>_report`` next to the store).
+    datasets, methods, bits, n_settings, repeats, grid
+        What to run; None takes :data:`FULL_PRESET`'s value, or :data:`QUICK_PRESET`'s with
+        ``quick``. ``grid`` is a search grid or a JSON file holding one.
+    settings
+        ``"search"`` (random search + K-fold CV over ``folds``) or a CSV with the chosen setting
+        per (dataset, method, bits), such as the paper's table.
+    compare
+        Reference table: the report adds ours/reference and inside-CI per cell.
+    jobs, scheduler, connect_timeout
+        Local worker processes (0: one per CPU core), or a Dask scheduler ``tcp://HOST:PORT``.
+    progress
+        Receives one ``add_task`` per phase and one ``advance`` per finished training; a context
+        manager (a rich ``Progress``) is entered for the trainings only, after all validation.
+    """
+    from softbits.cli import check_output_dir, writing
+    from softbits.experiments.protocol import (
+        Protocol,
+        choose_settings,
+        final_tasks,
+        search_tasks,
+    )
+    from softbits.experiments.report import read_reference, write_report
+    from softbits.experiments.runner import (
+        DaskBackend,
+        LocalBackend,
+        connect_dask,
+        execute,
+        pending,
+    )
+    from softbits.experiments.settings import (
+        draw_settings,
+        load_grid,
+        read_settings_table,
+    )
+    from softbits.experiments.store import ResultStore, check_store
+    from softbits.methods import get_method
+    from softbits.training import resolve_device
+
+    started = time.perf_counter()
+    preset = QUICK_PRESET if quick else FULL_PRESET
+    store = Path(store)
+    bit_list = _bits(bits if bits is not None else preset.bits)
+    method_list = _methods(methods if methods is not None else preset.methods, bit_list)
+    n_settings = _positive(n_settings if n_settings is not None else preset.n_settings, "n-settings")
+    repeats = _positive(repeats if repeats is not None else preset.repeats, "repeats")
+    _positive(folds, "folds", 2)
+    jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    resolve_device(device)
+    check_store(store)
+    out_dir = Path(out) if out is not None else store.parent / f"{store.stem}_report"
+    check_output_dir(out_dir, "--out")
+    compare = Path(compare) if compare is not None else None
+    if compare is not None:
+        read_reference(compare)
+    data_dir = Path(data_dir) if data_dir is not None else None
+    dataset_list = _datasets(datasets if datasets is not None else preset.datasets, data_dir)
+    parallel = scheduler is not None or jobs > 1
+    protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
+                        bits=tuple(bit_list), n_folds=folds, repeats=repeats, seed=seed,
+                        data_dir=str(data_dir) if data_dir else None, device=device,
+                        threads=1 if parallel else None)
+
+    search = str(settings).strip().lower() == "search"
+    candidates = []
+    chosen_from_file = {}
+    if search:
+        if grid is None:
+            search_grid = preset.grid
+        elif isinstance(grid, Mapping):
+            search_grid = grid
+        else:
+            search_grid = load_grid(Path(grid))
+        candidates = draw_settings(n_settings, seed=seed, grid=search_grid)
+        for s in candidates:
+            for m in method_list:
+                s.train_config(m, max(bit_list), seed, device)
+    else:
+        needed = [(d, get_method(m).display, b) for d, m, b in protocol.cells()]
+        table = read_settings_table(Path(settings), needed)
+        chosen_from_file = {(d, m, b): table[(d, get_method(m).display, b)]
+                            for d, m, b in protocol.cells()}
+        for (d, m, b), s in chosen_from_file.items():
+            s.train_config(m, b, seed, device)
+
+    sink = progress if progress is not None else _NoProgress()
+    backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
+    result_store = ResultStore(store)
+    added = 0
+    runs = 0
+    try:
+        with sink if isinstance(sink, AbstractContextManager) else nullcontext():
+            if search:
+                result_store.add_settings(candidates)
+                todo = pending(search_tasks(protocol, candidates), result_store)
+            else:
+                result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
+                                         for (d, m, b), s in chosen_from_file.items())
+                todo = pending(final_tasks(protocol, chosen_from_file), result_store)
+            bar = sink.add_task(f"{'search' if search else 'test'} · {backend.name}", total=len(todo))
+
+            def advance(_: Any) -> None:
+                nonlocal runs
+                runs += 1
+                sink.advance(bar)
+
+            added += execute(todo, result_store, backend, advance)
+            if search:
+                choices = choose_settings(protocol, candidates, result_store.results())
+                missing = [c for c in protocol.cells() if c not in choices]
+                if missing:
+                    raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
+                result_store.set_choices((d, m, b, s, "search", val) for (d, m, b), (s, val) in choices.items())
+                todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
+                bar = sink.add_task(f"test · {backend.name}", total=len(todo))
+                added += execute(todo, result_store, backend, advance)
+        with writing("--out"):
+            paths = write_report(result_store, out_dir, compare)
+    finally:
+        backend.close()
+        result_store.close()
+    return ProtocolOutcome(store=store, report=paths, rows_added=added, runs=runs,
+                           seconds=time.perf_counter() - started, backend=backend.name)
