@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from softbits.codes import max_code
 from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.data import Standardizer
 from softbits.errors import ConfigError, SoftbitsError
@@ -113,8 +114,8 @@ class TrainedModel:
             raise SoftbitsError(f"codes must be integers, got dtype {codes.dtype}")
         if codes.ndim != 2 or codes.shape[1] != self.n_features:
             raise SoftbitsError(f"expected codes of shape [N, {self.n_features}], got {codes.shape}")
-        if codes.size and (codes.min() < 0 or codes.max() >= (1 << q.bits)):
-            raise SoftbitsError(f"codes must lie in 0..{(1 << q.bits) - 1}")
+        if codes.size and (codes.min() < 0 or codes.max() > max_code(q.bits)):
+            raise SoftbitsError(f"codes must lie in 0..{max_code(q.bits)}")
         codes_t = torch.from_numpy(codes.astype(np.int64))
         device = self._device()
         if device.type != "cpu":

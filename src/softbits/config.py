@@ -7,6 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+from softbits.codes import MAX_BITS, payload_bytes
 from softbits.errors import ConfigError
 from softbits.schedules import SCHEDULES
 
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainConfig", "MAX_BITS", "MAX_MEMBERS"]
 
-MAX_BITS = 16
 #: ensemble members per training; the memory estimate before training bounds it further
 MAX_MEMBERS = 1024
 
@@ -71,11 +71,7 @@ class TrainConfig:
 
         self._check_types()
         method = get_method(self.method)
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
-            raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {self.bits!r}")
-        if self.bits < method.min_bits:
-            why = f" ({method.min_bits_reason})" if method.min_bits_reason else ""
-            raise ConfigError(f"method {self.method} needs bits >= {method.min_bits}{why}, got {self.bits}")
+        method.check_bits(self.bits)
         checks = [
             (self.layers >= 0, f"layers must be >= 0, got {self.layers}"),
             (self.neurons >= 1, f"neurons must be >= 1, got {self.neurons}"),
@@ -139,11 +135,12 @@ class TrainConfig:
         return 32.0 / self.bits if get_method(self.method).quantized else 1.0
 
     def payload_bytes(self, n_features: int) -> int:
+        """Bytes one sample sends: float32 features unquantized, else the packed codes."""
         from softbits.methods import get_method
 
         if not get_method(self.method).quantized:
             return 4 * n_features
-        return (n_features * self.bits + 7) // 8
+        return payload_bytes(n_features, self.bits)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from softbits.codes import check_bits
 from softbits.errors import ConfigError
 from softbits.quantizers import (
     BitwiseQuantizer,
@@ -53,6 +54,15 @@ class Method:
     @property
     def quantized(self) -> bool:
         return self.train_quantizer is not None or self.post_quantizer is not None
+
+    def check_bits(self, bits: object) -> int:
+        """``bits`` as an int this method can train with, or the one-line :class:`ConfigError`
+        naming the range or the method's minimum and why it exists."""
+        bits = check_bits(bits)
+        if bits < self.min_bits:
+            why = f" ({self.min_bits_reason})" if self.min_bits_reason else ""
+            raise ConfigError(f"method {self.name} needs bits >= {self.min_bits}{why}, got {bits}")
+        return bits
 
 
 METHODS: dict[str, Method] = {}

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from softbits.cli import app, check_output_dir, check_output_file, writing
-from softbits.errors import ConfigError, SoftbitsError
+from softbits.errors import ConfigError, DataError
 
 __all__ = ["export", "encode_cmd", "predict"]
 
@@ -113,8 +113,8 @@ def predict(
     else:
         spec = device_spec(m)
         if spec is None:
-            raise SoftbitsError(f"method {m.config.method} has no threshold encoder, so it reads no payloads")
+            raise DataError(f"method {m.config.method} has no threshold encoder, so it reads no payloads")
         if not payload.is_file():  # type: ignore[union-attr]
-            raise SoftbitsError(f"payload file not found: {payload}")
+            raise DataError(f"payload file not found: {payload}")
         pred = predict_payload(m, spec, payload.read_bytes())  # type: ignore[union-attr]
     sys.stdout.write("".join(format_prediction(v) + "\n" for v in prediction_values(m, pred)))

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from softbits.codes import max_code, payload_bytes
 from softbits.device.spec import EncoderSpec
-from softbits.errors import SoftbitsError
+from softbits.errors import ConfigError, DataError
 
 __all__ = [
     "Backend",
@@ -127,9 +128,9 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
                 out[i, o] = np.uint8(acc & np.uint64(0xFF))
 
     @numba.njit(cache=cache, nogil=True)
-    def unpack_kernel(data, bits, out):  # pragma: no cover - compiled
+    def unpack_kernel(data, bits, all_ones, out):  # pragma: no cover - compiled
         n, f = out.shape
-        mask = np.uint64((1 << bits) - 1)
+        mask = np.uint64(all_ones)
         for i in range(n):
             acc = np.uint64(0)
             filled = 0
@@ -156,7 +157,7 @@ def _use_numba(backend: Backend, n_values: int) -> bool:
         return False
     if backend == "numba":
         if _kernels() is None:
-            raise SoftbitsError("backend 'numba' requested but numba is not installed")
+            raise ConfigError("backend 'numba' requested but numba is not installed")
         return True
     return n_values >= NUMBA_MIN_VALUES and _kernels() is not None
 
@@ -165,7 +166,7 @@ def _as_features(X: np.ndarray, n_features: int) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != n_features:
         got = X.shape[1] if X.ndim == 2 else f"an array of shape {X.shape}"
-        raise SoftbitsError(f"expected {n_features} features per sample, got {got}")
+        raise DataError(f"expected {n_features} features per sample, got {got}")
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
@@ -191,11 +192,11 @@ def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
     """Packed samples [N, ⌈F·bits/8⌉] uint8 from codes [N, F] (LSB-first, see module doc)."""
     codes = np.asarray(codes)
     if codes.ndim != 2:
-        raise SoftbitsError(f"codes must be [N, F], got shape {codes.shape}")
-    if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= (1 << bits)):
-        raise SoftbitsError(f"codes must lie in 0..{(1 << bits) - 1} for {bits} bits")
+        raise DataError(f"codes must be [N, F], got shape {codes.shape}")
+    if codes.size and (int(codes.min()) < 0 or int(codes.max()) > max_code(bits)):
+        raise DataError(f"codes must lie in 0..{max_code(bits)} for {bits} bits")
     n, f = codes.shape
-    width = (f * bits + 7) // 8
+    width = payload_bytes(f, bits)
     codes = np.ascontiguousarray(codes, dtype=code_dtype(bits))
     if bits == 8:  # one code per byte: the codes are the bytes
         return codes.copy()
@@ -211,16 +212,16 @@ def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
 def unpack(data: np.ndarray, n_features: int, bits: int, backend: Backend = "auto") -> np.ndarray:
     """Codes [N, F] from packed samples [N, ⌈F·bits/8⌉] (padding bits are ignored here)."""
     data = np.ascontiguousarray(data, dtype=np.uint8)
-    width = (n_features * bits + 7) // 8
+    width = payload_bytes(n_features, bits)
     if data.ndim != 2 or data.shape[1] != width:
-        raise SoftbitsError(f"packed samples must be [N, {width}] bytes, got shape {data.shape}")
+        raise DataError(f"packed samples must be [N, {width}] bytes, got shape {data.shape}")
     n = data.shape[0]
     dtype = code_dtype(bits)
     if bits == 8:
         return data.copy()
     if _use_numba(backend, n * n_features):
         out = np.empty((n, n_features), dtype=dtype)
-        _kernels()["unpack"](data, bits, out)  # type: ignore[index]
+        _kernels()["unpack"](data, bits, max_code(bits), out)  # type: ignore[index]
         return out
     stream = np.unpackbits(data, axis=1, bitorder="little")[:, : n_features * bits]
     weights = (1 << np.arange(bits, dtype=np.uint32)).astype(np.uint32)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from softbits.errors import SoftbitsError
+from softbits.codes import check_bits, max_code, n_thresholds, payload_bytes
+from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from softbits.artifact import TrainedModel
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ENCODER_FORMAT",
     "ENCODER_FORMAT_VERSION",
-    "MAX_BITS",
     "EncoderSpec",
     "canonical_bytes",
     "float32_keys",
@@ -43,8 +43,6 @@ __all__ = [
 
 ENCODER_FORMAT = "softbits-encoder"
 ENCODER_FORMAT_VERSION = 1
-#: codes travel as at most 16-bit integers (uint16 on the server side)
-MAX_BITS = 16
 _CANON_TAG = b"softbits-encoder\x00"
 
 
@@ -80,7 +78,7 @@ def raw_thresholds(std_sorted: np.ndarray, mean: np.ndarray, scale: np.ndarray) 
     mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     if np.any(scale <= 0):
-        raise SoftbitsError("input scaler has a non-positive scale; cannot fold it into thresholds")
+        raise DataError("input scaler has a non-positive scale; cannot fold it into thresholds")
     top = 0x7F7FFFFF  # key of the largest finite float32
     lo = np.full(a.shape, -top, dtype=np.int64)  # smallest finite float32
     hi = np.full(a.shape, top + 1, dtype=np.int64)  # "no finite float32 is above"
@@ -92,7 +90,7 @@ def raw_thresholds(std_sorted: np.ndarray, mean: np.ndarray, scale: np.ndarray) 
             hi = np.where((lo < hi) & above, mid, hi)
             lo = np.where((lo < hi) & ~above, mid + 1, lo)
     if np.any(lo == -top):
-        raise SoftbitsError("a threshold lies below every finite float32 input; the encoder cannot be exported")
+        raise DataError("a threshold lies below every finite float32 input; the encoder cannot be exported")
     raw = _from_keys(np.minimum(lo - 1, top))
     return np.sort(raw, axis=1)
 
@@ -132,19 +130,21 @@ class EncoderSpec:
         table.setflags(write=False)
         object.__setattr__(self, "thresholds", table)
         if self.format_version != ENCODER_FORMAT_VERSION:
-            raise SoftbitsError(f"unsupported encoder format version {self.format_version} "
+            raise DataError(f"unsupported encoder format version {self.format_version} "
                                 f"(this softbits reads {ENCODER_FORMAT_VERSION})")
-        if not 1 <= self.bits <= MAX_BITS:
-            raise SoftbitsError(f"bits per feature must be 1..{MAX_BITS}, got {self.bits}")
+        try:
+            check_bits(self.bits)
+        except ConfigError as exc:
+            raise DataError(f"encoder spec: {exc}") from None
         if not 1 <= len(names) <= 0xFFFF:
-            raise SoftbitsError(f"an encoder needs 1..65535 features, got {len(names)}")
-        expected = (len(names), (1 << self.bits) - 1)
+            raise DataError(f"an encoder needs 1..65535 features, got {len(names)}")
+        expected = (len(names), n_thresholds(self.bits))
         if table.shape != expected:
-            raise SoftbitsError(f"threshold table has shape {table.shape}, expected {expected}")
+            raise DataError(f"threshold table has shape {table.shape}, expected {expected}")
         if not np.all(np.isfinite(table)):
-            raise SoftbitsError("encoder thresholds must be finite float32 values")
+            raise DataError("encoder thresholds must be finite float32 values")
         if np.any(np.diff(table, axis=1) < 0):
-            raise SoftbitsError("encoder thresholds must be sorted ascending per feature")
+            raise DataError("encoder thresholds must be sorted ascending per feature")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncoderSpec):
@@ -164,17 +164,17 @@ class EncoderSpec:
 
     @property
     def n_thresholds(self) -> int:
-        return (1 << self.bits) - 1
+        return n_thresholds(self.bits)
 
     @property
     def max_code(self) -> int:
         """The largest code: every threshold exceeded."""
-        return self.n_thresholds
+        return max_code(self.bits)
 
     @property
     def sample_bytes(self) -> int:
         """Packed bytes per sample: ⌈F·bits / 8⌉."""
-        return (self.n_features * self.bits + 7) // 8
+        return payload_bytes(self.n_features, self.bits)
 
     @cached_property
     def model_id_bytes(self) -> bytes:
@@ -191,7 +191,7 @@ class EncoderSpec:
         q = model.module.quantizer
         if q is None or not getattr(q, "has_thresholds", False):
             kind = "full precision" if q is None else f"quantizer {q.kind!r}"
-            raise SoftbitsError(f"method {model.config.method} ({kind}) has no threshold encoder; "
+            raise DataError(f"method {model.config.method} ({kind}) has no threshold encoder; "
                                 "only threshold methods (bw-*, sq, pr-*, po-*) export a device encoder")
         table = raw_thresholds(q.sorted_thresholds(), model.x_scaler.mean, model.x_scaler.scale)
         source = {"method": model.config.method, "dataset": model.dataset, "task": model.task}
@@ -202,18 +202,20 @@ class EncoderSpec:
         """Read ``encoder.json``'s object; checks the model id it states."""
         try:
             if obj.get("format") != ENCODER_FORMAT:
-                raise SoftbitsError(f"not a softbits encoder spec (format {obj.get('format')!r})")
+                raise DataError(f"not a softbits encoder spec (format {obj.get('format')!r})")
             features = obj["features"]
             bits = {int(f["bits"]) for f in features}
             if len(bits) != 1:
-                raise SoftbitsError(f"all features must share one bit width, got {sorted(bits)}")
+                raise DataError(f"all features must share one bit width, got {sorted(bits)}")
             spec = cls(tuple(f["name"] for f in features), bits.pop(),
                        np.array([f["thresholds"] for f in features], dtype=np.float64).astype(np.float32),
                        format_version=int(obj["format_version"]), source=dict(obj.get("source", {})))
+        except DataError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise SoftbitsError(f"malformed encoder spec: {exc}") from None
+            raise DataError(f"malformed encoder spec: {exc}") from None
         if obj.get("model_id") != spec.model_id:
-            raise SoftbitsError(f"encoder spec states model id {obj.get('model_id')!r} "
+            raise DataError(f"encoder spec states model id {obj.get('model_id')!r} "
                                 f"but its content hashes to {spec.model_id}")
         return spec
 

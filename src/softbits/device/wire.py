@@ -25,7 +25,7 @@ import numpy as np
 
 from softbits.device.encode import Backend, encode_packed, unpack
 from softbits.device.spec import EncoderSpec
-from softbits.errors import SoftbitsError
+from softbits.errors import DataError
 
 __all__ = [
     "HEADER",
@@ -50,7 +50,7 @@ HEADER_BYTES = HEADER.size
 MAX_SAMPLES = 0xFFFF
 
 
-class PayloadError(SoftbitsError):
+class PayloadError(DataError):
     """A payload the server must refuse (HTTP 400, CoAP 4.00); the message names the problem."""
 
 
@@ -79,10 +79,10 @@ def build_payload(spec: EncoderSpec, packed: np.ndarray) -> bytes:
     """Header + packed samples [N, ⌈F·bits/8⌉] → one payload."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
     if packed.ndim != 2 or packed.shape[1] != spec.sample_bytes:
-        raise SoftbitsError(f"packed samples must be [N, {spec.sample_bytes}] bytes, got {packed.shape}")
+        raise DataError(f"packed samples must be [N, {spec.sample_bytes}] bytes, got {packed.shape}")
     n = packed.shape[0]
     if not 1 <= n <= MAX_SAMPLES:
-        raise SoftbitsError(f"a payload holds 1..{MAX_SAMPLES} samples, got {n}; split the input")
+        raise DataError(f"a payload holds 1..{MAX_SAMPLES} samples, got {n}; split the input")
     return header_prefix(spec) + struct.pack("<H", n) + packed.tobytes()
 
 

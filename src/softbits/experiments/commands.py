@@ -24,7 +24,7 @@ from softbits.cli import (
     print_json,
     writing,
 )
-from softbits.config import MAX_BITS
+from softbits.codes import check_bits
 from softbits.errors import ConfigError
 
 __all__ = ["reproduce", "report", "parse_bits", "parse_names", "LineProgress"]
@@ -48,10 +48,7 @@ def parse_bits(text: str) -> list[int]:
             raise ConfigError(f"cannot read bits {text!r}; write a range like 2-8 or a list like 2,4,6") from None
         if lo > hi:
             raise ConfigError(f"bits range {part} is empty (start > end); write {hi}-{lo}")
-        for b in range(lo, hi + 1):
-            if not 1 <= b <= MAX_BITS:
-                raise ConfigError(f"bits must be in 1..{MAX_BITS}, got {b}")
-            bits.add(b)
+        bits.update(check_bits(b) for b in range(lo, hi + 1))
     return sorted(bits)
 
 

@@ -6,7 +6,7 @@ import inspect
 import numbers
 from typing import Any
 
-from softbits.config import MAX_BITS
+from softbits.codes import check_bits
 from softbits.errors import ConfigError
 from softbits.quantizers.base import Quantizer, ThresholdQuantizer
 from softbits.quantizers.bitwise import BitwiseQuantizer
@@ -49,8 +49,8 @@ def _check_option(name: str, value: Any) -> None:
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if name == "n_features" and not (is_int and value >= 1):
         raise ConfigError(f"n_features must be an integer >= 1, got {value!r}")
-    if name == "bits" and not (is_int and 1 <= value <= MAX_BITS):
-        raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {value!r}")
+    if name == "bits":
+        check_bits(value)
     if name == "granularity" and not (is_int and value >= 1):
         raise ConfigError(f"granularity must be an integer >= 1, got {value!r}")
     if name in ("trainable", "soft") and not isinstance(value, bool):

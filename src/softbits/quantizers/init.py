@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from softbits.codes import n_levels, n_thresholds
+from softbits.errors import ConfigError
 __all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "midpoint_levels",
            "init_thresholds", "THRESHOLD_INITS"]
 
 THRESHOLD_INITS = ("quantile", "minmax")
-
-
-def n_thresholds(bits: int) -> int:
-    """M = 2^n − 1 thresholds give 2^n codes."""
-    return (1 << bits) - 1
 
 
 def minmax_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
@@ -28,7 +25,7 @@ def minmax_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
 def quantile_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
     """The k/2^n quantiles (linear interpolation), k = 1..M, per feature → [F, M]."""
     x = np.asarray(x, dtype=np.float64)
-    levels = np.arange(1, n_thresholds(bits) + 1, dtype=np.float64) / (1 << bits)
+    levels = np.arange(1, n_thresholds(bits) + 1, dtype=np.float64) / n_levels(bits)
     return np.quantile(x, levels, axis=0, method="linear").T
 
 
@@ -37,8 +34,6 @@ def init_thresholds(x: np.ndarray, bits: int, init: str) -> np.ndarray:
         return quantile_thresholds(x, bits)
     if init == "minmax":
         return minmax_thresholds(x, bits)
-    from softbits.errors import ConfigError
-
     raise ConfigError(f"unknown threshold init {init!r}; choose one of: {', '.join(THRESHOLD_INITS)}")
 
 
@@ -49,7 +44,7 @@ def midpoint_levels(thresholds: np.ndarray) -> np.ndarray:
     """
     a = np.sort(np.asarray(thresholds, dtype=np.float64), axis=-1)
     if a.shape[-1] < 2:
-        raise ValueError("the midpoint decoder needs at least 2 thresholds (bits >= 2)")
+        raise ConfigError("the midpoint decoder needs at least 2 thresholds (bits >= 2)")
     inner = (a[..., :-1] + a[..., 1:]) / 2
     first = a[..., :1] - (a[..., 1:2] - a[..., :1]) / 2
     last = a[..., -1:] + (a[..., -1:] - a[..., -2:-1]) / 2

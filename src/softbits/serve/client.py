@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from softbits.errors import SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
 
 __all__ = ["send_payloads"]
 
@@ -76,13 +76,13 @@ def send_payloads(url: str, payloads: list[bytes], method: str = "post", timeout
     """Send each payload to ``url`` (http://, https:// or coap://) and concatenate the predictions."""
     scheme = urlsplit(url).scheme.lower()
     if method not in ("post", "put"):
-        raise SoftbitsError(f"--method must be post or put, got {method!r}")
+        raise ConfigError(f"--method must be post or put, got {method!r}")
     if scheme in ("http", "https"):
         if method != "post":
-            raise SoftbitsError("HTTP /v1/predict takes POST only")
+            raise ConfigError("HTTP /v1/predict takes POST only")
         return _send_http(url, payloads, timeout)
     if scheme == "coap":
         import asyncio
 
         return asyncio.run(_send_coap_async(url, payloads, method, timeout))
-    raise SoftbitsError(f"--to must be a coap:// or http:// URL, got {url!r}")
+    raise ConfigError(f"--to must be a coap:// or http:// URL, got {url!r}")

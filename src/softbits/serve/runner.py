@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from softbits.errors import SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
 
 if TYPE_CHECKING:
     from softbits.serve.service import PredictionService
@@ -41,11 +41,11 @@ def parse_address(text: str, default_port: int) -> Address:
     if host.startswith("["):
         end = host.find("]")
         if end < 0:
-            raise SoftbitsError(f"bad address {text!r}: missing ']'")
+            raise ConfigError(f"bad address {text!r}: missing ']'")
         rest, host = host[end + 1:], host[1:end]
         if rest:
             if not rest.startswith(":"):
-                raise SoftbitsError(f"bad address {text!r}")
+                raise ConfigError(f"bad address {text!r}")
             port = _port(rest[1:], text)
     elif host.count(":") == 1:
         host, p = host.split(":")
@@ -55,7 +55,7 @@ def parse_address(text: str, default_port: int) -> Address:
 
 def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise SoftbitsError(f"bad port in {whole!r}: give a number 0..65535")
+        raise ConfigError(f"bad port in {whole!r}: give a number 0..65535")
     return int(text)
 
 
@@ -234,7 +234,7 @@ async def run_servers(service: "PredictionService", http: Address | None, coap: 
                       on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
     if http is None and coap is None:
-        raise SoftbitsError("nothing to serve: both HTTP and CoAP are disabled")
+        raise ConfigError("nothing to serve: both HTTP and CoAP are disabled")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     coap_ctx = http_server = http_task = None

@@ -20,7 +20,7 @@ import numpy as np
 from softbits.device.predict import predict_payload, prediction_values
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, build_payload
-from softbits.errors import DataError
+from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from softbits.artifact import TrainedModel
@@ -52,7 +52,7 @@ class PredictionService:
 
     def __init__(self, model: "TrainedModel", max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         if max_payload_bytes < HEADER_BYTES:
-            raise ValueError(f"max_payload_bytes must be at least {HEADER_BYTES}")
+            raise ConfigError(f"max_payload_bytes must be at least {HEADER_BYTES}")
         self.model = model
         self.spec = EncoderSpec.from_model(model)
         self.max_payload_bytes = int(max_payload_bytes)
@@ -65,7 +65,7 @@ class PredictionService:
             raise DataError("cannot serve this model: it predicts a non-finite value for an all-zero "
                             "payload (are its weights finite?)")
         if not warm.ok:
-            raise RuntimeError(f"the model cannot answer a valid payload: {warm.body.decode()}")
+            raise DataError(f"cannot serve this model: it cannot answer a valid payload: {warm.body.decode()}")
 
     @property
     def model_id(self) -> str:

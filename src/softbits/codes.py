@@ -1,0 +1,49 @@
+"""The arithmetic of n-bit codes, in one place: the bit range, thresholds per code width, bytes
+per packed sample.
+
+Trainer, model file, device encoder, wire format and C generator all size tables and payloads
+from these functions, so they cannot disagree. Widths are one per model today; the functions
+take the width as their own argument (not folded into a feature count) so that per-feature
+widths can extend them: the payload then sums the widths instead of multiplying.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from softbits.errors import ConfigError
+
+__all__ = ["MAX_BITS", "check_bits", "max_code", "n_levels", "n_thresholds", "payload_bytes"]
+
+#: codes travel as at most 16-bit integers (uint16 on the server side)
+MAX_BITS = 16
+
+
+def check_bits(bits: object) -> int:
+    """``bits`` as a Python int in 1..MAX_BITS, or a one-line :class:`ConfigError`.
+
+    bool is refused although it is an int: ``True`` bits is a typo, not a width.
+    """
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= MAX_BITS:
+        raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def n_levels(bits: int) -> int:
+    """2^n codes of n bits."""
+    return 1 << bits
+
+
+def n_thresholds(bits: int) -> int:
+    """M = 2^n − 1 sorted thresholds separate the 2^n codes."""
+    return n_levels(bits) - 1
+
+
+def max_code(bits: int) -> int:
+    """The largest code, every threshold exceeded (equal to the number of thresholds)."""
+    return n_thresholds(bits)
+
+
+def payload_bytes(n_features: int, bits: int) -> int:
+    """Bytes of one sample's codes packed LSB-first without gaps: ⌈F·n / 8⌉."""
+    return (n_features * bits + 7) // 8
