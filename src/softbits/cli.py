@@ -143,14 +143,18 @@ def train(
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
     epochs: Annotated[int, typer.Option(help="Training epochs (the last one is evaluated).")] = 30,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (thresholds included).")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
+    lr: Annotated[float, typer.Option(help="Learning rate, thresholds included (the peak of --lr-schedule cosine).")] = 1e-3,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (L2 for adam, decoupled for adamw; default: the recipe's).")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout after each hidden layer.")] = 0.0,
     decrease_factor: Annotated[float, typer.Option(help="Temperature decays to this over the epochs (paper: 1e-3 or 1e-4).")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="Temperature schedule: exponential (paper), linear, logspace, warmup, cosine, cyclical, constant.")] = "exponential",
     init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper) or minmax.")] = "quantile",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 512,
-    val_fraction: Annotated[float, typer.Option(help="> 0: keep this share for validation and restore the best epoch.")] = 0.0,
+    val_fraction: Annotated[Optional[float], typer.Option(help="> 0: keep this share for validation and restore the best epoch (default: the recipe's).")] = None,
+    recipe: Annotated[str, typer.Option(help="Defaults for the options below and --weight-decay, --val-fraction: paper (Adam, constant lr, last epoch) or best (chosen by CV on training data; see docs/training.md). Options given explicitly win.")] = "paper",
+    optimizer: Annotated[Optional[str], typer.Option(help="adam (paper) or adamw (default: the recipe's).")] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="constant (paper) or cosine: warm-up, then decay to about 0 (default: the recipe's).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help="Linear warm-up epochs of --lr-schedule cosine (default: the recipe's share of the epochs).")] = None,
     members: Annotated[Optional[int], typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
@@ -161,15 +165,16 @@ def train(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Train one model and report its test metrics with hard (device-exact) quantization."""
-    from softbits.config import TrainConfig
     from softbits.data import split_and_scale
     from softbits.pipeline import summary, train_on_split
+    from softbits.recipes import resolve
 
-    config = TrainConfig(method=method.lower(), bits=bits, layers=layers, neurons=neurons,
-                         epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
-                         decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
-                         init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
-                         members=members)
+    config = resolve(recipe, method=method.lower(), bits=bits, layers=layers, neurons=neurons,
+                     epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
+                     decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
+                     init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
+                     members=members, optimizer=optimizer, lr_schedule=lr_schedule,
+                     warmup_epochs=warmup_epochs)
     if save is not None:
         check_output_file(save, "--save")
     ds = load_input(dataset, data, target, task, dropna, data_dir)

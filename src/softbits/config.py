@@ -45,6 +45,16 @@ class TrainConfig:
         MLPs behind the quantizer for an ensemble method (1..MAX_MEMBERS); None takes the
         method's default (:data:`softbits.methods.DEFAULT_MEMBERS` for ensembles, 1 otherwise).
         Other methods train one network and refuse any other number.
+    optimizer : str
+        ``adam`` (the paper's; weight decay as L2 on the gradient) or ``adamw`` (decoupled decay).
+    lr_schedule : str
+        ``constant`` (the paper's) or ``cosine``: linear warm-up over ``warmup_epochs``, then a
+        cosine decay to about 0 at the last epoch.
+    warmup_epochs : int
+        Epochs of linear warm-up (cosine only; 0..epochs − 1).
+    recipe : str
+        The recipe (:data:`softbits.recipes.RECIPES`) whose defaults filled the options not given;
+        the fields hold the resolved values (:func:`softbits.recipes.resolve`).
     """
 
     method: str = "bw-sq"
@@ -64,6 +74,10 @@ class TrainConfig:
     task: str = "auto"
     val_fraction: float = 0.0
     members: int | None = None
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    recipe: str = "paper"
 
     def __post_init__(self) -> None:
         from softbits.methods import get_method
@@ -90,6 +104,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
         self._check_members(method)
+        self._check_recipe()
 
     def _check_types(self) -> None:
         """Settings arrive from the CLI, JSON files and model headers: text where a number belongs,
@@ -126,6 +141,24 @@ class TrainConfig:
             ensembles = ", ".join(m.name for m in METHODS.values() if m.ensemble)
             raise ConfigError(f"method {self.method} trains one network, so members must be 1, got "
                               f"{self.members}; ensemble methods: {ensembles}")
+
+    def _check_recipe(self) -> None:
+        """The optimizer, learning-rate schedule and recipe name; a warm-up that could not apply
+        (constant learning rate, or no epoch left after it) is refused rather than ignored."""
+        from softbits.recipes import LR_SCHEDULES, OPTIMIZERS, check_recipe
+
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of: "
+                              f"{', '.join(LR_SCHEDULES)}")
+        if self.warmup_epochs and self.lr_schedule != "cosine":
+            raise ConfigError(f"warmup_epochs applies to lr_schedule cosine, got {self.warmup_epochs} "
+                              f"with lr_schedule {self.lr_schedule}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs must be in 0..{self.epochs - 1} (fewer than the "
+                              f"epochs), got {self.warmup_epochs}")
+        check_recipe(self.recipe)
 
     @property
     def compression_factor(self) -> float:

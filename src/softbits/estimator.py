@@ -17,6 +17,7 @@ from softbits.artifact import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import Standardizer, Split
 from softbits.pipeline import train_on_split
+from softbits.recipes import resolve
 
 __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 
@@ -24,13 +25,18 @@ __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 class _SoftbitsBase(TransformerMixin, BaseEstimator):
     """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names):
     ``method`` any registered method, ``members`` the MLPs of an ensemble method such as
-    ``bw-sq-ens`` (None: the method's default)."""
+    ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.recipes.RECIPES`)
+    fills ``weight_decay``, ``val_fraction``, ``optimizer``, ``lr_schedule`` and
+    ``warmup_epochs`` where they are None; a value given wins."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
-                 epochs: int = 30, lr: float = 1e-3, weight_decay: float = 0.0,
+                 epochs: int = 30, lr: float = 1e-3, weight_decay: float | None = None,
                  dropout: float = 0.0, decrease_factor: float = 1e-3,
                  schedule: str = "exponential", batch_size: int = 512, init: str = "quantile",
-                 seed: int = 0, device: str = "auto", members: int | None = None) -> None:
+                 seed: int = 0, device: str = "auto", members: int | None = None,
+                 recipe: str = "paper", optimizer: str | None = None,
+                 lr_schedule: str | None = None, warmup_epochs: int | None = None,
+                 val_fraction: float | None = None) -> None:
         self.method = method
         self.bits = bits
         self.layers = layers
@@ -46,11 +52,17 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.members = members
+        self.recipe = recipe
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.val_fraction = val_fraction
 
     _task: str = "regression"
 
     def _config(self) -> TrainConfig:
-        return TrainConfig(task=self._task, **self.get_params())
+        params = self.get_params()
+        return resolve(params.pop("recipe"), task=self._task, **params)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, classes: list[str] | None) -> TrainedModel:
         config = self._config()

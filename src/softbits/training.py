@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "fit",
     "iterate_batches",
+    "lr_factors",
     "predict_tensor",
     "resolve_device",
     "seed_everything",
@@ -214,17 +215,45 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def lr_factors(lr_schedule: str, epochs: int, warmup_epochs: int = 0) -> list[float]:
+    """Each epoch's learning rate as a multiple of the base rate.
+
+    ``constant``: 1 throughout (the paper's). ``cosine``: (e + 1)/(W + 1) for the W warm-up
+    epochs, then half a cosine period over the remaining epochs, sampled at each epoch's middle so
+    that the last epoch still trains, at about 0.
+    """
+    if lr_schedule == "constant":
+        return [1.0] * epochs
+    if lr_schedule != "cosine":
+        raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; choose constant or cosine")
+    decay = epochs - warmup_epochs
+    return [(e + 1) / (warmup_epochs + 1) if e < warmup_epochs
+            else 0.5 * (1 + math.cos(math.pi * (e - warmup_epochs + 0.5) / decay))
+            for e in range(epochs)]
+
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam,
+                                                        "adamw": torch.optim.AdamW}
+
+
 def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epochs: int,
         lr: float, weight_decay: float = 0.0, batch_size: int = 512,
         schedule: TemperatureSchedule | None = None, generator: torch.Generator,
         X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> FitResult:
-    """Adam on the whole module (thresholds included, same learning rate) for ``epochs`` epochs.
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+        optimizer: str = "adam", lr_schedule: str = "constant",
+        warmup_epochs: int = 0) -> FitResult:
+    """``optimizer`` (Adam as in the paper, or AdamW) on the whole module (thresholds included,
+    same learning rate) for ``epochs`` epochs, the rate following ``lr_schedule``
+    (:func:`lr_factors`; ``logs["lr"]`` says each epoch's).
 
     With validation tensors, the state with the lowest validation loss (hard quantization) is
     restored at the end; without them the last epoch's model is kept, as in the paper.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if optimizer not in _OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(_OPTIMIZERS)}")
+    opt = _OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
+    factors = lr_factors(lr_schedule, epochs, warmup_epochs)
     quantizer = model.quantizer
     temps = schedule.values() if schedule is not None else None
     result = FitResult()
@@ -235,10 +264,12 @@ def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epo
         if quantizer is not None and temps is not None and quantizer.uses_temperature:
             quantizer.set_temperature(temps[epoch])
             result.temperatures.append(float(temps[epoch]))
-        loss = train_epoch(model, optimizer, X, y, task=task, batch_size=batch_size,
+        for group in opt.param_groups:
+            group["lr"] = lr * factors[epoch]
+        loss = train_epoch(model, opt, X, y, task=task, batch_size=batch_size,
                            generator=generator)
         result.train_loss.append(loss)
-        logs: dict[str, Any] = {"train_loss": loss}
+        logs: dict[str, Any] = {"train_loss": loss, "lr": lr * factors[epoch]}
         if X_val is not None and y_val is not None:
             val = evaluate(model, X_val, y_val, task=task).loss
             result.val_loss.append(val)

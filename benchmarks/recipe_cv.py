@@ -1,0 +1,156 @@
+"""Choose the ``best`` recipe's defaults by K-fold cross-validation on training data only.
+
+For each cell (dataset, bits, the paper's Bw-SQ network and loop for it), the 90% training part
+of the paper's split (``random_state=seed``) is cut into K shuffled folds, as the experiments'
+search does; every candidate recipe trains on K − 1 folds and is scored by hard-quantized MSE on
+the held-out fold. The 10% test part is never loaded into a training or a score.
+
+Rows are written to the JSON result after every training, so a run stopped by ``--time-cap``
+keeps what it computed; candidates run fold by fold, so a partial run compares all of them on
+the same folds. ``python benchmarks/recipe_cv.py --help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from common import save_result
+from sklearn.model_selection import KFold, train_test_split
+
+from softbits.data import load_dataset, scale_split
+from softbits.env import machine_info
+from softbits.pipeline import fit_module, score
+from softbits.recipes import resolve
+from softbits.training import target_tensor, to_tensor
+
+#: (dataset, bits, layers, neurons, epochs, lr, decrease factor, dropout): the paper's Bw-SQ
+#: settings (reference/paper_results.csv); california's 6×512 network is cut to 6×128 to fit
+#: the CPU budget, and that is recorded with the results.
+CELLS: list[tuple[str, int, int, int, int, float, float, float]] = [
+    ("cpu_act", 2, 8, 32, 70, 1e-3, 1e-3, 0.0),
+    ("cpu_act", 4, 6, 128, 50, 1e-3, 1e-3, 0.0),
+    ("fried", 2, 5, 32, 70, 1e-3, 1e-4, 0.0),
+    ("california", 2, 6, 128, 30, 1e-3, 1e-4, 0.4),
+]
+
+#: every (optimizer + learning-rate schedule, weight decay, validation checkpoint) combination
+LOOPS = [("adam", "constant", 0.0), ("adamw", "cosine", 0.05)]
+WEIGHT_DECAYS = [0.0, 1e-4, 1e-2]
+VAL_FRACTIONS = [0.0, 0.1]
+
+
+def candidates() -> list[dict[str, Any]]:
+    """The recipes compared; the first is the paper's loop."""
+    out = []
+    for (opt, sched, warmup), wd, val in product(LOOPS, WEIGHT_DECAYS, VAL_FRACTIONS):
+        name = f"{opt}-{sched}" + (f"-warmup{warmup:g}" if warmup else "") + f"-wd{wd:g}" + \
+            ("-valckpt" if val else "")
+        out.append({"name": name, "optimizer": opt, "lr_schedule": sched,
+                    "warmup_fraction": warmup, "weight_decay": wd, "val_fraction": val})
+    return out
+
+
+def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Per cell, each candidate's mean validation MSE over the folds every candidate finished;
+    overall, the geometric mean over cells of the ratio to the paper's loop (lower is better)."""
+    cells: dict[str, Any] = {}
+    ratios: dict[str, list[float]] = {n: [] for n in names}
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        mine = [r for r in rows if r["cell"] == cell]
+        folds = sorted(set.intersection(*[{r["fold"] for r in mine if r["candidate"] == n}
+                                          for n in names]))
+        if not folds:
+            continue
+        table = {}
+        for n in names:
+            mses = [r["val_mse"] for r in mine if r["candidate"] == n and r["fold"] in folds]
+            table[n] = {"mean_val_mse": float(np.mean(mses)), "std_val_mse": float(np.std(mses)),
+                        "folds": len(mses)}
+        paper = table[names[0]]["mean_val_mse"]
+        for n in names:
+            table[n]["ratio_to_paper"] = table[n]["mean_val_mse"] / paper
+            ratios[n].append(table[n]["ratio_to_paper"])
+        cells[cell] = {"folds": folds, "candidates": table}
+    overall = {n: math.exp(float(np.mean(np.log(r)))) for n, r in ratios.items() if r}
+    ranking = sorted(overall, key=overall.get)
+    return {"cells": cells, "geomean_ratio_to_paper": overall, "ranking": ranking,
+            "best": ranking[0] if ranking else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, folds and training")
+    parser.add_argument("--cells", default=",".join(f"{c[0]}:{c[1]}" for c in CELLS),
+                        help="dataset:bits pairs from CELLS, comma-separated")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--time-cap", type=float, default=35 * 60,
+                        help="seconds; no training starts after this")
+    parser.add_argument("--out", type=Path,
+                        default=Path(__file__).parent / "results" / "recipe_cv.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    wanted = args.cells.split(",")
+    cells = [c for c in CELLS if f"{c[0]}:{c[1]}" in wanted]
+    cands = candidates()
+    names = [c["name"] for c in cands]
+    result: dict[str, Any] = {
+        "benchmark": "recipe_cv", "machine": machine_info("torch", "numpy", "scikit-learn"),
+        "torch_threads": args.threads, "seed": args.seed, "folds": args.folds,
+        "protocol": "90/10 train_test_split(random_state=seed); KFold(folds, shuffle, "
+                    "random_state=seed) on the 90% part; scalers fit per training fold; "
+                    "hard-quantized MSE on the held-out fold (standardized target)",
+        "cells": [dict(zip(("dataset", "bits", "layers", "neurons", "epochs", "lr",
+                            "decrease_factor", "dropout"), c)) for c in cells],
+        "candidates": cands, "rows": [], "complete": False,
+    }
+    start = time.perf_counter()
+    stopped = False
+    for dataset, bits, layers, neurons, epochs, lr, d, dropout in cells:
+        ds = load_dataset(dataset)
+        X, _, y, _ = train_test_split(ds.X, ds.y, test_size=0.1, random_state=args.seed)
+        folds = list(KFold(n_splits=args.folds, shuffle=True, random_state=args.seed).split(X))
+        for fold, (tr, va) in enumerate(folds):
+            split = scale_split(X[tr], y[tr], X[va], y[va], ds.task)
+            for cand in cands:
+                if time.perf_counter() - start > args.time_cap:
+                    stopped = True
+                    break
+                config = resolve("paper", method="bw-sq", bits=bits, layers=layers,
+                                 neurons=neurons, epochs=epochs, lr=lr, decrease_factor=d,
+                                 dropout=dropout, seed=args.seed, device="cpu",
+                                 optimizer=cand["optimizer"], lr_schedule=cand["lr_schedule"],
+                                 warmup_epochs=round(cand["warmup_fraction"] * epochs),
+                                 weight_decay=cand["weight_decay"],
+                                 val_fraction=cand["val_fraction"])
+                fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
+                X_va = to_tensor(split.X_test, torch.device("cpu"))
+                y_va = target_tensor(split.y_test, torch.device("cpu"), ds.task)
+                mse = score(fitted.module, X_va, y_va, ds.task).test_mse
+                result["rows"].append({"cell": f"{dataset}:{bits}", "fold": fold,
+                                       "candidate": cand["name"], "val_mse": mse,
+                                       "train_seconds": fitted.fit.train_seconds,
+                                       "best_epoch": fitted.fit.best_epoch,
+                                       "settings": config.to_dict()})
+                result["elapsed_seconds"] = time.perf_counter() - start
+                result["summary"] = summarize(result["rows"], names)
+                save_result(result, args.out)
+                print(f"{dataset}:{bits} fold {fold} {cand['name']}: val MSE {mse:.5f}", flush=True)
+            if stopped:
+                break
+        if stopped:
+            break
+    result["complete"] = not stopped
+    result["elapsed_seconds"] = time.perf_counter() - start
+    save_result(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
