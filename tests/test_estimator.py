@@ -56,8 +56,30 @@ def test_invalid_params_fail_at_fit():
         SoftbitsRegressor(method="nope").fit(X, y)
 
 
+#: scikit-learn's subset check wants bit-equal rows (rtol 1e-7) between batch sizes; a float32
+#: network's matrix products may round a row differently for 1 row than for 20 (GEMV vs GEMM
+#: kernels, machine dependent). Rows are independent up to float32 rounding, which
+#: test_predictions_do_not_depend_on_the_batch checks with a float32 tolerance.
+_FLOAT32_BATCH_ROUNDING = {"check_methods_subset_invariance":
+                           "float32 matrix products round a row differently per batch size"}
+
+
+def test_predictions_do_not_depend_on_the_batch():
+    X, y = load_diabetes(return_X_y=True)
+    est = SoftbitsRegressor(bits=3, **{**FAST, "epochs": 20}).fit(X, y)
+    full = est.predict(X[:40])
+    one_by_one = np.concatenate([est.predict(X[i:i + 1]) for i in range(40)])
+    halves = np.concatenate([est.predict(X[:17]), est.predict(X[17:40])])
+    scale = np.abs(full).max()
+    np.testing.assert_allclose(one_by_one, full, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(halves, full, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_array_equal(est.transform(X[:1]), est.transform(X[:40])[:1])
+
+
 @parametrize_with_checks([SoftbitsRegressor(epochs=60, layers=2, neurons=32, device="cpu"),
-                          SoftbitsClassifier(epochs=60, layers=2, neurons=32, device="cpu")])
+                          SoftbitsClassifier(epochs=60, layers=2, neurons=32, device="cpu")],
+                         expected_failed_checks=lambda est: _FLOAT32_BATCH_ROUNDING,
+                         xfail_strict=False)
 def test_sklearn_estimator_checks(estimator, check) -> None:
     """scikit-learn's own contract checks (fit/predict/transform, cloning, input validation,
     learning on its small datasets); 60 epochs so the learning checks have something to learn."""
