@@ -103,3 +103,23 @@ def test_dropna_flag(softbits_cmd, cli_env, tmp_path):
             "--epochs", "1", "--layers", "1", "--neurons", "4", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n_train"] + json.loads(r.stdout)["n_test"] == 99
+
+
+
+@pytest.mark.parametrize("args", [["serve", "m.safetensors"],
+                                  ["send", "m.safetensors", "--input", "x.csv", "--to", "coap://h"]])
+def test_serve_commands_without_the_serve_extra_say_what_to_install(cli_env, args):
+    """A missing optional dependency (hidden here through sys.modules) is one line naming the
+    extra, not an ImportError traceback; --help still documents the command."""
+    import sys
+
+    def without_aiocoap(*argv: str) -> subprocess.CompletedProcess:
+        code = f"import sys; sys.modules['aiocoap'] = None; from softbits.cli import main; main({list(argv)!r})"
+        return run([sys.executable, "-c", code], cli_env)
+
+    r = without_aiocoap(*args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"error: softbits {args[0]} needs the serve extra (missing aiocoap): pip install 'softbits[serve]'"]
+    r = without_aiocoap(args[0], "--help")
+    assert r.returncode == 0 and "--help" in r.stdout, r.stderr

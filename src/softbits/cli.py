@@ -1,4 +1,5 @@
-"""The ``softbits`` command line: train, and the commands the other subpackages attach.
+"""The ``softbits`` command line: train, and the commands of the other subpackages (registered
+in :func:`_register_subcommands`).
 
 Every user error is a :class:`~softbits.errors.SoftbitsError`; :func:`main` prints it as one
 line (``error: …``) and exits with code 2.
@@ -6,17 +7,20 @@ line (``error: …``) and exits with code 2.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from softbits.errors import ConfigError, DataError, SoftbitsError
 
@@ -138,7 +142,7 @@ def train(
     dataset: Annotated[Optional[str], typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Your own CSV, CSV.GZ or Parquet file.")] = None,
     target: Annotated[Optional[str], typer.Option(help="Target column of --data (default: the last).")] = None,
-    method: Annotated[str, typer.Option(help="fp, po-mq, po-qq, pr-mq, pr-qq, sq, bw-mq, bw-qq, bw-sq, …")] = "bw-sq",
+    method: Annotated[str, typer.Option(help="fp, po-mq, po-qq, pr-mq, pr-qq, sq, bw-mq, bw-qq, bw-sq (paper), bw-sq-ens, lsq, llt4, llt9.")] = "bw-sq",
     bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
@@ -238,16 +242,42 @@ def _print_train_summary(r: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _register_subcommands() -> None:
-    """Attach the commands that live with their subpackages (protocol, device, serve)."""
-    import importlib
+#: third-party modules of each optional extra that a command needs (pyproject.toml extras)
+_EXTRAS: dict[str, tuple[str, ...]] = {"serve": ("aiocoap", "fastapi", "uvicorn", "httpx")}
 
-    for module in ("softbits.experiments.commands", "softbits.device.commands", "softbits.serve.commands"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
+
+def _needing(extra: str, command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` refusing in one line, when run, while its extra is not installed; its
+    options and ``--help`` stay as they are."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> None:
+        missing = [m for m in _EXTRAS[extra] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"softbits {command.__name__} needs the {extra} extra "
+                              f"(missing {', '.join(missing)}): pip install 'softbits[{extra}]'")
+        command(*args, **kwargs)
+
+    return checked
+
+
+def _register_subcommands() -> None:
+    """Add the commands that live with their subpackages, in the order ``--help`` lists them.
+
+    Their modules import this one for the shared options and consoles, so they are imported
+    here, after everything they use is defined.
+    """
+    from softbits.device import commands as device
+    from softbits.experiments import commands as experiments
+    from softbits.serve import commands as serve
+
+    app.command(name="reproduce")(experiments.reproduce)
+    app.command(name="report")(experiments.report)
+    app.command(name="export")(device.export)
+    app.command(name="encode")(device.encode_cmd)
+    app.command(name="predict")(device.predict)
+    app.command(name="serve")(_needing("serve", serve.serve))
+    app.command(name="send")(_needing("serve", serve.send))
 
 
 _register_subcommands()
@@ -258,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except SoftbitsError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets ("softbits[serve]", "[N, 4]") that are not markup
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

@@ -1,4 +1,4 @@
-"""Device-side commands: ``export``, ``encode``, ``predict`` (attached to :data:`softbits.cli.app`)."""
+"""Device-side commands: ``export``, ``encode``, ``predict`` (registered by :mod:`softbits.cli`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from softbits.cli import app, check_output_dir, check_output_file, writing
+from softbits.cli import check_output_dir, check_output_file, writing
 from softbits.errors import ConfigError, DataError
 
 __all__ = ["export", "encode_cmd", "predict"]
@@ -28,7 +28,6 @@ def _spec(model):
     return EncoderSpec.from_model(model)
 
 
-@app.command()
 def export(
     model: ModelArg,
     out: Annotated[Path, typer.Option(help="Directory for encoder.json or softbits_encoder.{h,c}.")],
@@ -54,7 +53,6 @@ def export(
         typer.echo(str(p))
 
 
-@app.command("encode")
 def encode_cmd(
     model: ModelArg,
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
@@ -89,7 +87,6 @@ def encode_cmd(
             out.write_text(text, encoding="ascii")
 
 
-@app.command()
 def predict(
     model: ModelArg,
     input: Annotated[Optional[Path], typer.Option("--input", help="CSV with a header row of raw features.")] = None,

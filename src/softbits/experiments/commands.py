@@ -17,7 +17,6 @@ from rich.progress import Progress
 
 from softbits.cli import (
     DataDirOpt,
-    app,
     check_output_dir,
     console,
     err_console,
@@ -112,7 +111,6 @@ def _progress() -> Progress | LineProgress:
                     TimeRemainingColumn(), console=err_console, transient=False)
 
 
-@app.command()
 def reproduce(
     datasets: Annotated[Optional[str], typer.Option(help="Comma-separated datasets (default: the paper's six; --quick: fried).")] = None,
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all twelve of Table 2).")] = None,
@@ -160,7 +158,6 @@ def reproduce(
                   soft_wrap=True)
 
 
-@app.command()
 def report(
     store: Annotated[Path, typer.Option(help="SQLite results store written by reproduce.")],
     out: Annotated[Path, typer.Option(help="Directory for table.csv, table.md, figure4.png.")],

@@ -1,4 +1,5 @@
-"""Server-side commands: ``serve`` and ``send`` (attached to :data:`softbits.cli.app`)."""
+"""Server-side commands: ``serve`` and ``send`` (registered by :mod:`softbits.cli`, which
+refuses them in one line when the serve extra is not installed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from softbits.cli import app
 from softbits.errors import ConfigError
 
 __all__ = ["serve", "send"]
@@ -17,7 +17,6 @@ __all__ = ["serve", "send"]
 _OFF = ("off", "none", "")
 
 
-@app.command()
 def serve(
     model: Annotated[Path, typer.Argument(help="A model file written by `softbits train --save`.")],
     coap: Annotated[str, typer.Option(help="CoAP HOST:PORT, or 'off'.")] = "127.0.0.1:5683",
@@ -45,7 +44,6 @@ def serve(
     run(service, http_addr, coap_addr, ready)
 
 
-@app.command()
 def send(
     model: Annotated[Path, typer.Argument(help="The model the server runs (its encoder makes the payloads).")],
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
