@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
-import os
-import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from softbits.cliutil import (
+    DataDirOpt,
+    check_output_dir,
+    check_output_file,
+    console,
+    err_console,
+    print_json,
+    writing,
+)
 from softbits.errors import ConfigError, DataError, SoftbitsError
 
 __all__ = ["app", "main", "console", "err_console", "print_json", "check_output_file",
@@ -35,7 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
 
 
 def _show_version(value: bool) -> None:
@@ -53,28 +56,6 @@ def _root(
 ) -> None:
     """Trainable bitwise soft quantization of input features."""
 
-err_console = Console(stderr=True)
-
-
-def print_json(obj: Any) -> None:
-    """Exactly one JSON object on stdout (NaN/inf become null)."""
-    sys.stdout.write(json.dumps(_json_safe(obj)) + "\n")
-    sys.stdout.flush()
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="SOFTBITS_DATA_DIR",
-                       help="Directory with <name>.csv.gz copies of the datasets.")]
-
 
 def load_input(dataset: str | None, data: Path | None, target: str | None, task: str,
                dropna: bool, data_dir: Path | None):
@@ -90,51 +71,6 @@ def load_input(dataset: str | None, data: Path | None, target: str | None, task:
         if target is not None:
             raise ConfigError("--target applies to --data files; named datasets know their target")
         return load_dataset(dataset, data_dir=data_dir, task=task, dropna=dropna)
-
-
-def _check_creatable(target: Path, option: str, shown: Path) -> None:
-    """``target`` (a directory to create or use) must lie below a writable directory."""
-    existing = target
-    while not os.path.exists(existing):
-        existing = existing.parent
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{option} {shown}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {shown}: cannot write in {existing} (no permission or a "
-                          "read-only file system)")
-
-
-def check_output_file(path: Path, option: str) -> None:
-    """Refuse now, before any work, an output file that could not be written at the end.
-
-    ``os.access`` also reports read-only mounts, for root too; a later failure (a full disk)
-    still surfaces as one line through :func:`writing`.
-    """
-    if os.path.isdir(path):
-        raise ConfigError(f"{option} {path} is a directory; give a file path")
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
-            raise ConfigError(f"{option} {path}: cannot write this file (no permission or a "
-                              "read-only file system)")
-        return
-    _check_creatable(path.parent, option, path)
-
-
-def check_output_dir(path: Path, option: str) -> None:
-    """Refuse now, before any work, an output directory that could not be created or written."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError(f"{option} {path} exists and is not a directory")
-    _check_creatable(path, option, path)
-
-
-@contextmanager
-def writing(option: str) -> Iterator[None]:
-    """An OS error while writing an output becomes one line naming the option and the file."""
-    try:
-        yield
-    except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        raise DataError(f"{option}: cannot write{where} ({exc.strerror or exc})") from None
 
 
 @app.command()
@@ -264,8 +200,7 @@ def _needing(extra: str, command: Callable[..., None]) -> Callable[..., None]:
 def _register_subcommands() -> None:
     """Add the commands that live with their subpackages, in the order ``--help`` lists them.
 
-    Their modules import this one for the shared options and consoles, so they are imported
-    here, after everything they use is defined.
+    Imported here, not at the top: they load only when the command line is built.
     """
     from softbits.device import commands as device
     from softbits.experiments import commands as experiments

@@ -19,7 +19,7 @@ from softbits.quantizers import (
     SoftQuantizer,
 )
 
-__all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "method_names", "register_method"]
+__all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_method"]
 
 #: members of an ensemble method when the user names no number (TabM's default is 32; 8 until
 #: measured here, a fraction of the cost)
@@ -71,10 +71,6 @@ METHODS: dict[str, Method] = {}
 def register_method(method: Method) -> Method:
     METHODS[method.name] = method
     return method
-
-
-def method_names() -> list[str]:
-    return list(METHODS)
 
 
 def get_method(name: str) -> Method:

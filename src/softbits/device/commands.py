@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from softbits.cli import check_output_dir, check_output_file, writing
+from softbits.cliutil import check_output_dir, check_output_file, writing
 from softbits.errors import ConfigError, DataError
 
 __all__ = ["export", "encode_cmd", "predict"]

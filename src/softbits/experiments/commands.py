@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import Progress
 
-from softbits.cli import (
+from softbits.cliutil import (
     DataDirOpt,
     check_output_dir,
     console,

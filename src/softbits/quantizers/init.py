@@ -6,6 +6,7 @@ import numpy as np
 
 from softbits.codes import n_levels, n_thresholds
 from softbits.errors import ConfigError
+
 __all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "midpoint_levels",
            "init_thresholds", "THRESHOLD_INITS"]
 
