@@ -1,4 +1,4 @@
-"""Runs per hour of the protocol runner: the same small sweep with ``--jobs 1`` and ``--jobs 2``.
+"""Runs per hour of the protocol executor: the same small sweep with ``--jobs 1`` and ``--jobs 2``.
 
 Each variant is a fresh ``softbits reproduce`` subprocess on its own store (so nothing is
 skipped); a "run" is one training. Prints one JSON object and writes it to
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from softbits.env import machine_info
+from softbits.runtime import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "protocol_jobs.json"
 

@@ -25,10 +25,10 @@ import numpy as np
 
 from common import save_result
 
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
-from softbits.env import machine_info
+from softbits.runtime import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "server.json"
 
@@ -41,7 +41,7 @@ def default_model(tmp: Path) -> Path:
     """A small Bw-SQ model (fried, 10 features, 4 bits) or diabetes without the data directory."""
     from softbits.config import TrainConfig
     from softbits.data import load_dataset
-    from softbits.pipeline import train_dataset
+    from softbits.train import train_dataset
 
     try:
         ds = load_dataset("fried", download=False)

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from conftest import run_main
 
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.predict import predict_rows
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
-from softbits.pipeline import train_dataset
+from softbits.train import train_dataset
 
 
 class Result:
@@ -56,7 +56,7 @@ def lines(text: str) -> list[str]:
 
 
 def test_export_json_is_the_spec(workdir, cli, tmp_path):
-    cli("export", workdir / "bw-sq.safetensors", "--format", "json", "--out", tmp_path)
+    cli("export", workdir / "bw-sq.safetensors", "--format", "json", "--out-dir", tmp_path)
     obj = json.loads((tmp_path / "encoder.json").read_text())
     spec = EncoderSpec.from_model(TrainedModel.load(workdir / "bw-sq.safetensors"))
     assert obj["model_id"] == spec.model_id and obj["format_version"] == 1
@@ -91,7 +91,7 @@ def test_columns_are_matched_by_name(workdir, cli, tmp_path):
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 def test_hex_output_equals_the_exported_c_encoder(workdir, cli, tmp_path):
     model = workdir / "bw-sq.safetensors"
-    cli("export", model, "--format", "c", "--out", tmp_path)
+    cli("export", model, "--format", "c", "--out-dir", tmp_path)
     (tmp_path / "main.c").write_text(
         '#include <stdio.h>\n#include "softbits_encoder.h"\n'
         "int main(void) { float x[SOFTBITS_N_FEATURES]; uint8_t o[SOFTBITS_PAYLOAD_BYTES]; unsigned i;\n"
@@ -120,13 +120,13 @@ def test_missing_values_encode_as_code_zero(workdir, cli, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "{fp}", "--out", "{tmp}"], "has no threshold encoder"),
+    (["export", "{fp}", "--out-dir", "{tmp}"], "has no threshold encoder"),
     (["predict", "{m}", "--input", "{bad_csv}"], "lacks the model's feature column(s) s6 (its header has 9"),
     (["encode", "{m}", "--input", "{bad_csv}", "--out", "{tmp}/p.bin"], "lacks the model's feature column(s) s6"),
     (["predict", "{m}", "--payload", "{other_payload}"], "model id mismatch"),
     (["predict", "{m}", "--payload", "{tmp}/missing.bin"], "payload file not found"),
     (["predict", "{m}"], "give exactly one of --input"),
-    (["export", "{m}", "--format", "rust", "--out", "{tmp}"], "--format must be json or c"),
+    (["export", "{m}", "--format", "rust", "--out-dir", "{tmp}"], "--format must be json or c"),
     (["encode", "{m}", "--input", "{text_csv}", "--format", "hex"], "non-numeric feature value"),
 ])
 def test_user_errors_are_one_line(workdir, cli, tmp_path, args, message):

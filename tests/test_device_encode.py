@@ -15,7 +15,7 @@ from softbits.data import load_dataset
 from softbits.device.encode import encode, encode_packed, has_numba, pack, unpack
 from softbits.device.spec import EncoderSpec, raw_thresholds
 from softbits.errors import SoftbitsError
-from softbits.pipeline import train_dataset
+from softbits.train import train_dataset
 
 BACKENDS = ["numpy"] + (["numba"] if has_numba() else [])
 

@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 from device_harness.firmware import BOARDS, Board, build_firmware, missing_tools, run_firmware
 
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.predict import read_features
 from softbits.device.spec import EncoderSpec
-from softbits.pipeline import train_dataset
+from softbits.train import train_dataset
 
 MISSING = missing_tools()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs the Debian packages {', '.join(MISSING)} "
@@ -90,7 +90,7 @@ def write_csv(path: Path, names: list[str], rows: np.ndarray) -> None:
 def make_case(directory: Path, model_path: Path, real_rows: np.ndarray, seed: int) -> Case:
     model = TrainedModel.load(model_path)
     c_dir = directory / "c"
-    softbits("export", model_path, "--format", "c", "--out", c_dir)
+    softbits("export", model_path, "--format", "c", "--out-dir", c_dir)
     rows = np.concatenate([real_rows.astype(np.float32),
                            edge_rows(EncoderSpec.from_model(model), np.random.default_rng(seed))])
     csv = directory / "rows.csv"

@@ -17,7 +17,7 @@ from sklearn.datasets import load_diabetes
 from torch import nn
 
 from softbits import TrainConfig, load_dataset, train_dataset
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.device.encode import encode
 from softbits.device.spec import EncoderSpec
 from softbits.ensemble import BatchedLinear, BatchedMLP
@@ -25,9 +25,9 @@ from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
 from softbits.experiments.settings import Setting, read_settings_table
 from softbits.methods import DEFAULT_MEMBERS, get_method
-from softbits.model import build_mlp, build_network, network_eval
-from softbits.pipeline import build_model
-from softbits.training import _loss
+from softbits.network import build_mlp, build_network, network_eval
+from softbits.train import build_model
+from softbits.engine import _loss
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
 TINY = dict(bits=3, layers=2, neurons=16, epochs=3, lr=0.01, device="cpu", seed=3)
@@ -259,7 +259,7 @@ def test_cli_train_save_predict(softbits_cmd, cli_env, capsys, tmp_path: Path) -
     assert code == 0, stderr
     model = TrainedModel.load(model_path)
     assert [float(v) for v in stdout.split()] == list(model.predict(ds.X[:15].astype(np.float32)))
-    code, _, stderr = run_main(capsys, "export", model_path, "--out", tmp_path / "enc")
+    code, _, stderr = run_main(capsys, "export", model_path, "--out-dir", tmp_path / "enc")
     assert code == 0, stderr
     spec = EncoderSpec.from_dict(json.loads((tmp_path / "enc" / "encoder.json").read_text()))
     assert spec == EncoderSpec.from_model(model)

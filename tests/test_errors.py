@@ -14,7 +14,7 @@ from softbits.device.encode import pack, unpack
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import PayloadError, build_payload, parse_payload
 from softbits.errors import ConfigError, DataError, SoftbitsError
-from softbits.pipeline import train_dataset
+from softbits.train import train_dataset
 
 
 def _spec(bits: int = 2) -> EncoderSpec:
@@ -62,17 +62,17 @@ def test_a_model_without_encoder_is_a_data_error(fp_model) -> None:
 
 def test_serve_options_are_config_errors() -> None:
     from softbits.serve.client import send_payloads
-    from softbits.serve.runner import parse_address, run_servers
+    from softbits.serve.server import parse_address, run_servers
 
     for text in ("[::1", "[::1]x", "host:port"):
         with pytest.raises(ConfigError, match="bad"):
             parse_address(text, 80)
     with pytest.raises(ConfigError, match="--to must be"):
         send_payloads("ftp://x", [b""])
-    with pytest.raises(ConfigError, match="--method must be"):
-        send_payloads("coap://x", [b""], method="get")
+    with pytest.raises(ConfigError, match="--verb must be"):
+        send_payloads("coap://x", [b""], verb="get")
     with pytest.raises(ConfigError, match="POST only"):
-        send_payloads("http://x", [b""], method="put")
+        send_payloads("http://x", [b""], verb="put")
     with pytest.raises(ConfigError, match="nothing to serve"):
         asyncio.run(run_servers(None, None, None, lambda urls: None))  # type: ignore[arg-type]
 

@@ -76,7 +76,7 @@ def test_reproduce_then_report_tables(tmp_path: Path, tiny_grid: Path, capsys: p
     cmp = pd.read_csv(rerun["compare"])
     assert len(cmp) == len(table) and cmp["inside_ref_ci"].all() and (cmp["ratio"] == 1.0).all()
     out = tmp_path / "R"
-    main(["report", "--store", str(store), "--out", str(out)])
+    main(["report", "--store", str(store), "--out-dir", str(out)])
     assert {p.name for p in out.iterdir()} == {"table.csv", "table.md", "figure4.png", "provenance.json"}
     prov = json.loads((out / "provenance.json").read_text())
     assert len(prov["cells"]) == len(table) and prov["devices"] and prov["versions"][0]["torch"]
@@ -163,7 +163,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "scheduler": ([*base, "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1", *fresh],
                       "cannot reach the Dask scheduler"),
         "store": ([*base, "--store", str(old)], f"schema version {SCHEMA_VERSION + 1}"),
-        "report store": (["report", "--store", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "R")],
+        "report store": (["report", "--store", str(tmp_path / "none.sqlite"), "--out-dir", str(tmp_path / "R")],
                          "does not exist"),
         "compare file": ([*base, "--compare", str(tmp_path / "none.csv"), *fresh],
                          "reference file"),

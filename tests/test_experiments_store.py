@@ -13,11 +13,11 @@ from scipy import stats
 from softbits.errors import SoftbitsError
 from softbits.experiments.protocol import Protocol, choose_settings, search_tasks, final_tasks
 from softbits.experiments.report import TABLE_COLUMNS, summarize, t_interval, write_report
-from softbits.experiments.runner import pending
+from softbits.experiments.executor import pending
 from softbits.experiments.settings import SETTING_COLUMNS, Setting
 from softbits.experiments.store import SCHEMA_VERSION, ResultStore
 from softbits.experiments.tasks import TEST_PHASE, ResultKey, ResultRow, RunMetrics
-from softbits.pipeline import TestMetrics
+from softbits.train import TestMetrics
 
 A = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 B = Setting(1e-3, 1, 16, 2, 1e-3, 0.0, 0.0)

@@ -19,7 +19,7 @@ from softbits.experiments.protocol import Protocol, final_tasks
 from softbits.experiments.settings import Setting
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import ResultRow, RunMetrics
-from softbits.pipeline import TestMetrics
+from softbits.train import TestMetrics
 
 SETTING = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 TINY_GRID = {"learning_rate": [1e-3], "hidden_layers": [1], "hidden_neurons": [8], "num_epochs": [2],
@@ -91,18 +91,18 @@ def test_train_save_below_a_file_fails_before_training(softbits_cmd, cli_env, a_
     assert r.stdout == "" and a_file.read_text() == "I am a file\n"
 
 
-# --- export / encode --out ------------------------------------------------------------------------
+# --- export --out-dir / encode --out ---------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["json", "c"])
 def test_export_out_below_a_file(softbits_cmd, cli_env, models, a_file, fmt):
     r = run(softbits_cmd, cli_env, "export", models / "bw-sq.safetensors", "--format", fmt,
-            "--out", a_file / "enc")
+            "--out-dir", a_file / "enc")
     assert_one_line_error(r, "is not a directory")
 
 
 def test_export_target_file_is_a_directory(softbits_cmd, cli_env, models, tmp_path):
     (tmp_path / "out" / "encoder.json").mkdir(parents=True)
-    r = run(softbits_cmd, cli_env, "export", models / "bw-sq.safetensors", "--out", tmp_path / "out")
+    r = run(softbits_cmd, cli_env, "export", models / "bw-sq.safetensors", "--out-dir", tmp_path / "out")
     assert_one_line_error(r, "encoder.json")
 
 
@@ -126,7 +126,7 @@ def test_report_out_is_a_file(softbits_cmd, cli_env, tmp_path, a_file, where):
     store = filled_store(tmp_path / "s.sqlite")
     before = snapshot(store)
     out = a_file if where == "file" else a_file / "R"
-    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out", out)
+    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out-dir", out)
     assert_one_line_error(r, "is not a directory")
     assert a_file.read_text() == "I am a file\n" and snapshot(store) == before
 
@@ -134,7 +134,7 @@ def test_report_out_is_a_file(softbits_cmd, cli_env, tmp_path, a_file, where):
 def test_report_leaves_the_store_untouched(softbits_cmd, cli_env, tmp_path):
     store = filled_store(tmp_path / "s.sqlite")
     before = snapshot(store)
-    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out", tmp_path / "R", "--json")
+    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out-dir", tmp_path / "R", "--json")
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["rows"]) == 4
     assert snapshot(store) == before
@@ -148,7 +148,7 @@ def test_report_refuses_a_non_store_and_leaves_it_untouched(softbits_cmd, cli_en
     store = tmp_path / "s.sqlite"
     store.write_bytes(content)
     before = snapshot(store)
-    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out", tmp_path / "R")
+    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out-dir", tmp_path / "R")
     assert_one_line_error(r, needle)
     assert snapshot(store) == before and not (tmp_path / "R").exists()
 
@@ -157,7 +157,7 @@ def test_report_on_a_corrupted_store(softbits_cmd, cli_env, tmp_path):
     store = filled_store(tmp_path / "s.sqlite")
     corrupt(store)
     before = snapshot(store)
-    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out", tmp_path / "R")
+    r = run(softbits_cmd, cli_env, "report", "--store", store, "--out-dir", tmp_path / "R")
     assert_one_line_error(r, "malformed")
     assert snapshot(store) == before
 
@@ -176,7 +176,7 @@ def reproduce_args(directory: Path, store: Path, *extra: object) -> list[object]
 def test_reproduce_out_is_a_file_fails_before_training(softbits_cmd, cli_env, tmp_path, a_file, where):
     store = tmp_path / "s.sqlite"
     out = a_file if where == "file" else a_file / "R"
-    r = run(softbits_cmd, cli_env, *reproduce_args(tmp_path, store, "--out", out))
+    r = run(softbits_cmd, cli_env, *reproduce_args(tmp_path, store, "--out-dir", out))
     assert_one_line_error(r, "is not a directory")
     assert not store.exists(), "the store was opened, so the check came after training started"
 

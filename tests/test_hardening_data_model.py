@@ -31,7 +31,7 @@ from softbits.data import Standardizer, load_table, scale_split, split_and_scale
 from softbits.device.predict import read_features
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.quantizers import build_quantizer
-from softbits.training import resolve_device
+from softbits.engine import resolve_device
 
 TINY = ("bw-sq", "fp", "llt4", "pr-mq")
 
@@ -290,7 +290,7 @@ def test_edited_model_files_are_one_line_errors(case, tiny, tmp_path, capsys):
         TrainedModel.load(model)
     code, _, err = run_main(capsys, "predict", model, "--input", tiny / "rows.csv")
     one_line_error(code, err, "is not a valid softbits model file (")
-    code, _, err = run_main(capsys, "export", model, "--out", tmp_path / "out")
+    code, _, err = run_main(capsys, "export", model, "--out-dir", tmp_path / "out")
     one_line_error(code, err, "is not a valid softbits model file (")
 
 
@@ -339,7 +339,7 @@ def test_a_small_model_file_cannot_demand_gigabytes(tiny, tmp_path, cli_env):
                          preexec_fn=_limited(3), timeout=120, check=False)
     one_line_error(run.returncode, run.stderr, "is not a valid softbits model file (")
     script = ("import sys\n"
-              "from softbits.artifact import TrainedModel\n"
+              "from softbits.trained_model import TrainedModel\n"
               "from softbits.errors import SoftbitsError\n"
               "for path in sys.argv[1:]:\n"
               "    try:\n"
@@ -479,3 +479,20 @@ def test_numpy_scalars_are_valid_settings():
 def test_cli_lr_inf_is_one_line(capsys):
     code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--lr", "inf", "--epochs", "1")
     one_line_error(code, err, "lr")
+
+
+def test_a_csv_of_only_the_target_is_not_read_as_the_one_feature(tmp_path, capsys):
+    """A one-feature model given a CSV whose single column is the target: by position it would
+    encode the target as the feature; encode and predict name the missing feature instead."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    pd.DataFrame({"x": x, "y": 2 * x}).to_csv(tmp_path / "train.csv", index=False)
+    code, _, err = run_main(capsys, "train", "--data", tmp_path / "train.csv", "--target", "y",
+                            "--bits", "2", "--layers", "1", "--neurons", "4", "--epochs", "1",
+                            "--device", "cpu", "--save", tmp_path / "m.safetensors", "--json")
+    assert code == 0, err
+    pd.DataFrame({"y": 2 * x[:5]}).to_csv(tmp_path / "only_y.csv", index=False)
+    for command in (["encode", tmp_path / "m.safetensors", "--input", tmp_path / "only_y.csv", "--format", "hex"],
+                    ["predict", tmp_path / "m.safetensors", "--input", tmp_path / "only_y.csv"]):
+        code, _, err = run_main(capsys, *command)
+        one_line_error(code, err, "lacks the model's feature column(s) x")

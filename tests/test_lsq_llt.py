@@ -165,7 +165,7 @@ def test_lsq_steps_are_trained_by_the_pipeline() -> None:
     """
     import numpy as np
 
-    from softbits.pipeline import build_model, fit_module
+    from softbits.train import build_model, fit_module
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((600, 4)).astype(np.float32)

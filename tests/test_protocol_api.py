@@ -78,7 +78,7 @@ def test_run_protocol_refuses_bad_input_before_training(tmp_path: Path) -> None:
     from softbits.errors import ConfigError
 
     store = tmp_path / "s.sqlite"
-    with pytest.raises(ConfigError, match="bits must be in 1..16, got 0"):
+    with pytest.raises(ConfigError, match="bits must be an integer in 1..16, got 0"):
         softbits.run_protocol(store=store, datasets=["diabetes"], methods=["fp"], bits=[0])
     with pytest.raises(ConfigError, match="must be a list of names"):
         softbits.run_protocol(store=store, datasets="diabetes", methods=["fp"], bits=[2])

@@ -187,3 +187,15 @@ def test_rebuild_from_config_and_state(q, rng):
     q.eval(), clone.eval()
     assert torch.equal(q(x), clone(x))
     assert clone.temperature.item() == pytest.approx(0.01)
+
+
+def test_midpoint_quantizer_has_no_trainable_switch_but_reads_old_configs():
+    from softbits.errors import ConfigError
+    from softbits.quantizers import MidpointQuantizer, build_quantizer
+
+    q = MidpointQuantizer(3, 2, init="quantile")
+    assert "trainable" not in q.config()
+    old = build_quantizer("midpoint", {"n_features": 3, "bits": 2, "init": "quantile", "trainable": False})
+    assert old.config() == q.config()
+    with pytest.raises(ConfigError, match="trainable must be False"):
+        build_quantizer("midpoint", {"n_features": 3, "bits": 2, "init": "quantile", "trainable": True})

@@ -13,10 +13,10 @@ import torch
 from softbits import TrainConfig
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
-from softbits.pipeline import build_model, fit_module
+from softbits.train import build_model, fit_module
 from softbits.recipes import RECIPES, resolve
 from softbits.schedules import make_schedule
-from softbits.training import seed_everything, target_tensor, to_tensor, train_epoch
+from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
 
 SMALL = dict(method="bw-sq", bits=3, layers=2, neurons=16, epochs=6, lr=3e-3, batch_size=64,
              device="cpu", seed=3)

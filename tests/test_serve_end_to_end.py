@@ -34,7 +34,7 @@ def setup(tmp_path_factory, diabetes_models):
     d = tmp_path_factory.mktemp("serve")
     frame = diabetes_models(d, ("bw-sq", "pr-qq", "fp"), seed=2, n_rows=20)
     frame.head(3).to_csv(d / "three.csv", index=False)
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
 
     spec = EncoderSpec.from_model(TrainedModel.load(d / "bw-sq.safetensors"))
     X = frame[list(spec.feature_names)].to_numpy()
@@ -124,7 +124,7 @@ def test_softbits_send_equals_softbits_predict(setup, expected, capsys, to):
 def test_softbits_send_in_several_payloads(setup, expected, capsys, to, batch):
     """Each payload is one batch: bit-identical to predicting the same chunks, and equal to the
     one-batch predictions up to BLAS rounding (a row's bits may depend on its batch position)."""
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
     from softbits.device.predict import predict_rows
 
     code, out, err = cli_lines(capsys, "send", setup["dir"] / "bw-sq.safetensors", "--input",
@@ -223,7 +223,7 @@ def test_serve_refuses_models_without_encoder(setup, capsys):
     ("[::1]", ("::1", 5683)),
 ])
 def test_parse_address(text, expected):
-    from softbits.serve.runner import parse_address
+    from softbits.serve.server import parse_address
 
     assert parse_address(text, 5683) == expected
 
@@ -231,7 +231,7 @@ def test_parse_address(text, expected):
 @pytest.mark.parametrize("text", ["host:port", "1.2.3.4:70000", "[::1", "[::1]x"])
 def test_parse_address_rejects(text):
     from softbits.errors import SoftbitsError
-    from softbits.serve.runner import parse_address
+    from softbits.serve.server import parse_address
 
     with pytest.raises(SoftbitsError):
         parse_address(text, 5683)

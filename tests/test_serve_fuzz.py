@@ -23,7 +23,7 @@ from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import HEADER, build_payload, encode_payload
-from softbits.pipeline import train_dataset
+from softbits.train import train_dataset
 
 MAX_PAYLOAD = 2048
 HTTP_EXAMPLES = 10_000

@@ -26,7 +26,7 @@ from conftest import run_main, start_server, stop_server
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import build_payload
 
-#: the server's idle timeout and shutdown grace (softbits.serve.runner) plus slack for a busy CI box
+#: the server's idle timeout and shutdown grace (softbits.serve.server) plus slack for a busy CI box
 IDLE_BOUND_S = 10.0
 SHUTDOWN_BOUND_S = 9.0
 
@@ -43,7 +43,7 @@ def _strict_json(body: bytes | str):
 def models(tmp_path_factory, diabetes_models):
     """A good model, one that overflows to ±inf/NaN for large codes of feature 0 (finite for
     an all-zero payload, so the server starts), and one that overflows for every input."""
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
 
     d = tmp_path_factory.mktemp("hardening")
     diabetes_models(d, ("bw-sq",), seed=3, n_rows=5)

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "TrainedModel": "softbits.artifact",
+    "TrainedModel": "softbits.trained_model",
     "TrainConfig": "softbits.config",
     "Dataset": "softbits.data",
     "load_dataset": "softbits.data",
@@ -26,9 +26,9 @@ _EXPORTS = {
     "run_protocol": "softbits.experiments.run",
     "METHODS": "softbits.methods",
     "get_method": "softbits.methods",
-    "train_dataset": "softbits.pipeline",
-    "train_on_split": "softbits.pipeline",
-    "TestMetrics": "softbits.pipeline",
+    "train_dataset": "softbits.train",
+    "train_on_split": "softbits.train",
+    "TestMetrics": "softbits.train",
     "BitwiseQuantizer": "softbits.quantizers",
     "MidpointQuantizer": "softbits.quantizers",
     "SoftQuantizer": "softbits.quantizers",

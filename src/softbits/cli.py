@@ -106,7 +106,7 @@ def train(
 ) -> None:
     """Train one model and report its test metrics with hard (device-exact) quantization."""
     from softbits.data import split_and_scale
-    from softbits.pipeline import summary, train_on_split
+    from softbits.train import summary, train_on_split
     from softbits.recipes import resolve
 
     config = resolve(recipe, method=method.lower(), bits=bits, layers=layers, neurons=neurons,

@@ -1,7 +1,7 @@
-"""scikit-learn estimators around the pipeline: ``fit`` / ``predict`` / ``transform`` (codes).
+"""scikit-learn estimators around one training (softbits.train): ``fit`` / ``predict`` / ``transform`` (codes).
 
 They standardize X (and y for regression) on the data given to ``fit``, as the paper does on its
-training split, and keep the trained :class:`~softbits.artifact.TrainedModel` in ``model_``.
+training split, and keep the trained :class:`~softbits.trained_model.TrainedModel` in ``model_``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import Standardizer, Split
-from softbits.pipeline import train_on_split
+from softbits.train import train_on_split
 from softbits.recipes import resolve
 
 __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]

@@ -17,7 +17,7 @@ ModelArg = Annotated[Path, typer.Argument(help="A model file written by `softbit
 
 
 def _load(model_path: Path):
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
 
     return TrainedModel.load(model_path)
 
@@ -30,25 +30,25 @@ def _spec(model):
 
 def export(
     model: ModelArg,
-    out: Annotated[Path, typer.Option(help="Directory for encoder.json or softbits_encoder.{h,c}.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for encoder.json or softbits_encoder.{h,c}.")],
     format: Annotated[str, typer.Option("--format", help="json (the device contract) or c (C99 encoder).")] = "json",
 ) -> None:
     """Export the device encoder of a threshold model (raw-unit float32 thresholds)."""
     fmt = format.lower()
     if fmt not in ("json", "c"):
         raise ConfigError(f"--format must be json or c, got {format!r}")
-    check_output_dir(out, "--out")
+    check_output_dir(out_dir, "--out-dir")
     spec = _spec(_load(model))
-    with writing("--out"):
+    with writing("--out-dir"):
         if fmt == "json":
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / "encoder.json"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / "encoder.json"
             path.write_text(spec.to_json(), encoding="utf-8")
             paths = [path]
         else:
             from softbits.device.cgen import write_c
 
-            paths = write_c(spec, out)
+            paths = write_c(spec, out_dir)
     for p in paths:
         typer.echo(str(p))
 
@@ -73,7 +73,7 @@ def encode_cmd(
         check_output_file(out, "--out")
     m = _load(model)
     spec = _spec(m)
-    packed = encode_packed(spec, read_features(input, m.feature_names))
+    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
     if fmt == "bin":
         data = build_payload(spec, packed)
         with writing("--out"):
@@ -106,7 +106,7 @@ def predict(
         raise ConfigError("give exactly one of --input X.csv or --payload payload.bin")
     m = _load(model)
     if input is not None:
-        pred = predict_rows(m, read_features(input, m.feature_names))
+        pred = predict_rows(m, read_features(input, m.feature_names, m.target_name))
     else:
         spec = device_spec(m)
         if spec is None:

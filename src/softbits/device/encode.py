@@ -30,7 +30,7 @@ from softbits.device.spec import EncoderSpec
 from softbits.errors import ConfigError, DataError
 
 __all__ = [
-    "Backend",
+    "EncodeBackend",
     "NUMBA_MIN_VALUES",
     "code_dtype",
     "encode",
@@ -40,7 +40,7 @@ __all__ = [
     "unpack",
 ]
 
-Backend = Literal["auto", "numba", "numpy"]
+EncodeBackend = Literal["auto", "numba", "numpy"]
 #: below this many values per call the numpy path is used under ``backend="auto"``
 NUMBA_MIN_VALUES = 1 << 16
 #: samples per block of the counting kernel (a column buffer that stays in L1)
@@ -151,7 +151,7 @@ def has_numba() -> bool:
     return _kernels() is not None
 
 
-def _use_numba(backend: Backend, n_values: int) -> bool:
+def _use_numba(backend: EncodeBackend, n_values: int) -> bool:
     """Whether this call runs the kernels; small ``auto`` batches do not even import numba."""
     if backend == "numpy":
         return False
@@ -170,7 +170,7 @@ def _as_features(X: np.ndarray, n_features: int) -> np.ndarray:
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
-def encode(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> np.ndarray:
+def encode(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") -> np.ndarray:
     """Codes [N, F] (uint8, or uint16 above 8 bits) for raw features [N, F]."""
     x = _as_features(X, spec.n_features)
     out = np.empty(x.shape, dtype=code_dtype(spec.bits))
@@ -188,7 +188,7 @@ def encode(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> np.nd
     return out
 
 
-def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
+def pack(codes: np.ndarray, bits: int, backend: EncodeBackend = "auto") -> np.ndarray:
     """Packed samples [N, ⌈F·bits/8⌉] uint8 from codes [N, F] (LSB-first, see module doc)."""
     codes = np.asarray(codes)
     if codes.ndim != 2:
@@ -209,7 +209,7 @@ def pack(codes: np.ndarray, bits: int, backend: Backend = "auto") -> np.ndarray:
     return np.packbits(stream, axis=1, bitorder="little").reshape(n, width)
 
 
-def unpack(data: np.ndarray, n_features: int, bits: int, backend: Backend = "auto") -> np.ndarray:
+def unpack(data: np.ndarray, n_features: int, bits: int, backend: EncodeBackend = "auto") -> np.ndarray:
     """Codes [N, F] from packed samples [N, ⌈F·bits/8⌉] (padding bits are ignored here)."""
     data = np.ascontiguousarray(data, dtype=np.uint8)
     width = payload_bytes(n_features, bits)
@@ -228,6 +228,6 @@ def unpack(data: np.ndarray, n_features: int, bits: int, backend: Backend = "aut
     return (stream.reshape(n, n_features, bits).astype(np.uint32) @ weights).astype(dtype)
 
 
-def encode_packed(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> np.ndarray:
+def encode_packed(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") -> np.ndarray:
     """Raw features [N, F] → packed samples [N, ⌈F·bits/8⌉], the bytes ``softbits_encode`` writes."""
     return pack(encode(spec, X, backend), spec.bits, backend)

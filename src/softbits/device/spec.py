@@ -30,7 +30,7 @@ from softbits.codes import check_bits, max_code, n_thresholds, payload_bytes
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
 
 __all__ = [
     "ENCODER_FORMAT",

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from softbits.device.encode import Backend, encode_packed, unpack
+from softbits.device.encode import EncodeBackend, encode_packed, unpack
 from softbits.device.spec import EncoderSpec
 from softbits.errors import DataError
 
@@ -86,7 +86,7 @@ def build_payload(spec: EncoderSpec, packed: np.ndarray) -> bytes:
     return header_prefix(spec) + struct.pack("<H", n) + packed.tobytes()
 
 
-def encode_payload(spec: EncoderSpec, X: np.ndarray, backend: Backend = "auto") -> bytes:
+def encode_payload(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") -> bytes:
     """Raw features [N, F] → a complete payload."""
     return build_payload(spec, encode_packed(spec, X, backend))
 

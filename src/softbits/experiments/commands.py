@@ -123,7 +123,7 @@ def reproduce(
     seed: Annotated[int, typer.Option(help="Seed of the settings draw, the held-out split and the folds.")] = 42,
     quick: Annotated[bool, typer.Option("--quick", help="Preset that finishes in minutes on a laptop CPU: fried, 5 methods, bits 2,4, 3 small settings, 3 repeats.")] = False,
     store: Annotated[Path, typer.Option(help="SQLite results store; re-running skips finished runs.")] = Path("runs/softbits.sqlite"),
-    out: Annotated[Optional[Path], typer.Option(help="Report directory (default: <store>_report next to the store).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Report directory (default: <store>_report next to the store).")] = None,
     compare: Annotated[Optional[Path], typer.Option("--compare", help="Reference table (e.g. paper_results.csv): the report adds ours/reference and inside-CI per cell.")] = None,
     jobs: Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")] = 0,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
@@ -136,7 +136,7 @@ def reproduce(
     from softbits.experiments.run import run_protocol
 
     outcome = run_protocol(
-        store=store, out=out,
+        store=store, out_dir=out_dir,
         datasets=parse_names(datasets, "datasets") if datasets is not None else None,
         methods=parse_names(methods, "methods") if methods is not None else None,
         bits=parse_bits(bits) if bits is not None else None,
@@ -160,7 +160,7 @@ def reproduce(
 
 def report(
     store: Annotated[Path, typer.Option(help="SQLite results store written by reproduce.")],
-    out: Annotated[Path, typer.Option(help="Directory for table.csv, table.md, figure4.png.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for table.csv, table.md, figure4.png.")],
     compare: Annotated[Optional[Path], typer.Option("--compare", help="Reference table (e.g. paper_results.csv): ratio ours/reference and inside-CI per cell.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the table rows.")] = False,
 ) -> None:
@@ -169,13 +169,13 @@ def report(
     from softbits.experiments.store import ResultStore
 
     # write_report reads the reference before it writes anything, so a bad one leaves no output
-    check_output_dir(out, "--out")
-    with ResultStore.open_existing(store) as s, writing("--out"):
-        paths = write_report(s, out, compare)
+    check_output_dir(out_dir, "--out-dir")
+    with ResultStore.open_existing(store) as s, writing("--out-dir"):
+        paths = write_report(s, out_dir, compare)
         if as_json:
-            print_json({"out": str(out), "rows": summarize(s).to_dict("records")})
+            print_json({"out_dir": str(out_dir), "rows": summarize(s).to_dict("records")})
             return
     console.print(paths.table_md.read_text(), soft_wrap=True)
     if paths.compare_md is not None:
         console.print(paths.compare_md.read_text(), soft_wrap=True)
-    console.print(f"report written to {out}")
+    console.print(f"report written to {out_dir}")

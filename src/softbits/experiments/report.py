@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from softbits.errors import SoftbitsError
+from softbits.errors import DataError, SoftbitsError
 from softbits.experiments.settings import SETTING_COLUMNS, read_csv_table
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
@@ -235,7 +235,7 @@ def write_report(store: ResultStore, out: Path, reference: Path | None = None) -
     runs = _chosen_runs(store)
     table = _summary(runs)
     if table.empty:
-        raise SoftbitsError(f"store {store.path} has no final-test results to report yet")
+        raise DataError(f"store {store.path} has no final-test results to report yet")
     cmp = compare(table, reference, _spread(runs)) if reference is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from typing import Protocol as Interface
 
-from softbits.config import MAX_BITS
+from softbits.codes import check_bits
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.experiments.report import ReportPaths
 
@@ -110,23 +110,19 @@ def _names(names: Sequence[str], what: str) -> list[str]:
 
 
 def _bits(bits: Sequence[int]) -> list[int]:
-    for b in bits:
-        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BITS:
-            raise ConfigError(f"bits must be in 1..{MAX_BITS}, got {b}")
     if not bits:
         raise ConfigError("--bits is empty")
-    return sorted(set(bits))
+    return sorted({check_bits(b) for b in bits})
 
 
 def _methods(names: Sequence[str], bits: list[int]) -> list[str]:
     from softbits.methods import get_method
 
-    methods = [get_method(n).name for n in _names(names, "methods")]
-    for name in methods:
-        low = [b for b in bits if b < get_method(name).min_bits]
-        if low:
-            raise ConfigError(f"method {name} needs bits >= {get_method(name).min_bits}, got {low[0]}")
-    return list(dict.fromkeys(methods))
+    methods = [get_method(n) for n in _names(names, "methods")]
+    for method in methods:
+        for b in bits:
+            method.check_bits(b)
+    return list(dict.fromkeys(m.name for m in methods))
 
 
 def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
@@ -146,7 +142,7 @@ def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
 def run_protocol(
     *,
     store: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
     datasets: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
     bits: Sequence[int] | None = None,
@@ -171,7 +167,7 @@ def run_protocol(
     ----------
     store
         SQLite results store; a re-run skips the runs it already holds.
-    out
+    out_dir
         Report directory (default: ``<store>_report`` next to the store).
     datasets, methods, bits, n_settings, repeats, grid
         What to run; None takes :data:`FULL_PRESET`'s value, or :data:`QUICK_PRESET`'s with
@@ -195,7 +191,7 @@ def run_protocol(
         search_tasks,
     )
     from softbits.experiments.report import read_reference, write_report
-    from softbits.experiments.runner import (
+    from softbits.experiments.executor import (
         DaskBackend,
         LocalBackend,
         connect_dask,
@@ -209,7 +205,7 @@ def run_protocol(
     )
     from softbits.experiments.store import ResultStore, check_store
     from softbits.methods import get_method
-    from softbits.training import resolve_device
+    from softbits.engine import resolve_device
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET
@@ -222,8 +218,8 @@ def run_protocol(
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     resolve_device(device)
     check_store(store)
-    out_dir = Path(out) if out is not None else store.parent / f"{store.stem}_report"
-    check_output_dir(out_dir, "--out")
+    out_dir = Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
+    check_output_dir(out_dir, "--out-dir")
     compare = Path(compare) if compare is not None else None
     if compare is not None:
         read_reference(compare)
@@ -288,7 +284,7 @@ def run_protocol(
                 todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
                 bar = sink.add_task(f"test · {backend.name}", total=len(todo))
                 added += execute(todo, result_store, backend, advance)
-        with writing("--out"):
+        with writing("--out-dir"):
             paths = write_report(result_store, out_dir, compare)
     finally:
         backend.close()

@@ -1,6 +1,6 @@
 """The results store: one SQLite file, one row per finished (training, evaluation) key.
 
-Only the runner in the main process writes. Each finished task lands in one transaction with
+Only the executor in the main process writes. Each finished task lands in one transaction with
 ``INSERT OR IGNORE`` under a unique key, so a SIGKILL at any moment loses at most the tasks in
 flight and never leaves a duplicate or a half-written task; re-running skips finished keys.
 A ``meta`` table holds the schema version; a store of another version is refused with one line.
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from softbits.errors import DataError, SoftbitsError
+from softbits.errors import DataError
 from softbits.experiments.settings import Setting
 from softbits.experiments.tasks import ResultKey, ResultRow
 
@@ -93,11 +93,11 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
     except sqlite3.DatabaseError as exc:
         if "file is not a database" not in str(exc):  # SQLITE_NOTADB; damage and I/O errors differ
             raise
-        raise SoftbitsError(f"store {path} is not an SQLite database; give another --store path") from None
+        raise DataError(f"store {path} is not an SQLite database; give another --store path") from None
     if not tables:
         return None
     if "meta" not in tables:
-        raise SoftbitsError(f"store {path} is an SQLite file but not a softbits store; give another --store path")
+        raise DataError(f"store {path} is an SQLite file but not a softbits store; give another --store path")
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     try:
         return int(row[0]) if row else -1
@@ -139,9 +139,9 @@ def check_store(path: Path, read_only: bool = False) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        raise SoftbitsError(f"store {path} is a directory; give a file path")
+        raise DataError(f"store {path} is a directory; give a file path")
     if read_only and not path.is_file():
-        raise SoftbitsError(f"store {path} does not exist")
+        raise DataError(f"store {path} does not exist")
     if not read_only:
         _check_writable(path)
     if not path.exists() or path.stat().st_size == 0:
@@ -159,7 +159,7 @@ def check_store(path: Path, read_only: bool = False) -> None:
     if version is None and read_only:
         raise DataError(f"store {path} is an empty SQLite database; it holds no results")
     if version is not None and version != SCHEMA_VERSION:
-        raise SoftbitsError(f"store {path} has schema version {version}, this softbits reads "
+        raise DataError(f"store {path} has schema version {version}, this softbits reads "
                             f"version {SCHEMA_VERSION}; use a new --store path")
 
 

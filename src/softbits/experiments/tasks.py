@@ -19,10 +19,10 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
-from softbits.env import runtime_info
+from softbits.runtime import runtime_info
 from softbits.experiments.settings import Setting
-from softbits.pipeline import TestMetrics, evaluate_as, fit_module, score
-from softbits.training import target_tensor, to_tensor
+from softbits.train import TestMetrics, evaluate_as, fit_module, score
+from softbits.engine import target_tensor, to_tensor
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
            "load_cached", "TEST_PHASE", "cv_phase"]

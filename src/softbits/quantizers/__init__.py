@@ -10,8 +10,8 @@ from softbits.codes import check_bits
 from softbits.errors import ConfigError
 from softbits.quantizers.base import Quantizer, ThresholdQuantizer
 from softbits.quantizers.bitwise import BitwiseQuantizer
-from softbits.quantizers.fixed import MidpointQuantizer
-from softbits.quantizers.init import (
+from softbits.quantizers.midpoint import MidpointQuantizer
+from softbits.quantizers.threshold_init import (
     THRESHOLD_INITS,
     midpoint_levels,
     minmax_thresholds,
@@ -70,6 +70,11 @@ def build_quantizer(kind: str, config: dict[str, Any]) -> Quantizer:
     if not isinstance(config, dict):
         raise ConfigError(f"quantizer config must be a mapping, got {type(config).__name__}")
     cls = QUANTIZERS[kind]
+    for name, only in cls.legacy_options.items():
+        if name in config:
+            if config[name] != only:
+                raise ConfigError(f"{kind} quantizer: {name} must be {only!r}, got {config[name]!r}")
+            config = {k: v for k, v in config.items() if k != name}
     params = dict(inspect.signature(cls.__init__).parameters)
     params.pop("self")
     unknown = sorted(map(str, set(config) - set(params)))

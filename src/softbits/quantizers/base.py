@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from softbits.quantizers.init import init_thresholds, n_thresholds
+from softbits.errors import DataError
+from softbits.quantizers.threshold_init import init_thresholds, n_thresholds
 
 __all__ = ["Quantizer", "ThresholdQuantizer"]
 
@@ -27,6 +28,9 @@ class Quantizer(nn.Module, ABC):
     uses_temperature: ClassVar[bool] = False
     #: whether the codes are thresholds counts, i.e. the device encoder is a threshold table
     has_thresholds: ClassVar[bool] = False
+    #: options that older model files wrote but the constructor no longer takes, with the only
+    #: value they may hold there (dropped when the file is read)
+    legacy_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_features: int, bits: int) -> None:
         super().__init__()
@@ -58,7 +62,7 @@ class Quantizer(nn.Module, ABC):
 
     def sorted_thresholds(self) -> np.ndarray:
         """Sorted float32 thresholds [F, 2^n − 1] in standardized units."""
-        raise TypeError(f"{type(self).__name__} has no threshold table")
+        raise DataError(f"{type(self).__name__} has no threshold table")
 
 
 class ThresholdQuantizer(Quantizer):

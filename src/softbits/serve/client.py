@@ -48,12 +48,12 @@ def _send_http(url: str, payloads: Iterable[bytes], timeout: float) -> list[Any]
     return out
 
 
-async def _send_coap_async(url: str, payloads: Iterable[bytes], method: str, timeout: float) -> list[Any]:
+async def _send_coap_async(url: str, payloads: Iterable[bytes], verb: str, timeout: float) -> list[Any]:
     import asyncio
 
     import aiocoap
 
-    code = aiocoap.PUT if method == "put" else aiocoap.POST
+    code = aiocoap.PUT if verb == "put" else aiocoap.POST
     out: list[Any] = []
     ctx = await aiocoap.Context.create_client_context()
     try:
@@ -72,17 +72,17 @@ async def _send_coap_async(url: str, payloads: Iterable[bytes], method: str, tim
     return out
 
 
-def send_payloads(url: str, payloads: list[bytes], method: str = "post", timeout: float = 30.0) -> list[Any]:
+def send_payloads(url: str, payloads: list[bytes], verb: str = "post", timeout: float = 30.0) -> list[Any]:
     """Send each payload to ``url`` (http://, https:// or coap://) and concatenate the predictions."""
     scheme = urlsplit(url).scheme.lower()
-    if method not in ("post", "put"):
-        raise ConfigError(f"--method must be post or put, got {method!r}")
+    if verb not in ("post", "put"):
+        raise ConfigError(f"--verb must be post or put, got {verb!r}")
     if scheme in ("http", "https"):
-        if method != "post":
+        if verb != "post":
             raise ConfigError("HTTP /v1/predict takes POST only")
         return _send_http(url, payloads, timeout)
     if scheme == "coap":
         import asyncio
 
-        return asyncio.run(_send_coap_async(url, payloads, method, timeout))
+        return asyncio.run(_send_coap_async(url, payloads, verb, timeout))
     raise ConfigError(f"--to must be a coap:// or http:// URL, got {url!r}")

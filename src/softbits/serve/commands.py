@@ -26,8 +26,8 @@ def serve(
     """Serve predictions for wire payloads over CoAP (POST/PUT /predict) and HTTP (POST /v1/predict)."""
     import torch
 
-    from softbits.artifact import TrainedModel
-    from softbits.serve.runner import parse_address, serve as run
+    from softbits.trained_model import TrainedModel
+    from softbits.serve.server import parse_address, serve as run
     from softbits.serve.service import PredictionService
 
     if max_payload < 16:
@@ -49,11 +49,11 @@ def send(
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
     to: Annotated[str, typer.Option("--to", help="coap://HOST[:PORT]/predict or http://HOST:PORT/v1/predict.")],
     batch: Annotated[int, typer.Option(help="Samples per payload (one request each).")] = 64,
-    method: Annotated[str, typer.Option(help="CoAP method: post or put.")] = "post",
+    verb: Annotated[str, typer.Option(help="Request verb: post, or put (CoAP only).")] = "post",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.")] = 30.0,
 ) -> None:
     """Encode CSV rows like a device, send them, print one prediction per line."""
-    from softbits.artifact import TrainedModel
+    from softbits.trained_model import TrainedModel
     from softbits.device.encode import encode_packed
     from softbits.device.predict import format_prediction, read_features
     from softbits.device.spec import EncoderSpec
@@ -64,7 +64,7 @@ def send(
         raise ConfigError(f"--batch must be 1..{MAX_SAMPLES}")
     m = TrainedModel.load(model)
     spec = EncoderSpec.from_model(m)
-    packed = encode_packed(spec, read_features(input, m.feature_names))
+    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
     payloads = [build_payload(spec, packed[i:i + batch]) for i in range(0, packed.shape[0], batch)]
-    values = send_payloads(to, payloads, method=method.lower(), timeout=timeout)
+    values = send_payloads(to, payloads, verb=verb.lower(), timeout=timeout)
     sys.stdout.write("".join(format_prediction(v) + "\n" for v in values))

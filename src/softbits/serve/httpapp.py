@@ -5,7 +5,7 @@ not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the si
 is checked against Content-Length before the body is read and again while it streams in.
 A prediction that is not finite answers 500 (see :mod:`softbits.serve.service`). An upload
 whose connection closes before the body is complete is logged as one warning line.
-Only the runner imports this module, so FastAPI loads only when HTTP is served.
+Only the server module imports this module, so FastAPI loads only when HTTP is served.
 """
 
 import json

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from softbits.errors import DataError
 from softbits.ensemble import BatchedLinear, BatchedMLP, MemberMean, batched_linear
 from softbits.quantizers import Quantizer
 
@@ -70,7 +71,7 @@ class QuantizedMLP(nn.Module):
     def forward_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """The server side: codes from a device → the network's output (eval semantics)."""
         if self.quantizer is None:
-            raise TypeError("a full-precision model has no codes")
+            raise DataError("a full-precision model has no codes")
         x = self.quantizer.decode(codes)
         return self.network(x) if self.training else network_eval(self.network, x)
 

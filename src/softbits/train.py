@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from softbits.artifact import TrainedModel
+from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, split_and_scale
-from softbits.env import runtime_info
+from softbits.runtime import runtime_info
 from softbits.errors import ConfigError
 from softbits.methods import get_method
-from softbits.model import QuantizedMLP, build_network
+from softbits.network import QuantizedMLP, build_network
 from softbits.schedules import make_schedule
-from softbits.training import (
+from softbits.engine import (
     FitResult,
     evaluate,
     fit,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from softbits.errors import ConfigError
 from softbits.quantizers.base import ThresholdQuantizer
-from softbits.quantizers.init import midpoint_levels, n_thresholds
+from softbits.quantizers.threshold_init import midpoint_levels, n_thresholds
 
 __all__ = ["MidpointQuantizer"]
 
@@ -18,12 +18,17 @@ class MidpointQuantizer(ThresholdQuantizer):
 
     kind: ClassVar[str] = "midpoint"
 
-    def __init__(self, n_features: int, bits: int, *, init: str = "minmax",
-                 trainable: bool = False) -> None:
+    legacy_options: ClassVar[dict[str, Any]] = {"trainable": False}
+
+    def __init__(self, n_features: int, bits: int, *, init: str = "minmax") -> None:
         if bits < 2:
             raise ConfigError("midpoint decoding needs bits >= 2 (at least 2 thresholds per feature)")
         super().__init__(n_features, bits, trainable=False, init=init)
         self.register_buffer("levels", torch.zeros(self.n_features, n_thresholds(self.bits) + 1))
+
+    def config(self) -> dict[str, Any]:
+        """Fixed thresholds: no ``trainable`` switch to record."""
+        return {k: v for k, v in super().config().items() if k != "trainable"}
 
     def init_from_data(self, x: torch.Tensor) -> None:
         super().init_from_data(x)

@@ -1,4 +1,4 @@
-"""Execution backends for the protocol's tasks; the runner is the store's only writer.
+"""Execution backends for the protocol's tasks; the executor in the main process is the store's only writer.
 
 Local: the main process (``jobs=1``) or joblib worker processes (``jobs>1``). Dask: the same
 tasks submitted to a running ``distributed`` scheduler. Either way results come back to the main
@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from softbits.errors import SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import Task, TaskResult, run
 
@@ -78,7 +78,7 @@ def connect_dask(address: str, timeout: float = 5.0) -> Any:
     except ImportError:
         raise SoftbitsError("--scheduler needs dask.distributed: pip install 'softbits[dask]'") from None
     if "://" not in address:
-        raise SoftbitsError(f"scheduler address {address!r} must look like tcp://HOST:PORT")
+        raise ConfigError(f"scheduler address {address!r} must look like tcp://HOST:PORT")
     try:
         return Client(address, timeout=f"{timeout}s", set_as_default=False)
     except Exception as exc:  # distributed raises OSError, TimeoutError or ValueError

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softbits.errors import ConfigError
-from softbits.model import QuantizedMLP
+from softbits.errors import ConfigError, DataError
+from softbits.network import QuantizedMLP
 from softbits.schedules import TemperatureSchedule
 
 __all__ = [
@@ -197,17 +197,17 @@ class FitResult:
     def from_dict(cls, data: Any) -> FitResult:
         """A record written by :meth:`to_dict`; ``ValueError`` names what does not fit."""
         if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
-            raise ValueError("history must be a mapping of train_loss, val_loss, temperatures, "
+            raise DataError("history must be a mapping of train_loss, val_loss, temperatures, "
                              "train_seconds and best_epoch")
         for name in ("train_loss", "val_loss", "temperatures"):
             values = data.get(name, [])
             if not isinstance(values, list) or not all(_is_number(v) for v in values):
-                raise ValueError(f"history.{name} must be a list of numbers")
+                raise DataError(f"history.{name} must be a list of numbers")
         if not _is_number(data.get("train_seconds", 0.0)):
-            raise ValueError("history.train_seconds must be a number")
+            raise DataError("history.train_seconds must be a number")
         best = data.get("best_epoch")
         if best is not None and (isinstance(best, bool) or not isinstance(best, int) or best < 0):
-            raise ValueError("history.best_epoch must be an epoch index or null")
+            raise DataError("history.best_epoch must be an epoch index or null")
         return cls(**data)
 
 

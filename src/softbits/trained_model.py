@@ -27,11 +27,11 @@ from safetensors.torch import load_file, save_file
 from softbits.codes import max_code
 from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.data import Standardizer
-from softbits.errors import ConfigError, SoftbitsError
+from softbits.errors import ConfigError, DataError
 from softbits.methods import get_method
-from softbits.model import QuantizedMLP, build_network, describe_network
+from softbits.network import QuantizedMLP, build_network, describe_network
 from softbits.quantizers import build_quantizer
-from softbits.training import FitResult
+from softbits.engine import FitResult
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -73,7 +73,7 @@ class TrainedModel:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             got = X.shape[1] if X.ndim == 2 else X.shape
-            raise SoftbitsError(f"expected {self.n_features} features per sample, got {got}")
+            raise DataError(f"expected {self.n_features} features per sample, got {got}")
         return X
 
     def standardize(self, X: np.ndarray) -> torch.Tensor:
@@ -91,7 +91,7 @@ class TrainedModel:
     @torch.no_grad()
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for raw feature rows (regression: target units; classification: index)."""
-        from softbits.training import predict_tensor
+        from softbits.engine import predict_tensor
 
         return self._output_to_prediction(predict_tensor(self.module, self.standardize(X)))
 
@@ -111,11 +111,11 @@ class TrainedModel:
         codes = np.asarray(codes)
         if codes.dtype.kind not in "iu" and not (
                 codes.dtype.kind == "f" and np.isfinite(codes).all() and (codes == np.round(codes)).all()):
-            raise SoftbitsError(f"codes must be integers, got dtype {codes.dtype}")
+            raise DataError(f"codes must be integers, got dtype {codes.dtype}")
         if codes.ndim != 2 or codes.shape[1] != self.n_features:
-            raise SoftbitsError(f"expected codes of shape [N, {self.n_features}], got {codes.shape}")
+            raise DataError(f"expected codes of shape [N, {self.n_features}], got {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() > max_code(q.bits)):
-            raise SoftbitsError(f"codes must lie in 0..{max_code(q.bits)}")
+            raise DataError(f"codes must lie in 0..{max_code(q.bits)}")
         codes_t = torch.from_numpy(codes.astype(np.int64))
         device = self._device()
         if device.type != "cpu":
@@ -129,7 +129,7 @@ class TrainedModel:
     def _quantizer(self):
         q = self.module.quantizer
         if q is None:
-            raise SoftbitsError(f"method {self.config.method} sends full-precision features; it has no codes")
+            raise DataError(f"method {self.config.method} sends full-precision features; it has no codes")
         return q
 
     # ---- persistence -------------------------------------------------------------------------
@@ -175,7 +175,7 @@ class TrainedModel:
         bad = self._non_finite()
         if bad:
             more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            raise SoftbitsError(f"not saving {path}: the model is not finite ({', '.join(bad[:3])}{more}); "
+            raise DataError(f"not saving {path}: the model is not finite ({', '.join(bad[:3])}{more}); "
                                 "training diverged or the data overflowed, try a lower learning rate")
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
@@ -184,25 +184,25 @@ class TrainedModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> "TrainedModel":
-        """Read a model file; anything wrong with it is one :class:`SoftbitsError` line."""
+        """Read a model file; anything wrong with it is one :class:`DataError` line."""
         path = Path(path)
         if not path.is_file():
-            raise SoftbitsError(f"model file not found: {path}")
+            raise DataError(f"model file not found: {path}")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
         except (SafetensorError, OSError, ValueError) as exc:
-            raise SoftbitsError(f"{path} is not a softbits model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise DataError(f"{path} is not a softbits model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         if "softbits" not in meta:
-            raise SoftbitsError(f"{path} is not a softbits model file (no softbits metadata)")
+            raise DataError(f"{path} is not a softbits model file (no softbits metadata)")
         try:
             header = json.loads(meta["softbits"])
         except json.JSONDecodeError as exc:
-            raise SoftbitsError(f"{path} is not a valid softbits model file (metadata is not JSON: {exc})") from None
+            raise DataError(f"{path} is not a valid softbits model file (metadata is not JSON: {exc})") from None
         if isinstance(header, dict) and (header.get("format") != MODEL_FORMAT
                                          or header.get("format_version") != MODEL_FORMAT_VERSION):
-            raise SoftbitsError(
+            raise DataError(
                 f"{path}: unsupported model format {header.get('format')!r} v{header.get('format_version')}"
                 f" (this softbits reads {MODEL_FORMAT} v{MODEL_FORMAT_VERSION})")
         try:
@@ -217,7 +217,7 @@ class TrainedModel:
             except RuntimeError as exc:  # names and shapes match, so a dtype torch cannot copy
                 raise _InvalidModel(str(exc).splitlines()[-1].strip()) from None
         except (_InvalidModel, ConfigError) as exc:
-            raise SoftbitsError(f"{path} is not a valid softbits model file ({exc})") from None
+            raise DataError(f"{path} is not a valid softbits model file ({exc})") from None
         module.to(device).eval()
         return cls(module=module, history=_read_history(header, path), **fields_)
 
@@ -226,8 +226,8 @@ def _read_history(header: dict[str, Any], path: Path) -> FitResult | None:
     """The header's training history; absent in files written before it was kept."""
     try:
         return None if header.get("history") is None else FitResult.from_dict(header["history"])
-    except ValueError as exc:
-        raise SoftbitsError(f"{path} is not a valid softbits model file ({exc})") from None
+    except DataError as exc:
+        raise DataError(f"{path} is not a valid softbits model file ({exc})") from None
 
 
 class _InvalidModel(Exception):
