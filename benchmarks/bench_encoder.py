@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
 from common import best_of, save_result
 
 from softbits.device.encode import encode, has_numba, pack, unpack

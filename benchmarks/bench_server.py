@@ -22,13 +22,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-
 from common import save_result
 
-from softbits.trained_model import TrainedModel
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
 from softbits.runtime import machine_info
+from softbits.trained_model import TrainedModel
 
 RESULTS = Path(__file__).parent / "results" / "server.json"
 

@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 import torch
-
 from common import best_of, save_result
 
 import softbits.network
@@ -23,8 +22,8 @@ from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.wire import encode_payload
 from softbits.runtime import machine_info
-from softbits.train import train_dataset
 from softbits.serve.service import PredictionService
+from softbits.train import train_dataset
 
 RESULTS = Path(__file__).parent / "results" / "service.json"
 FAST = softbits.network.network_eval

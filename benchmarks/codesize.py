@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from common import save_result
 
 from softbits.device.cgen import C_SOURCE_NAME, write_c

@@ -32,7 +32,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from codesize import sections
 from common import save_result
 

@@ -9,6 +9,8 @@ import pytest
 
 from softbits import TrainConfig, load_dataset, train_dataset
 
+pytestmark = pytest.mark.slow  # real trainings at the paper's settings
+
 
 def test_fried_bwsq_4bit_cli(softbits_cmd, cli_env, data_dir):
     r = subprocess.run(

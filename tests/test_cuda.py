@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_main
-
 from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
 from softbits.device.encode import encode
 from softbits.device.spec import EncoderSpec
+
+from conftest import run_main
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

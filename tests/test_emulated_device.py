@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from device_harness.firmware import BOARDS, Board, build_firmware, missing_tools, run_firmware
 
-from softbits.trained_model import TrainedModel
+from device_harness.firmware import BOARDS, Board, build_firmware, missing_tools, run_firmware
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.predict import read_features
 from softbits.device.spec import EncoderSpec
 from softbits.train import train_dataset
+from softbits.trained_model import TrainedModel
 
 MISSING = missing_tools()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs the Debian packages {', '.join(MISSING)} "

@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_main
 from sklearn.datasets import load_diabetes
 from torch import nn
 
 from softbits import TrainConfig, load_dataset, train_dataset
-from softbits.trained_model import TrainedModel
 from softbits.device.encode import encode
 from softbits.device.spec import EncoderSpec
+from softbits.engine import _loss
 from softbits.ensemble import BatchedLinear, BatchedMLP
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
@@ -27,7 +26,9 @@ from softbits.experiments.settings import Setting, read_settings_table
 from softbits.methods import DEFAULT_MEMBERS, get_method
 from softbits.network import build_mlp, build_network, network_eval
 from softbits.train import build_model
-from softbits.engine import _loss
+from softbits.trained_model import TrainedModel
+
+from conftest import run_main
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
 TINY = dict(bits=3, layers=2, neurons=16, epochs=3, lr=0.01, device="cpu", seed=3)
@@ -73,7 +74,7 @@ def test_member_gradients_do_not_touch_other_members(per_member_input: bool) -> 
 
 def _copy_into_block(mlp: nn.Sequential, block: BatchedMLP, k: int) -> None:
     with torch.no_grad():
-        for lin, blin in zip([m for m in mlp if isinstance(m, nn.Linear)], _linears(block)):
+        for lin, blin in zip([m for m in mlp if isinstance(m, nn.Linear)], _linears(block), strict=True):
             blin.weight[k].copy_(lin.weight.T)
             blin.bias[k].copy_(lin.bias)
 

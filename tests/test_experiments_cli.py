@@ -84,6 +84,7 @@ def test_reproduce_then_report_tables(tmp_path: Path, tiny_grid: Path, capsys: p
     pd.testing.assert_frame_equal(pd.read_csv(out / "table.csv"), table)
 
 
+@pytest.mark.slow
 def test_kill_and_resume(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str]) -> None:
     grid = json.loads(tiny_grid.read_text())
     grid["num_epochs"] = [40, 60]
@@ -125,6 +126,7 @@ def test_kill_and_resume(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str
     assert len(merged) == len(partial) and (merged["test_mse_x"] == merged["test_mse_y"]).all()
 
 
+@pytest.mark.slow
 def test_dask_equals_local(tmp_path: Path, tiny_grid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     distributed = pytest.importorskip("distributed")
     local, remote = tmp_path / "local.sqlite", tmp_path / "dask.sqlite"

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from softbits.errors import SoftbitsError
-from softbits.experiments.protocol import Protocol, choose_settings, search_tasks, final_tasks
-from softbits.experiments.report import TABLE_COLUMNS, summarize, t_interval, write_report
 from softbits.experiments.executor import pending
+from softbits.experiments.protocol import Protocol, choose_settings, final_tasks, search_tasks
+from softbits.experiments.report import TABLE_COLUMNS, summarize, t_interval, write_report
 from softbits.experiments.settings import SETTING_COLUMNS, Setting
 from softbits.experiments.store import SCHEMA_VERSION, ResultStore
 from softbits.experiments.tasks import TEST_PHASE, ResultKey, ResultRow, RunMetrics

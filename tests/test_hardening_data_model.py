@@ -22,16 +22,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_main
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from softbits import TrainConfig, TrainedModel
 from softbits.data import Standardizer, load_table, scale_split, split_and_scale
 from softbits.device.predict import read_features
+from softbits.engine import resolve_device
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.quantizers import build_quantizer
-from softbits.engine import resolve_device
+
+from conftest import REPO, run_main
 
 TINY = ("bw-sq", "fp", "llt4", "pr-mq")
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from softbits import TrainConfig
+from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
-from softbits.train import build_model, fit_module
 from softbits.recipes import RECIPES, resolve
 from softbits.schedules import make_schedule
-from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
+from softbits.train import build_model, fit_module
 
 SMALL = dict(method="bw-sq", bits=3, layers=2, neurons=16, epochs=6, lr=3e-3, batch_size=64,
              device="cpu", seed=3)
@@ -76,9 +76,13 @@ def test_explicit_options_win_over_the_recipe():
     assert config.val_fraction == best["val_fraction"]
     config = resolve("best", epochs=40, optimizer="adam", lr_schedule="constant")
     assert (config.optimizer, config.lr_schedule, config.warmup_epochs) == ("adam", "constant", 0)
-    assert resolve("best", epochs=40, warmup_epochs=7).warmup_epochs == 7
+    assert resolve("best", epochs=40, lr_schedule="cosine", warmup_epochs=7).warmup_epochs == 7
     # None means "not given": the recipe's value stays
     assert resolve("best", epochs=40, weight_decay=None).weight_decay == best["weight_decay"]
+    assert resolve("best") != TrainConfig(recipe="best")  # best changes at least one default
+    # a cosine schedule asked for without a warm-up gets the recipe's share of the epochs
+    assert resolve("paper", epochs=40, lr_schedule="cosine").warmup_epochs == 2
+    assert resolve("paper", epochs=1, lr_schedule="cosine").warmup_epochs == 0
 
 
 def test_cosine_warms_up_then_decays_to_about_zero(data):
@@ -89,7 +93,7 @@ def test_cosine_warms_up_then_decays_to_about_zero(data):
     assert len(lrs) == 40
     assert lrs[:4] == sorted(lrs[:4]) and lrs[0] < lrs[3] < config.lr
     assert max(lrs) == pytest.approx(config.lr, rel=1e-2)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
     assert lrs[-1] < 1e-3 * config.lr
     flat: list[float] = []
     fit_module(X, y, TrainConfig(**SMALL), task="regression",

@@ -19,12 +19,13 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_main, start_server, stop_server
 import torch
 
 from softbits.cli import main
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
+
+from conftest import run_main, start_server, stop_server
 
 MAX_PAYLOAD = 4096
 
@@ -124,8 +125,8 @@ def test_softbits_send_equals_softbits_predict(setup, expected, capsys, to):
 def test_softbits_send_in_several_payloads(setup, expected, capsys, to, batch):
     """Each payload is one batch: bit-identical to predicting the same chunks, and equal to the
     one-batch predictions up to BLAS rounding (a row's bits may depend on its batch position)."""
-    from softbits.trained_model import TrainedModel
     from softbits.device.predict import predict_rows
+    from softbits.trained_model import TrainedModel
 
     code, out, err = cli_lines(capsys, "send", setup["dir"] / "bw-sq.safetensors", "--input",
                                setup["dir"] / "rows.csv", "--to", setup["urls"][to], "--batch", batch)

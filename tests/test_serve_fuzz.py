@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import start_server
-
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import HEADER, build_payload, encode_payload
 from softbits.train import train_dataset
+
+from conftest import start_server
 
 MAX_PAYLOAD = 2048
 HTTP_EXAMPLES = 10_000
@@ -93,6 +93,7 @@ def _expected_count(spec: EncoderSpec, data: bytes) -> int | None:
     return count if not (body & ~_pad_mask(spec)).any() else None
 
 
+@pytest.mark.slow
 def test_random_and_mutated_payloads(server):
     import httpx
 

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_main, start_server, stop_server
 
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import build_payload
+
+from conftest import run_main, start_server, stop_server
 
 #: the server's idle timeout and shutdown grace (softbits.serve.server) plus slack for a busy CI box
 IDLE_BOUND_S = 10.0

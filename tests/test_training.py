@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
+from softbits.engine import iterate_batches, resolve_device
 from softbits.errors import ConfigError, SoftbitsError
 from softbits.methods import METHODS
-from softbits.engine import iterate_batches, resolve_device
 
 SMALL = dict(layers=2, neurons=32, epochs=4, lr=3e-3, device="cpu")
 

@@ -12,7 +12,7 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -62,52 +62,52 @@ def load_input(dataset: str | None, data: Path | None, target: str | None, task:
     """Resolve ``--dataset NAME`` or ``--data PATH`` into a :class:`~softbits.data.Dataset`."""
     from softbits.data import load_dataset, load_table
 
-    if (dataset is None) == (data is None):
-        raise ConfigError("give exactly one of --dataset NAME or --data PATH")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if data is not None:
+        if data is not None and dataset is None:
             return load_table(data, target, task=task, dropna=dropna)
-        if target is not None:
-            raise ConfigError("--target applies to --data files; named datasets know their target")
-        return load_dataset(dataset, data_dir=data_dir, task=task, dropna=dropna)
+        if dataset is not None and data is None:
+            if target is not None:
+                raise ConfigError("--target applies to --data files; named datasets know their target")
+            return load_dataset(dataset, data_dir=data_dir, task=task, dropna=dropna)
+    raise ConfigError("give exactly one of --dataset NAME or --data PATH")
 
 
 @app.command()
 def train(
-    dataset: Annotated[Optional[str], typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Your own CSV, CSV.GZ or Parquet file.")] = None,
-    target: Annotated[Optional[str], typer.Option(help="Target column of --data (default: the last).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your own CSV, CSV.GZ or Parquet file.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
     method: Annotated[str, typer.Option(help="fp, po-mq, po-qq, pr-mq, pr-qq, sq, bw-mq, bw-qq, bw-sq (paper), bw-sq-ens, lsq, llt4, llt9.")] = "bw-sq",
     bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
     epochs: Annotated[int, typer.Option(help="Training epochs (the last one is evaluated).")] = 30,
     lr: Annotated[float, typer.Option(help="Learning rate, thresholds included (the peak of --lr-schedule cosine).")] = 1e-3,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (L2 for adam, decoupled for adamw; default: the recipe's).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (L2 for adam, decoupled for adamw; default: the recipe's).")] = None,
     dropout: Annotated[float, typer.Option(help="Dropout after each hidden layer.")] = 0.0,
     decrease_factor: Annotated[float, typer.Option(help="Temperature decays to this over the epochs (paper: 1e-3 or 1e-4).")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="Temperature schedule: exponential (paper), linear, logspace, warmup, cosine, cyclical, constant.")] = "exponential",
     init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper) or minmax.")] = "quantile",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 512,
-    val_fraction: Annotated[Optional[float], typer.Option(help="> 0: keep this share for validation and restore the best epoch (default: the recipe's).")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="> 0: keep this share for validation and restore the best epoch (default: the recipe's).")] = None,
     recipe: Annotated[str, typer.Option(help="Defaults for the options below and --weight-decay, --val-fraction: paper (Adam, constant lr, last epoch) or best (chosen by CV on training data; see docs/training.md). Options given explicitly win.")] = "paper",
-    optimizer: Annotated[Optional[str], typer.Option(help="adam (paper) or adamw (default: the recipe's).")] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(help="constant (paper) or cosine: warm-up, then decay to about 0 (default: the recipe's).")] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option(help="Linear warm-up epochs of --lr-schedule cosine (default: the recipe's share of the epochs).")] = None,
-    members: Annotated[Optional[int], typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam (paper) or adamw (default: the recipe's).")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant (paper) or cosine: warm-up, then decay to about 0 (default: the recipe's).")] = None,
+    warmup_epochs: Annotated[int | None, typer.Option(help="Linear warm-up epochs of --lr-schedule cosine (default: the recipe's share of the epochs).")] = None,
+    members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     task: Annotated[str, typer.Option(help="auto, regression or classification.")] = "auto",
     dropna: Annotated[bool, typer.Option(help="Drop rows with NaN/inf instead of failing.")] = False,
-    save: Annotated[Optional[Path], typer.Option(help="Write the trained model (safetensors) here.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Write the trained model (safetensors) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the summary.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Train one model and report its test metrics with hard (device-exact) quantization."""
     from softbits.data import split_and_scale
-    from softbits.train import summary, train_on_split
     from softbits.recipes import resolve
+    from softbits.train import summary, train_on_split
 
     config = resolve(recipe, method=method.lower(), bits=bits, layers=layers, neurons=neurons,
                      epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
@@ -233,9 +233,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except Exception as exc:
         # click's usage errors (typer vendors click) carry their own message and exit code
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            raise SystemExit(code) from None
         raise
 
 

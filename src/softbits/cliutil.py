@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -39,7 +39,7 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="SOFTBITS_DATA_DIR",
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="SOFTBITS_DATA_DIR",
                        help="Directory with <name>.csv.gz copies of the datasets.")]
 
 

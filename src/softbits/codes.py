@@ -24,7 +24,7 @@ def check_bits(bits: object) -> int:
 
     bool is refused although it is an int: ``True`` bits is a typo, not a width.
     """
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= MAX_BITS:
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= int(bits) <= MAX_BITS:
         raise ConfigError(f"bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
     return int(bits)
 

@@ -232,7 +232,7 @@ def lr_factors(lr_schedule: str, epochs: int, warmup_epochs: int = 0) -> list[fl
             for e in range(epochs)]
 
 
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam,
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.optim.Adam,
                                                         "adamw": torch.optim.AdamW}
 
 

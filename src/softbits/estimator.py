@@ -13,11 +13,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
-from softbits.data import Standardizer, Split
-from softbits.train import train_on_split
+from softbits.data import Split, Standardizer
 from softbits.recipes import resolve
+from softbits.train import train_on_split
+from softbits.trained_model import TrainedModel
 
 __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 
@@ -97,7 +97,7 @@ class SoftbitsRegressor(RegressorMixin, _SoftbitsBase):
 
     _task = "regression"
 
-    def fit(self, X: Any, y: Any) -> "SoftbitsRegressor":
+    def fit(self, X: Any, y: Any) -> SoftbitsRegressor:
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.model_ = self._fit(X, np.asarray(y, dtype=np.float64), None)
         return self
@@ -113,7 +113,7 @@ class SoftbitsClassifier(ClassifierMixin, _SoftbitsBase):
 
     _task = "classification"
 
-    def fit(self, X: Any, y: Any) -> "SoftbitsClassifier":
+    def fit(self, X: Any, y: Any) -> SoftbitsClassifier:
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softbits.errors import DataError
 from softbits.ensemble import BatchedLinear, BatchedMLP, MemberMean, batched_linear
+from softbits.errors import DataError
 from softbits.quantizers import Quantizer
 
 __all__ = ["build_mlp", "build_network", "describe_network", "network_eval", "QuantizedMLP"]

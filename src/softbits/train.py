@@ -13,14 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from softbits.trained_model import TrainedModel
 from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, split_and_scale
-from softbits.runtime import runtime_info
-from softbits.errors import ConfigError
-from softbits.methods import get_method
-from softbits.network import QuantizedMLP, build_network
-from softbits.schedules import make_schedule
 from softbits.engine import (
     FitResult,
     evaluate,
@@ -30,6 +24,12 @@ from softbits.engine import (
     target_tensor,
     to_tensor,
 )
+from softbits.errors import ConfigError
+from softbits.methods import get_method
+from softbits.network import QuantizedMLP, build_network
+from softbits.runtime import runtime_info
+from softbits.schedules import make_schedule
+from softbits.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "evaluate_as", "fit_module", "score", "summary",

@@ -27,11 +27,11 @@ from safetensors.torch import load_file, save_file
 from softbits.codes import max_code
 from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.data import Standardizer
+from softbits.engine import FitResult
 from softbits.errors import ConfigError, DataError
 from softbits.methods import get_method
 from softbits.network import QuantizedMLP, build_network, describe_network
 from softbits.quantizers import build_quantizer
-from softbits.engine import FitResult
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -183,7 +183,7 @@ class TrainedModel:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> "TrainedModel":
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> TrainedModel:
         """Read a model file; anything wrong with it is one :class:`DataError` line."""
         path = Path(path)
         if not path.is_file():

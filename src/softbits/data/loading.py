@@ -165,7 +165,7 @@ def frame_to_dataset(
         bad_y |= ~np.isfinite(y_raw.to_numpy(dtype=np.float64, na_value=np.nan))
     bad_rows = bad_x.any(axis=1) | bad_y
     if bad_rows.any():
-        cols = [str(c) for c, b in zip(numeric.columns, bad_x.any(axis=0)) if b]
+        cols = [str(c) for c, b in zip(numeric.columns, bad_x.any(axis=0), strict=True) if b]
         if bad_y.any():
             cols.append(str(target))
         if not dropna:

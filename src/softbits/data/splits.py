@@ -30,7 +30,7 @@ class Standardizer:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, a: np.ndarray, names: Sequence[str] | None = None) -> "Standardizer":
+    def fit(cls, a: np.ndarray, names: Sequence[str] | None = None) -> Standardizer:
         """Fit on ``a`` [N, F]; ``names`` label the columns in errors.
 
         Finite values can still overflow float64 in the sum or the squares (a column near 1e308, a

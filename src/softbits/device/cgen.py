@@ -45,7 +45,7 @@ def _c_identifier_comment(name: str) -> str:
 
 def _template(name: str) -> string.Template:
     """The fixed C of the encoder, shipped as package data; ``${name}`` marks a value of the spec."""
-    text = resources.files("softbits.device").joinpath("templates", name).read_text(encoding="utf-8")
+    text = resources.files("softbits.device").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
     return string.Template(text)
 
 
@@ -59,7 +59,7 @@ def _header(spec: EncoderSpec) -> str:
 def _table(spec: EncoderSpec) -> str:
     keys = float32_keys(spec.thresholds)
     lines = ["static const int32_t softbits_keys[SOFTBITS_N_FEATURES][SOFTBITS_N_THRESHOLDS] = {"]
-    for name, row in zip(spec.feature_names, keys):
+    for name, row in zip(spec.feature_names, keys, strict=True):
         lines.append(f"    /* {_c_identifier_comment(name)} */ {{")
         literals = [str(int(v)) for v in row]
         for i in range(0, len(literals), _PER_LINE):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -56,7 +56,7 @@ def export(
 def encode_cmd(
     model: ModelArg,
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output file (hex: stdout when omitted).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file (hex: stdout when omitted).")] = None,
     format: Annotated[str, typer.Option("--format", help="bin (a wire payload) or hex (packed samples, one line each, no header).")] = "bin",
 ) -> None:
     """Encode raw CSV rows as the device does: a wire payload, or the bytes softbits_encode writes."""
@@ -89,8 +89,8 @@ def encode_cmd(
 
 def predict(
     model: ModelArg,
-    input: Annotated[Optional[Path], typer.Option("--input", help="CSV with a header row of raw features.")] = None,
-    payload: Annotated[Optional[Path], typer.Option(help="A wire payload (softbits encode --out).")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="CSV with a header row of raw features.")] = None,
+    payload: Annotated[Path | None, typer.Option(help="A wire payload (softbits encode --out).")] = None,
 ) -> None:
     """Print one prediction per line, from raw rows (device-exact encoder) or from a payload."""
     from softbits.device.predict import (

@@ -30,7 +30,7 @@ __all__ = ["device_spec", "format_prediction", "predict_payload", "predict_rows"
            "prediction_values", "read_features"]
 
 
-def device_spec(model: "TrainedModel") -> EncoderSpec | None:
+def device_spec(model: TrainedModel) -> EncoderSpec | None:
     """The model's encoder spec, or ``None`` when it has no threshold encoder."""
     q = model.module.quantizer
     return EncoderSpec.from_model(model) if q is not None and q.has_thresholds else None
@@ -74,7 +74,7 @@ def read_features(path: Path, feature_names: list[str], target_name: str | None 
         raise DataError(f"{path} has a non-numeric feature value: {exc}") from None
 
 
-def predict_rows(model: "TrainedModel", X: np.ndarray) -> np.ndarray:
+def predict_rows(model: TrainedModel, X: np.ndarray) -> np.ndarray:
     """Predictions for raw rows; the device-exact path for threshold models."""
     spec = device_spec(model)
     if spec is None:
@@ -82,13 +82,13 @@ def predict_rows(model: "TrainedModel", X: np.ndarray) -> np.ndarray:
     return model.predict_codes(encode(spec, X))
 
 
-def predict_payload(model: "TrainedModel", spec: EncoderSpec, data: bytes,
+def predict_payload(model: TrainedModel, spec: EncoderSpec, data: bytes,
                     max_bytes: int | None = None) -> np.ndarray:
     """Predictions for one payload, all its samples as one batch."""
     return model.predict_codes(parse_payload(spec, data, max_bytes))
 
 
-def prediction_values(model: "TrainedModel", pred: np.ndarray) -> list[Any]:
+def prediction_values(model: TrainedModel, pred: np.ndarray) -> list[Any]:
     """JSON-ready predictions: floats (regression) or class labels (classification)."""
     if model.task == "classification":
         idx = [int(i) for i in pred]

@@ -104,7 +104,7 @@ def canonical_bytes(feature_names: tuple[str, ...], bits: int, thresholds: np.nd
     """
     parts = [_CANON_TAG, struct.pack("<BBH", format_version, bits, len(feature_names))]
     table = np.ascontiguousarray(thresholds, dtype="<f4")
-    for name, row in zip(feature_names, table):
+    for name, row in zip(feature_names, table, strict=True):
         encoded = name.encode("utf-8")
         parts += [struct.pack("<H", len(encoded)), encoded, row.tobytes()]
     return b"".join(parts)
@@ -186,7 +186,7 @@ class EncoderSpec:
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model: "TrainedModel") -> "EncoderSpec":
+    def from_model(cls, model: TrainedModel) -> EncoderSpec:
         """The device encoder of a trained threshold model (raises for fp/lsq/llt)."""
         q = model.module.quantizer
         if q is None or not getattr(q, "has_thresholds", False):
@@ -198,7 +198,7 @@ class EncoderSpec:
         return cls(tuple(model.feature_names), int(q.bits), table, source=source)
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> "EncoderSpec":
+    def from_dict(cls, obj: dict[str, Any]) -> EncoderSpec:
         """Read ``encoder.json``'s object; checks the model id it states."""
         try:
             if obj.get("format") != ENCODER_FORMAT:
@@ -232,7 +232,7 @@ class EncoderSpec:
             "bit_order": "lsb-first",
             "features": [
                 {"name": name, "bits": self.bits, "thresholds": [float(v) for v in row]}
-                for name, row in zip(self.feature_names, self.thresholds)
+                for name, row in zip(self.feature_names, self.thresholds, strict=True)
             ],
             "source": self.source,
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
@@ -62,13 +62,13 @@ class LineProgress:
         self._write, self._interval = write, interval
         self._tasks: list[dict[str, Any]] = []
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, description: str, total: int) -> int:
+    def add_task(self, description: str, *, total: int) -> int:
         now = time.perf_counter()
         self._tasks.append({"description": description, "total": total, "done": 0,
                             "start": now, "last": now})
@@ -112,21 +112,21 @@ def _progress() -> Progress | LineProgress:
 
 
 def reproduce(
-    datasets: Annotated[Optional[str], typer.Option(help="Comma-separated datasets (default: the paper's six; --quick: fried).")] = None,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all twelve of Table 2).")] = None,
-    bits: Annotated[Optional[str], typer.Option(help="Bit widths: a range 2-8 or a list 2,4,6 (default 2-8; --quick: 2,4).")] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma-separated datasets (default: the paper's six; --quick: fried).")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all twelve of Table 2).")] = None,
+    bits: Annotated[str | None, typer.Option(help="Bit widths: a range 2-8 or a list 2,4,6 (default 2-8; --quick: 2,4).")] = None,
     settings: Annotated[str, typer.Option(help="'search' (random search + K-fold CV) or a CSV with the chosen settings per (dataset, method, bits), e.g. the paper's paper_results.csv.")] = "search",
-    n_settings: Annotated[Optional[int], typer.Option(help="Settings drawn for the search (default 100; --quick: 3).")] = None,
-    grid: Annotated[Optional[Path], typer.Option(help="JSON file with the search grid (default: the paper's; --quick: small nets).")] = None,
+    n_settings: Annotated[int | None, typer.Option(help="Settings drawn for the search (default 100; --quick: 3).")] = None,
+    grid: Annotated[Path | None, typer.Option(help="JSON file with the search grid (default: the paper's; --quick: small nets).")] = None,
     folds: Annotated[int, typer.Option(help="K of the K-fold search on the 90% part.")] = 4,
-    repeats: Annotated[Optional[int], typer.Option(help="Final-test repeats, seed = seed + r (default 10; --quick: 3).")] = None,
+    repeats: Annotated[int | None, typer.Option(help="Final-test repeats, seed = seed + r (default 10; --quick: 3).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the settings draw, the held-out split and the folds.")] = 42,
     quick: Annotated[bool, typer.Option("--quick", help="Preset that finishes in minutes on a laptop CPU: fried, 5 methods, bits 2,4, 3 small settings, 3 repeats.")] = False,
     store: Annotated[Path, typer.Option(help="SQLite results store; re-running skips finished runs.")] = Path("runs/softbits.sqlite"),
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Report directory (default: <store>_report next to the store).")] = None,
-    compare: Annotated[Optional[Path], typer.Option("--compare", help="Reference table (e.g. paper_results.csv): the report adds ours/reference and inside-CI per cell.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Report directory (default: <store>_report next to the store).")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="Reference table (e.g. paper_results.csv): the report adds ours/reference and inside-CI per cell.")] = None,
     jobs: Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")] = 0,
-    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
@@ -161,7 +161,7 @@ def reproduce(
 def report(
     store: Annotated[Path, typer.Option(help="SQLite results store written by reproduce.")],
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for table.csv, table.md, figure4.png.")],
-    compare: Annotated[Optional[Path], typer.Option("--compare", help="Reference table (e.g. paper_results.csv): ratio ours/reference and inside-CI per cell.")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="Reference table (e.g. paper_results.csv): ratio ours/reference and inside-CI per cell.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the table rows.")] = False,
 ) -> None:
     """Table 2 (CSV + Markdown) and Figure 4 from a results store, optionally against a reference."""

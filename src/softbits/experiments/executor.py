@@ -27,7 +27,7 @@ class Backend(ABC):
     def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
         """Run ``tasks``; yield each result as it finishes."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: most backends hold nothing to release)
         """Release workers or connections."""
 
 

@@ -109,13 +109,13 @@ def _fmt(x: float) -> str:
 def _markdown_table(table: pd.DataFrame) -> str:
     """Rows dataset × bits, columns methods; best quantized method per row in bold."""
     order = _method_order()
-    methods = sorted(table["method"].unique(), key=order.get)
+    methods = sorted(table["method"].unique(), key=lambda m: order.get(m, len(order)))
     lines = ["| dataset | bits | " + " | ".join(methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
     for (dataset, bits), group in table.groupby(["dataset", "bits"], sort=False):
-        means = dict(zip(group["method"], group["test_mse_mean"]))
+        means = dict(zip(group["method"], group["test_mse_mean"], strict=True))
         quantized = {m: v for m, v in means.items() if m != "FP" and np.isfinite(v)}
-        best = min(quantized, key=quantized.get) if quantized else None
+        best = min(quantized, key=quantized.__getitem__) if quantized else None
         cells = []
         for m in methods:
             text = _fmt(means[m]) if m in means else ""
@@ -136,9 +136,9 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     order = _method_order()
-    for ax, dataset in zip(axes[0], datasets):
+    for ax, dataset in zip(axes[0], datasets, strict=True):
         part = table[table["dataset"] == dataset]
-        for method in sorted(part["method"].unique(), key=order.get):
+        for method in sorted(part["method"].unique(), key=lambda m: order.get(m, len(order))):
             m = part[part["method"] == method].sort_values("bits")
             if method == "FP":
                 ax.axhline(float(m["test_mse_mean"].mean()), color="black", linestyle="--", label="FP")
@@ -239,18 +239,19 @@ def write_report(store: ResultStore, out: Path, reference: Path | None = None) -
     cmp = compare(table, reference, _spread(runs)) if reference is not None else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png",
-                        provenance=out / "provenance.json")
+    provenance = out / "provenance.json"
+    paths = ReportPaths(out / "table.csv", out / "table.md", out / "figure4.png", provenance=provenance)
     table.to_csv(paths.table_csv, index=False)
-    paths.provenance.write_text(json.dumps(_provenance(runs, store.path), indent=1) + "\n")
+    provenance.write_text(json.dumps(_provenance(runs, store.path), indent=1) + "\n")
     paths.table_md.write_text("Mean test MSE over the final-test repeats (standardized target); "
                               "best quantized method per row in bold.\n\n" + _markdown_table(table))
     _figure(table, paths.figure)
-    if cmp is not None:
+    if cmp is not None and reference is not None:
+        compare_md = out / "compare.md"
         paths = ReportPaths(paths.table_csv, paths.table_md, paths.figure,
-                            out / "compare.csv", out / "compare.md", paths.provenance)
-        cmp.to_csv(paths.compare_csv, index=False)
-        paths.compare_md.write_text(f"Ours vs {Path(reference).name}: ratio of means and whether "
+                            out / "compare.csv", compare_md, paths.provenance)
+        cmp.to_csv(out / "compare.csv", index=False)
+        compare_md.write_text(f"Ours vs {Path(reference).name}: ratio of means and whether "
                                     "our mean lies inside (or below) the reference 95% CI.\n\n"
                                     + _compare_markdown(cmp))
     return paths

@@ -69,13 +69,13 @@ class ProgressSink(Interface):
     """Where the protocol reports completed trainings: a rich ``Progress`` or anything with its
     ``add_task``/``advance`` (``softbits.experiments.commands.LineProgress`` writes log lines)."""
 
-    def add_task(self, description: str, total: int) -> Any: ...
+    def add_task(self, description: str, *, total: int) -> Any: ...
 
     def advance(self, task_id: Any) -> None: ...
 
 
 class _NoProgress:
-    def add_task(self, description: str, total: int) -> int:
+    def add_task(self, description: str, *, total: int) -> int:
         return 0
 
     def advance(self, task_id: Any) -> None:
@@ -184,13 +184,7 @@ def run_protocol(
         manager (a rich ``Progress``) is entered for the trainings only, after all validation.
     """
     from softbits.cli import check_output_dir, writing
-    from softbits.experiments.protocol import (
-        Protocol,
-        choose_settings,
-        final_tasks,
-        search_tasks,
-    )
-    from softbits.experiments.report import read_reference, write_report
+    from softbits.engine import resolve_device
     from softbits.experiments.executor import (
         DaskBackend,
         LocalBackend,
@@ -198,6 +192,13 @@ def run_protocol(
         execute,
         pending,
     )
+    from softbits.experiments.protocol import (
+        Protocol,
+        choose_settings,
+        final_tasks,
+        search_tasks,
+    )
+    from softbits.experiments.report import read_reference, write_report
     from softbits.experiments.settings import (
         draw_settings,
         load_grid,
@@ -205,7 +206,6 @@ def run_protocol(
     )
     from softbits.experiments.store import ResultStore, check_store
     from softbits.methods import get_method
-    from softbits.engine import resolve_device
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET
@@ -250,7 +250,7 @@ def run_protocol(
         table = read_settings_table(Path(settings), needed)
         chosen_from_file = {(d, m, b): table[(d, get_method(m).display, b)]
                             for d, m, b in protocol.cells()}
-        for (d, m, b), s in chosen_from_file.items():
+        for (_, m, b), s in chosen_from_file.items():
             s.train_config(m, b, seed, device)
 
     sink = progress if progress is not None else _NoProgress()

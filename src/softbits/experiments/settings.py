@@ -71,7 +71,7 @@ class Setting:
     weight_decay: float
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Setting":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Setting:
         """Coerce table values (``5.0`` layers, ``'1e-3'``) to the field types."""
         return cls(
             learning_rate=float(values["learning_rate"]),

@@ -183,7 +183,7 @@ class ResultStore:
                     + "COMMIT;")
 
     @classmethod
-    def open_existing(cls, path: Path) -> "ResultStore":
+    def open_existing(cls, path: Path) -> ResultStore:
         """For reading: opened read-only, so a missing or empty file is a user error rather than
         a new store, and the file stays byte for byte as it was."""
         return cls(path, read_only=True)
@@ -191,7 +191,7 @@ class ResultStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

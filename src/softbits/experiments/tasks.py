@@ -19,10 +19,10 @@ import torch
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
-from softbits.runtime import runtime_info
-from softbits.experiments.settings import Setting
-from softbits.train import TestMetrics, evaluate_as, fit_module, score
 from softbits.engine import target_tensor, to_tensor
+from softbits.experiments.settings import Setting
+from softbits.runtime import runtime_info
+from softbits.train import TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
            "load_cached", "TEST_PHASE", "cv_phase"]
@@ -172,5 +172,5 @@ def run(task: Task) -> TaskResult:
                                      final_train_loss=fitted.fit.final_train_loss,
                                      n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
                                      threads=torch.get_num_threads()))
-        for key, metrics in zip(task.keys(), tested))
+        for key, metrics in zip(task.keys(), tested, strict=True))
     return TaskResult(task=task, rows=rows)

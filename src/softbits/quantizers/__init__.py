@@ -10,7 +10,10 @@ from softbits.codes import check_bits
 from softbits.errors import ConfigError
 from softbits.quantizers.base import Quantizer, ThresholdQuantizer
 from softbits.quantizers.bitwise import BitwiseQuantizer
+from softbits.quantizers.llt import LLTQuantizer
+from softbits.quantizers.lsq import LSQQuantizer
 from softbits.quantizers.midpoint import MidpointQuantizer
+from softbits.quantizers.soft import SoftQuantizer
 from softbits.quantizers.threshold_init import (
     THRESHOLD_INITS,
     midpoint_levels,
@@ -18,9 +21,6 @@ from softbits.quantizers.threshold_init import (
     n_thresholds,
     quantile_thresholds,
 )
-from softbits.quantizers.llt import LLTQuantizer
-from softbits.quantizers.lsq import LSQQuantizer
-from softbits.quantizers.soft import SoftQuantizer
 
 __all__ = [
     "QUANTIZERS",

@@ -32,6 +32,8 @@ class Quantizer(nn.Module, ABC):
     #: value they may hold there (dropped when the file is read)
     legacy_options: ClassVar[dict[str, Any]] = {}
 
+    temperature: torch.Tensor
+
     def __init__(self, n_features: int, bits: int) -> None:
         super().__init__()
         self.n_features = int(n_features)
@@ -69,6 +71,8 @@ class ThresholdQuantizer(Quantizer):
     """Quantizers whose code is k = #{j : x > a_j} over 2^n − 1 thresholds per feature."""
 
     has_thresholds: ClassVar[bool] = True
+
+    thresholds: torch.Tensor
 
     def __init__(self, n_features: int, bits: int, *, trainable: bool = False,
                  init: str = "quantile") -> None:

@@ -32,6 +32,8 @@ class LLTQuantizer(Quantizer):
     kind: ClassVar[str] = "llt"
     uses_temperature: ClassVar[bool] = True
 
+    initialized: torch.Tensor
+
     def __init__(self, n_features: int, bits: int, *, granularity: int = 4) -> None:
         if bits < 2:
             raise ConfigError("LLT needs bits >= 2 (R = 2^(n-1) - 1 must be >= 1)")

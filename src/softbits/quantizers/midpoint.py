@@ -20,6 +20,8 @@ class MidpointQuantizer(ThresholdQuantizer):
 
     legacy_options: ClassVar[dict[str, Any]] = {"trainable": False}
 
+    levels: torch.Tensor
+
     def __init__(self, n_features: int, bits: int, *, init: str = "minmax") -> None:
         if bits < 2:
             raise ConfigError("midpoint decoding needs bits >= 2 (at least 2 thresholds per feature)")

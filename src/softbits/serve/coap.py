@@ -62,7 +62,7 @@ class Block1Uploads:
     def __len__(self) -> int:
         return len(self._uploads)
 
-    def feed(self, request: "aiocoap.Message") -> "aiocoap.Message":
+    def feed(self, request: aiocoap.Message) -> aiocoap.Message:
         """The complete request to answer, or the reply to send now (2.31, 4.xx, 5.03)."""
         import aiocoap
         from aiocoap.numbers.optionnumbers import OptionNumber
@@ -116,7 +116,7 @@ class Block1Uploads:
         for key in stale:
             del self._uploads[key]
 
-    def _too_large(self, what: str) -> "aiocoap.Message":
+    def _too_large(self, what: str) -> aiocoap.Message:
         import aiocoap
 
         # RFC 7959 §4: Size1 in a 4.13 tells the client the largest size the server accepts
@@ -125,7 +125,7 @@ class Block1Uploads:
                                payload=f"{what} exceeds the limit of {self.max_bytes} bytes".encode())
 
 
-def create_coap_site(service: "PredictionService") -> Any:
+def create_coap_site(service: PredictionService) -> Any:
     """An aiocoap site with the ``/predict`` resource (and ``/.well-known/core``)."""
     import aiocoap
     import aiocoap.resource as resource

@@ -26,9 +26,10 @@ def serve(
     """Serve predictions for wire payloads over CoAP (POST/PUT /predict) and HTTP (POST /v1/predict)."""
     import torch
 
-    from softbits.trained_model import TrainedModel
-    from softbits.serve.server import parse_address, serve as run
+    from softbits.serve.server import parse_address
+    from softbits.serve.server import serve as run
     from softbits.serve.service import PredictionService
+    from softbits.trained_model import TrainedModel
 
     if max_payload < 16:
         raise ConfigError("--max-payload must be at least 16 bytes (the header)")
@@ -53,12 +54,12 @@ def send(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.")] = 30.0,
 ) -> None:
     """Encode CSV rows like a device, send them, print one prediction per line."""
-    from softbits.trained_model import TrainedModel
     from softbits.device.encode import encode_packed
     from softbits.device.predict import format_prediction, read_features
     from softbits.device.spec import EncoderSpec
     from softbits.device.wire import MAX_SAMPLES, build_payload
     from softbits.serve.client import send_payloads
+    from softbits.trained_model import TrainedModel
 
     if not 1 <= batch <= MAX_SAMPLES:
         raise ConfigError(f"--batch must be 1..{MAX_SAMPLES}")

@@ -152,7 +152,7 @@ def _idle_closing_protocol() -> type[asyncio.Protocol]:
     return IdleClosingProtocol
 
 
-async def _start_http(service: "PredictionService", address: Address) -> tuple[Any, asyncio.Task, int]:
+async def _start_http(service: PredictionService, address: Address) -> tuple[Any, asyncio.Task, int]:
     import uvicorn
 
     from softbits.serve.httpapp import create_http_app
@@ -199,7 +199,7 @@ def _no_port_sharing() -> Iterator[None]:
             os.environ["AIOCOAP_REUSE_PORT"] = before
 
 
-async def _start_coap(service: "PredictionService", address: Address) -> Any:
+async def _start_coap(service: PredictionService, address: Address) -> Any:
     import aiocoap
 
     from softbits.serve.coap import create_coap_site
@@ -230,7 +230,7 @@ def _udp_port(ctx: Any, requested: int) -> int:
     return requested
 
 
-async def run_servers(service: "PredictionService", http: Address | None, coap: Address | None,
+async def run_servers(service: PredictionService, http: Address | None, coap: Address | None,
                       on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
     if http is None and coap is None:
@@ -250,7 +250,7 @@ async def run_servers(service: "PredictionService", http: Address | None, coap: 
             on_ready(urls)
             await stop.wait()
         finally:
-            if http_server is not None:
+            if http_server is not None and http_task is not None:
                 http_server.should_exit = True
                 await http_task
             if coap_ctx is not None:
@@ -261,7 +261,7 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(service: "PredictionService", http: Address | None, coap: Address | None,
+def serve(service: PredictionService, http: Address | None, coap: Address | None,
           on_ready: Callable[[dict[str, str]], None]) -> None:
     """Blocking entry point for the CLI; on uvloop's event loop when it is installed.
 

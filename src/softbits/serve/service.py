@@ -50,7 +50,7 @@ class Answer:
 class PredictionService:
     """A loaded model, its encoder spec and the payload size limit."""
 
-    def __init__(self, model: "TrainedModel", max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(self, model: TrainedModel, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         if max_payload_bytes < HEADER_BYTES:
             raise ConfigError(f"max_payload_bytes must be at least {HEADER_BYTES}")
         self.model = model
