@@ -118,3 +118,12 @@ def stop_server(proc: subprocess.Popen) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def pad_mask(spec) -> np.ndarray:
+    """Per sample byte, the bits codes may use: the last byte's padding bits must stay 0."""
+    mask = np.full(spec.sample_bytes, 0xFF, dtype=np.uint8)
+    used = spec.n_features * spec.bits % 8
+    if used:
+        mask[-1] = (1 << used) - 1
+    return mask

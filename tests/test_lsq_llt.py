@@ -1,4 +1,4 @@
-"""LSQ and LLT against SPEC: initialisation, gradient scale, straight-through, device view."""
+"""LSQ and LLT against their papers (docs/training.md): initialisation, gradient scale, straight-through, device view."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each quantizer's math against SPEC, and the device view (encode/decode) against eval forward."""
+"""Each quantizer's math against the paper's equations (docs/training.md, "Quantizers"), and the device view (encode/decode) against eval forward."""
 
 from __future__ import annotations
 

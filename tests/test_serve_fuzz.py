@@ -23,7 +23,7 @@ from softbits.device.spec import EncoderSpec
 from softbits.device.wire import HEADER, build_payload, encode_payload
 from softbits.train import train_dataset
 
-from conftest import start_server
+from conftest import pad_mask, start_server
 
 MAX_PAYLOAD = 2048
 HTTP_EXAMPLES = 10_000
@@ -57,7 +57,7 @@ def payloads(spec: EncoderSpec, good: bytes) -> st.SearchStrategy[bytes]:
     """Random bytes, valid payloads, and valid payloads with flipped, cut, grown or rewritten parts."""
     valid = st.builds(
         lambda n, seed: build_payload(spec, np.random.default_rng(seed).integers(
-            0, 256, (n, spec.sample_bytes), dtype=np.uint8) & _pad_mask(spec)),
+            0, 256, (n, spec.sample_bytes), dtype=np.uint8) & pad_mask(spec)),
         st.integers(1, 40), st.integers(0, 2**32 - 1))
     flipped = st.builds(lambda d, i, b: d[: i % len(d)] + bytes([b]) + d[i % len(d) + 1:],
                         valid, st.integers(0, 10_000), st.integers(0, 255))
@@ -73,14 +73,6 @@ def payloads(spec: EncoderSpec, good: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=300), valid, flipped, cut, grown, header, oversized)
 
 
-def _pad_mask(spec: EncoderSpec) -> np.ndarray:
-    mask = np.full(spec.sample_bytes, 0xFF, dtype=np.uint8)
-    used = spec.n_features * spec.bits % 8
-    if used:
-        mask[-1] = (1 << used) - 1
-    return mask
-
-
 def _expected_count(spec: EncoderSpec, data: bytes) -> int | None:
     """Samples a valid payload holds, or None when the server must refuse it."""
     if len(data) < HEADER.size or len(data) > MAX_PAYLOAD:
@@ -90,7 +82,7 @@ def _expected_count(spec: EncoderSpec, data: bytes) -> int | None:
     if not ok or count == 0 or len(data) != HEADER.size + count * spec.sample_bytes:
         return None
     body = np.frombuffer(data, np.uint8, offset=HEADER.size).reshape(count, spec.sample_bytes)
-    return count if not (body & ~_pad_mask(spec)).any() else None
+    return count if not (body & ~pad_mask(spec)).any() else None
 
 
 @pytest.mark.slow
@@ -213,7 +205,7 @@ def block1_uploads(spec: EncoderSpec) -> st.SearchStrategy[tuple[bytes, int, int
     per_sample = spec.sample_bytes
     near = st.integers(MAX_PAYLOAD - 3 * per_sample, MAX_PAYLOAD + 1100)
     valid = st.builds(lambda n, seed: build_payload(spec, np.random.default_rng(seed).integers(
-        0, 256, (n, per_sample), dtype=np.uint8) & _pad_mask(spec)),
+        0, 256, (n, per_sample), dtype=np.uint8) & pad_mask(spec)),
         st.integers(1, (MAX_PAYLOAD + 1100 - HEADER.size) // per_sample), st.integers(0, 2**32 - 1))
     raw = st.builds(lambda n, seed: np.random.default_rng(seed).bytes(n),
                     st.one_of(near, st.integers(1, MAX_PAYLOAD + 1100)), st.integers(0, 2**32 - 1))

@@ -25,7 +25,7 @@ import torch
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import build_payload
 
-from conftest import run_main, start_server, stop_server
+from conftest import pad_mask, run_main, start_server, stop_server
 
 #: the server's idle timeout and shutdown grace (softbits.serve.server) plus slack for a busy CI box
 IDLE_BOUND_S = 10.0
@@ -185,7 +185,7 @@ def test_non_finite_predictions_are_a_json_error(models):
 
     spec = models["spec"]
     codes_small = np.zeros((2, spec.sample_bytes), np.uint8)
-    codes_large = np.full((2, spec.sample_bytes), 0xFF, np.uint8) & _pad_mask(spec)
+    codes_large = np.full((2, spec.sample_bytes), 0xFF, np.uint8) & pad_mask(spec)
     fine, bad = build_payload(spec, codes_small), build_payload(spec, codes_large)
     proc, urls = start_server(models["overflow"], _env())
     try:
@@ -208,14 +208,6 @@ def test_non_finite_predictions_are_a_json_error(models):
         assert proc.poll() is None
     finally:
         stop_server(proc)
-
-
-def _pad_mask(spec: EncoderSpec) -> np.ndarray:
-    mask = np.full(spec.sample_bytes, 0xFF, dtype=np.uint8)
-    used = spec.n_features * spec.bits % 8
-    if used:
-        mask[-1] = (1 << used) - 1
-    return mask
 
 
 def test_serve_refuses_a_model_that_predicts_no_finite_value(models):

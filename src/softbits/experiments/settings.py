@@ -35,7 +35,7 @@ __all__ = [
 SETTING_COLUMNS = ("learning_rate", "hidden_layers", "hidden_neurons", "num_epochs",
                    "decrease_factor", "dropout_rate", "weight_decay")
 
-#: SPEC protocol step 2: each key drawn independently from these values
+#: the paper's search grid (docs/reproduce.md, "What one command does"): each key drawn independently from these values
 PAPER_GRID: dict[str, tuple[float, ...]] = {
     "learning_rate": (1e-3, 1e-4),
     "hidden_layers": (5, 6, 8, 10),
