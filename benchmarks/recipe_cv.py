@@ -13,6 +13,7 @@ the same folds. ``python benchmarks/recipe_cv.py --help`` lists the options.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from itertools import product
@@ -25,10 +26,10 @@ from common import save_result
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import load_dataset, scale_split
-from softbits.env import machine_info
-from softbits.pipeline import fit_module, score
+from softbits.engine import target_tensor, to_tensor
 from softbits.recipes import resolve
-from softbits.training import target_tensor, to_tensor
+from softbits.runtime import machine_info
+from softbits.train import fit_module, score
 
 #: (dataset, bits, layers, neurons, epochs, lr, decrease factor, dropout): the paper's Bw-SQ
 #: settings (reference/paper_results.csv); california's 6×512 network is cut to 6×128 to fit
@@ -84,6 +85,21 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
             "best": ranking[0] if ranking else None}
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The summary as a Markdown table: mean ± std validation MSE per cell, the geometric mean
+    of the ratios to the paper's loop, best first."""
+    summary = result["summary"]
+    cells = list(summary["cells"])
+    lines = ["| candidate | " + " | ".join(cells) + " | geomean ratio to paper |",
+             "|---|" + "---:|" * (len(cells) + 1)]
+    for name in summary["ranking"]:
+        row = [f"{summary['cells'][c]['candidates'][name]['mean_val_mse']:.4f} ± "
+               f"{summary['cells'][c]['candidates'][name]['std_val_mse']:.4f}" for c in cells]
+        lines.append(f"| {name} | " + " | ".join(row) +
+                     f" | {summary['geomean_ratio_to_paper'][name]:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=3)
@@ -95,7 +111,12 @@ def main() -> None:
                         help="seconds; no training starts after this")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "recipe_cv.json")
+    parser.add_argument("--table", action="store_true",
+                        help="print --out's summary as a Markdown table and exit (no training)")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     torch.set_num_threads(args.threads)
     wanted = args.cells.split(",")
     cells = [c for c in CELLS if f"{c[0]}:{c[1]}" in wanted]
@@ -108,7 +129,7 @@ def main() -> None:
                     "random_state=seed) on the 90% part; scalers fit per training fold; "
                     "hard-quantized MSE on the held-out fold (standardized target)",
         "cells": [dict(zip(("dataset", "bits", "layers", "neurons", "epochs", "lr",
-                            "decrease_factor", "dropout"), c)) for c in cells],
+                            "decrease_factor", "dropout"), c, strict=True)) for c in cells],
         "candidates": cands, "rows": [], "complete": False,
     }
     start = time.perf_counter()
