@@ -9,14 +9,17 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from softbits import TrainConfig
+from softbits import TrainConfig, load_dataset, train_dataset
 from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
-from softbits.errors import ConfigError
+from softbits.errors import ConfigError, DataError
 from softbits.estimator import SoftbitsRegressor
 from softbits.recipes import RECIPES, resolve
 from softbits.schedules import make_schedule
 from softbits.train import build_model, fit_module
+from softbits.trained_model import TrainedModel
 
 SMALL = dict(method="bw-sq", bits=3, layers=2, neurons=16, epochs=6, lr=3e-3, batch_size=64,
              device="cpu", seed=3)
@@ -175,3 +178,20 @@ def test_train_refuses_bad_recipe_options_before_training(softbits_cmd, cli_env,
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr and not save.exists()
+
+
+def test_model_file_keeps_the_resolved_recipe(tmp_path):
+    config = resolve("best", bits=3, layers=1, neurons=8, epochs=4, device="cpu",
+                     optimizer="adamw", lr_schedule="cosine")
+    path = tmp_path / "m.safetensors"
+    train_dataset(load_dataset("diabetes"), config).save(path)
+    assert TrainedModel.load(path).config == config
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["softbits"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    header["config"]["optimizer"] = "sgd"
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata={"softbits": json.dumps(header)})
+    with pytest.raises(DataError, match="unknown optimizer 'sgd'") as info:
+        TrainedModel.load(edited)
+    assert "\n" not in str(info.value)
