@@ -92,8 +92,10 @@ def test_cosine_warms_up_then_decays_to_about_zero(data):
     X, y = data
     lrs: list[float] = []
     config = TrainConfig(**{**SMALL, "epochs": 40}, lr_schedule="cosine", warmup_epochs=4)
-    fit_module(X, y, config, task="regression", on_epoch_end=lambda e, logs: lrs.append(logs["lr"]))
-    assert len(lrs) == 40
+    fitted = fit_module(X, y, config, task="regression",
+                        on_epoch_end=lambda e, logs: lrs.append(logs["lr"]))
+    assert len(lrs) == 40 and fitted.fit.lrs == lrs
+    assert [r["lr"] for r in fitted.fit.epochs()] == lrs
     assert lrs[:4] == sorted(lrs[:4]) and lrs[0] < lrs[3] < config.lr
     assert max(lrs) == pytest.approx(config.lr, rel=1e-2)
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
@@ -184,8 +186,12 @@ def test_model_file_keeps_the_resolved_recipe(tmp_path):
     config = resolve("best", bits=3, layers=1, neurons=8, epochs=4, device="cpu",
                      optimizer="adamw", lr_schedule="cosine")
     path = tmp_path / "m.safetensors"
-    train_dataset(load_dataset("diabetes"), config).save(path)
-    assert TrainedModel.load(path).config == config
+    trained = train_dataset(load_dataset("diabetes"), config)
+    trained.save(path)
+    loaded = TrainedModel.load(path)
+    assert loaded.config == config
+    assert loaded.history is not None and loaded.history.lrs == trained.history.lrs
+    assert len(trained.history.lrs) == 4 and trained.history.lrs[-1] < 0.2 * config.lr
     with safe_open(str(path), framework="pt") as f:
         header = json.loads(f.metadata()["softbits"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -170,7 +170,7 @@ def test_train_json_history_has_one_entry_per_epoch_and_the_model_file_keeps_it(
     assert code == 0, err
     history = json.loads(out)["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert all(set(h) == {"epoch", "train_loss", "val_loss", "temperature"} for h in history)
+    assert all(set(h) == {"epoch", "train_loss", "val_loss", "temperature", "lr"} for h in history)
     assert history[-1]["temperature"] < history[0]["temperature"]
     loaded = TrainedModel.load(path)
     assert loaded.history is not None and loaded.history.epochs() == history

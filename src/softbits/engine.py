@@ -158,13 +158,14 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, task: str,
 
 @dataclass
 class FitResult:
-    """What training did: per-epoch losses, temperatures, seconds in the loop."""
+    """What training did: per-epoch losses, temperatures, learning rates, seconds in the loop."""
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     temperatures: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
     best_epoch: int | None = None
+    lrs: list[float] = field(default_factory=list)
 
     @property
     def final_train_loss(self) -> float:
@@ -177,8 +178,9 @@ class FitResult:
         return self.temperatures[-1] if self.temperatures else None
 
     def epochs(self) -> list[dict[str, float | int]]:
-        """One record per epoch (``epoch``, ``train_loss`` and, where tracked, ``val_loss`` and
-        ``temperature``): a training's curves in a form that plots without re-running it."""
+        """One record per epoch (``epoch``, ``train_loss`` and, where tracked, ``val_loss``,
+        ``temperature`` and ``lr``): a training's curves in a form that plots without re-running
+        it."""
         records: list[dict[str, float | int]] = []
         for epoch, loss in enumerate(self.train_loss):
             record: dict[str, float | int] = {"epoch": epoch, "train_loss": loss}
@@ -186,6 +188,8 @@ class FitResult:
                 record["val_loss"] = self.val_loss[epoch]
             if epoch < len(self.temperatures):
                 record["temperature"] = self.temperatures[epoch]
+            if epoch < len(self.lrs):
+                record["lr"] = self.lrs[epoch]
             records.append(record)
         return records
 
@@ -198,8 +202,8 @@ class FitResult:
         """A record written by :meth:`to_dict`; ``ValueError`` names what does not fit."""
         if not isinstance(data, dict) or set(data) - {f.name for f in fields(cls)}:
             raise DataError("history must be a mapping of train_loss, val_loss, temperatures, "
-                             "train_seconds and best_epoch")
-        for name in ("train_loss", "val_loss", "temperatures"):
+                            "train_seconds, best_epoch and lrs")
+        for name in ("train_loss", "val_loss", "temperatures", "lrs"):
             values = data.get(name, [])
             if not isinstance(values, list) or not all(_is_number(v) for v in values):
                 raise DataError(f"history.{name} must be a list of numbers")
@@ -269,6 +273,7 @@ def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epo
         loss = train_epoch(model, opt, X, y, task=task, batch_size=batch_size,
                            generator=generator)
         result.train_loss.append(loss)
+        result.lrs.append(lr * factors[epoch])
         logs: dict[str, Any] = {"train_loss": loss, "lr": lr * factors[epoch]}
         if X_val is not None and y_val is not None:
             val = evaluate(model, X_val, y_val, task=task).loss
