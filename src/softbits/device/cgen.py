@@ -9,7 +9,9 @@ INT32_MIN, below every threshold key, so NaN → code 0 (the policy of the Pytho
 
 The search: with M = 2^n − 1 sorted keys, n steps ``if (key > t[c + s − 1]) c += s`` for
 s = 2^(n−1) … 1 give c = #{t < x}, n comparisons per feature. Codes are packed LSB-first as in
-:mod:`softbits.device.encode`.
+:mod:`softbits.device.encode`. ``softbits_encode`` writes the packed sample only;
+``softbits_encode_compact`` writes the whole compact frame (tag, model tag, sample) of
+:mod:`softbits.device.wire`, and ``softbits_header_prefix`` serves devices that send full payloads.
 
 The fixed C lives in ``templates/encoder.{h,c}.tmpl``; this module only fills in the spec's
 values and the key table.
@@ -22,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from softbits.device.spec import EncoderSpec, float32_keys
-from softbits.device.wire import HEADER_BYTES, WIRE_VERSION, header_prefix
+from softbits.device.wire import COMPACT_FRAMING, COMPACT_TAG, HEADER_BYTES, WIRE_VERSION, header_prefix, model_tag
 
 __all__ = ["C_HEADER_NAME", "C_SOURCE_NAME", "generate_c", "write_c"]
 
@@ -53,7 +55,8 @@ def _header(spec: EncoderSpec) -> str:
     return _template("encoder.h.tmpl").substitute(
         model_id=spec.model_id, format_version=spec.format_version, wire_version=WIRE_VERSION,
         n_features=spec.n_features, bits=spec.bits, n_thresholds=spec.n_thresholds,
-        payload_bytes=spec.sample_bytes, header_bytes=HEADER_BYTES)
+        payload_bytes=spec.sample_bytes, header_bytes=HEADER_BYTES, compact_tag=f"0x{COMPACT_TAG:02X}U",
+        model_tag=f"0x{model_tag(spec):02X}U", compact_framing=COMPACT_FRAMING)
 
 
 def _table(spec: EncoderSpec) -> str:

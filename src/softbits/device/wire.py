@@ -1,6 +1,17 @@
-"""The wire format: a 16-byte versioned header followed by packed samples.
+"""The wire format: framed payloads of packed samples, in three profiles.
 
-Layout (all integers little-endian; see docs/wire-format.md)::
+- ``full``: a 16-byte versioned header and 1..65535 samples (batches and files, below);
+- ``compact``: one sample after 2 bytes of framing, a tag byte (profile and version,
+  :data:`COMPACT_TAG`) and the model tag (the first byte of the model id), for links where every
+  byte counts (a LoRaWAN DR0 uplink carries 51);
+- ``none``: the bytes of one sample alone, for a route that names the model id
+  (CoAP ``/predict/<model-id>``, HTTP ``/v1/predict/<model-id>``).
+
+:func:`parse_payload` tells ``full`` and ``compact`` apart by the first byte: ``0xC_`` (high
+nibble 0xC) is a compact frame, anything else is read as a full header, whose magic starts with
+``"S"`` (0x53). A ``none`` body has no marker; only its route says what it is.
+
+Full header layout (all integers little-endian; see docs/wire-format.md)::
 
     offset size field
          0    2 magic        b"SB"
@@ -19,7 +30,7 @@ length and the zero padding bits, and raises :class:`PayloadError` naming the fi
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -28,17 +39,24 @@ from softbits.device.spec import EncoderSpec
 from softbits.errors import DataError
 
 __all__ = [
+    "COMPACT_FRAMING",
+    "COMPACT_TAG",
+    "FRAMES",
     "HEADER",
     "HEADER_BYTES",
     "MAGIC",
     "MAX_SAMPLES",
     "WIRE_VERSION",
+    "Frame",
     "Header",
     "PayloadError",
     "PayloadTooLarge",
+    "build_compact",
+    "build_frame",
     "build_payload",
     "encode_payload",
     "header_prefix",
+    "model_tag",
     "parse_payload",
     "read_header",
 ]
@@ -48,6 +66,15 @@ WIRE_VERSION = 1
 HEADER = struct.Struct("<2sBBH8sH")
 HEADER_BYTES = HEADER.size
 MAX_SAMPLES = 0xFFFF
+#: first byte of a compact frame: high nibble 0xC names the profile, low nibble its version (1)
+COMPACT_TAG = 0xC1
+_COMPACT_PROFILE = 0xC0
+#: bytes of framing in front of a compact frame's sample: the tag and the model tag
+COMPACT_FRAMING = 2
+
+Frame = Literal["full", "compact", "none"]
+#: the framing profiles a device, ``encode`` and ``send`` can write
+FRAMES: tuple[Frame, ...] = ("full", "compact", "none")
 
 
 class PayloadError(DataError):
@@ -75,6 +102,42 @@ def header_prefix(spec: EncoderSpec) -> bytes:
     return HEADER.pack(MAGIC, WIRE_VERSION, spec.bits, spec.n_features, spec.model_id_bytes, 0)[:14]
 
 
+def model_tag(spec: EncoderSpec) -> int:
+    """The compact frame's model tag: the first byte of the model id.
+
+    One byte tells 1 model in 256 apart; the fixed frame length (the model's sample bytes + 2)
+    catches most of the rest. A device that must be told apart from every other model posts
+    the ``full`` header, or a bare sample to the route naming the whole model id.
+    """
+    return spec.model_id_bytes[0]
+
+
+def build_compact(spec: EncoderSpec, sample: np.ndarray) -> bytes:
+    """One packed sample [⌈F·bits/8⌉] (or [1, ⌈F·bits/8⌉]) → a compact frame."""
+    return bytes((COMPACT_TAG, model_tag(spec))) + _one_sample(spec, sample, "compact")
+
+
+def build_frame(spec: EncoderSpec, packed: np.ndarray, frame: Frame) -> bytes:
+    """Packed samples [N, ⌈F·bits/8⌉] in the given profile; compact and none take one sample."""
+    if frame == "full":
+        return build_payload(spec, packed)
+    if frame == "compact":
+        return build_compact(spec, packed)
+    if frame == "none":
+        return _one_sample(spec, packed, "none")
+    raise ValueError(f"unknown frame {frame!r}")
+
+
+def _one_sample(spec: EncoderSpec, packed: np.ndarray, frame: str) -> bytes:
+    packed = np.atleast_2d(np.ascontiguousarray(packed, dtype=np.uint8))
+    if packed.ndim != 2 or packed.shape[1] != spec.sample_bytes:
+        raise DataError(f"packed samples must be [N, {spec.sample_bytes}] bytes, got {packed.shape}")
+    if packed.shape[0] != 1:
+        raise DataError(f"--frame {frame} carries exactly one sample, got {packed.shape[0]} rows; "
+                        "use --frame full for batches and files")
+    return packed.tobytes()
+
+
 def build_payload(spec: EncoderSpec, packed: np.ndarray) -> bytes:
     """Header + packed samples [N, ⌈F·bits/8⌉] → one payload."""
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
@@ -99,10 +162,48 @@ def read_header(data: bytes) -> Header:
     return Header(*HEADER.unpack_from(data))
 
 
-def parse_payload(spec: EncoderSpec, data: bytes, max_bytes: int | None = None) -> np.ndarray:
-    """Validate a payload against ``spec`` and return its codes [n_samples, F]."""
+def parse_payload(spec: EncoderSpec, data: bytes, max_bytes: int | None = None,
+                  frame: Frame | Literal["auto"] = "auto") -> np.ndarray:
+    """Validate a payload against ``spec`` and return its codes [n_samples, F].
+
+    ``auto`` reads a compact frame when the first byte's high nibble is 0xC, else a full
+    payload; ``none`` reads one bare sample (the route named the model).
+    """
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(len(data), max_bytes)
+    if frame == "auto":
+        frame = "compact" if data[:1] and data[0] & 0xF0 == _COMPACT_PROFILE else "full"
+    if frame == "compact":
+        return _parse_compact(spec, data)
+    if frame == "none":
+        if len(data) != spec.sample_bytes:
+            raise PayloadError(f"length mismatch: a bare sample of model {spec.model_id} is "
+                               f"{spec.sample_bytes} bytes, got {len(data)}")
+        return _codes(spec, data, 0, 1)
+    return _parse_full(spec, data)
+
+
+def _parse_compact(spec: EncoderSpec, data: bytes) -> np.ndarray:
+    if not data or data[0] & 0xF0 != _COMPACT_PROFILE:
+        first = f"0x{data[0]:02x}" if data else "nothing"
+        raise PayloadError(f"not a compact frame: it starts with {first}, expected 0x{COMPACT_TAG:02x}")
+    if data[0] != COMPACT_TAG:
+        raise PayloadError(f"unsupported compact frame version {data[0] & 0x0F} "
+                           f"(this server reads {COMPACT_TAG & 0x0F})")
+    expected = COMPACT_FRAMING + spec.sample_bytes
+    if len(data) < COMPACT_FRAMING:
+        raise PayloadError(f"truncated compact frame: {len(data)} bytes, model {spec.model_id} "
+                           f"takes {expected}")
+    if data[1] != model_tag(spec):
+        raise PayloadError(f"model tag mismatch: compact frame is for a model with tag 0x{data[1]:02x}, "
+                           f"this server has {spec.model_id} (tag 0x{model_tag(spec):02x})")
+    if len(data) != expected:
+        raise PayloadError(f"length mismatch: a compact frame of model {spec.model_id} is "
+                           f"{COMPACT_FRAMING} + {spec.sample_bytes} = {expected} bytes, got {len(data)}")
+    return _codes(spec, data, COMPACT_FRAMING, 1)
+
+
+def _parse_full(spec: EncoderSpec, data: bytes) -> np.ndarray:
     h = read_header(data)
     if h.magic != MAGIC:
         raise PayloadError(f"bad magic {h.magic!r}: not a softbits payload (expected {MAGIC!r})")
@@ -124,7 +225,12 @@ def parse_payload(spec: EncoderSpec, data: bytes, max_bytes: int | None = None) 
     if body > expected:
         raise PayloadError(f"length mismatch: header says {h.n_samples} samples = {expected} bytes, "
                            f"got {body} ({body - expected} extra)")
-    packed = np.frombuffer(data, dtype=np.uint8, offset=HEADER_BYTES).reshape(h.n_samples, spec.sample_bytes)
+    return _codes(spec, data, HEADER_BYTES, h.n_samples)
+
+
+def _codes(spec: EncoderSpec, data: bytes, offset: int, n_samples: int) -> np.ndarray:
+    """Codes [n_samples, F] of the samples from ``offset``, whose padding bits must be zero."""
+    packed = np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(n_samples, spec.sample_bytes)
     used = (spec.n_features * spec.bits) % 8
     if used:
         bad = np.flatnonzero(packed[:, -1] >> used)

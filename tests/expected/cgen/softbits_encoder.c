@@ -59,3 +59,10 @@ void softbits_encode(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_PA
         out[o] = (uint8_t)(acc & 0xFFU);
     }
 }
+
+void softbits_encode_compact(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_COMPACT_BYTES])
+{
+    out[0] = SOFTBITS_COMPACT_TAG;
+    out[1] = SOFTBITS_MODEL_TAG;
+    softbits_encode(x, out + 2);
+}

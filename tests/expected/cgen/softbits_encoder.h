@@ -12,6 +12,10 @@
 #define SOFTBITS_N_THRESHOLDS 7
 #define SOFTBITS_PAYLOAD_BYTES 2
 #define SOFTBITS_HEADER_BYTES 16
+/* Compact frame of one sample: tag byte, model tag (first byte of the model id), the sample. */
+#define SOFTBITS_COMPACT_TAG 0xC1U
+#define SOFTBITS_MODEL_TAG 0x22U
+#define SOFTBITS_COMPACT_BYTES (2 + SOFTBITS_PAYLOAD_BYTES)
 
 /* The first 14 header bytes (magic, version, bits, n_features, model id); bytes 14..15
    carry the sample count, little-endian. */
@@ -19,5 +23,8 @@ extern const uint8_t softbits_header_prefix[SOFTBITS_HEADER_BYTES - 2];
 
 /* Codes of one sample, packed LSB-first. NaN -> 0, -inf -> 0, +inf -> 2^bits - 1. */
 void softbits_encode(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_PAYLOAD_BYTES]);
+
+/* One sample as a whole compact frame, ready to send to /predict (CoAP) or /v1/predict (HTTP). */
+void softbits_encode_compact(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_COMPACT_BYTES]);
 
 #endif /* SOFTBITS_ENCODER_H */
