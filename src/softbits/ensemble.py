@@ -17,11 +17,12 @@ stays logits for cross-entropy and argmax.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["BatchedLinear", "BatchedMLP", "MemberMean", "batched_linear"]
+__all__ = ["BatchedLinear", "BatchedMLP", "MemberDropout", "MemberMean", "batched_linear"]
 
 
 def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -69,22 +70,50 @@ class MemberMean(nn.Module):
         return x if self.training else x.mean(0)
 
 
+class MemberDropout(nn.Module):
+    """Dropout on [K, N, width] with member k's own rate ``rates[k]`` (stacked trainings that
+    differ in dropout): zero with probability p_k, scale the kept values by 1/(1 − p_k)."""
+
+    rates: torch.Tensor
+
+    def __init__(self, rates: Sequence[float]) -> None:
+        super().__init__()
+        if any(not 0 <= p < 1 for p in rates):
+            raise ValueError(f"dropout rates must be in [0, 1), got {list(rates)}")
+        self.register_buffer("rates", torch.tensor([float(p) for p in rates]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = (1 - self.rates).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return x * (torch.rand_like(x) < keep) / keep
+
+    def extra_repr(self) -> str:
+        return f"rates={self.rates.tolist()}"
+
+
 class BatchedMLP(nn.Sequential):
     """K MLPs of the paper's shape ([d_in] + [neurons]·layers + [d_out], ReLU then Dropout after
     each hidden layer), evaluated together.
 
-    Dropout acts elementwise on [K, N, neurons], so every member draws its own mask. With
+    Dropout acts elementwise on [K, N, neurons], so every member draws its own mask; a sequence of
+    K rates gives member k its own rate (:class:`MemberDropout`). With
     ``mean=True`` a :class:`MemberMean` ends the block (an ensemble); without it the output is
     [K, N, d_out] in every mode.
     """
 
-    def __init__(self, d_in: int, d_out: int, layers: int, neurons: int, dropout: float,
-                 members: int, *, mean: bool = False) -> None:
+    def __init__(self, d_in: int, d_out: int, layers: int, neurons: int,
+                 dropout: float | Sequence[float], members: int, *, mean: bool = False) -> None:
+        if isinstance(dropout, Sequence) and len(dropout) != members:
+            raise ValueError(f"{len(dropout)} dropout rates for {members} members")
         modules: list[nn.Module] = []
         width = d_in
         for _ in range(layers):
             modules += [BatchedLinear(members, width, neurons), nn.ReLU()]
-            if dropout > 0:
+            if isinstance(dropout, Sequence):
+                if any(p > 0 for p in dropout):
+                    modules.append(MemberDropout(dropout))
+            elif dropout > 0:
                 modules.append(nn.Dropout(dropout))
             width = neurons
         modules.append(BatchedLinear(members, width, d_out))

@@ -1,0 +1,357 @@
+"""Stacked training: K trainings of one architecture as one model, each member on its own.
+
+Trainings that share the method, bits, layers, neurons, batch size and task (and the data's
+width) but differ in seed, split or fold, learning rate, dropout, weight decay, optimizer,
+temperature schedule and epochs train together: member k is built exactly as
+:func:`softbits.train.fit_module` builds its single training (same seed, same quantizer
+initialisation on its own rows, same build order) and then copied into one stacked model, a
+:class:`StackedQuantizer` in front of a :class:`~softbits.ensemble.BatchedMLP` that sees per-member
+input [K, B, F]. Every step each member takes its own batch (its own generator's permutation of
+its own rows), the loss is the sum of the members' mean losses (so member k's gradient is its own
+loss's), and :class:`StackedAdam` updates each member with its own learning rate, weight decay and
+step count. A member with fewer batches in an epoch, or past its own last epoch, skips the step:
+no gradient, no optimizer state change.
+
+Without dropout, member k ends where its single training ends up to float rounding (the batched
+matmuls sum in another order); with dropout the masks are drawn differently, so only the
+distribution matches. :func:`can_stack` says which configurations stack and why others do not, so
+a caller can fall back to single trainings visibly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softbits.config import TrainConfig
+from softbits.engine import FitResult, lr_factors, resolve_device, seed_everything, target_tensor, to_tensor
+from softbits.ensemble import BatchedLinear, BatchedMLP
+from softbits.errors import ConfigError
+from softbits.network import QuantizedMLP
+from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, ThresholdQuantizer
+from softbits.schedules import make_schedule
+from softbits.train import FittedModule, build_model, check_training_memory
+
+__all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "StackedQuantizer",
+           "can_stack", "fit_stacked"]
+
+#: methods whose training stacks (po-* train the plain FP network, as fp does)
+STACKABLE_METHODS = ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "bw-mq", "bw-qq", "bw-sq")
+
+#: settings every member must share: they fix the stacked model's shapes and the batch layout
+SHARED_FIELDS = ("method", "bits", "layers", "neurons", "batch_size", "task", "device")
+
+
+@dataclass(frozen=True)
+class StackCheck:
+    """Whether configurations stack; ``reason`` says why not (empty when they do)."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def can_stack(configs: Sequence[TrainConfig]) -> StackCheck:
+    """Whether ``configs`` train as one stacked model, and if not, the reason in one line.
+
+    Refused: methods outside :data:`STACKABLE_METHODS` (their quantizers have no stacked form
+    yet), members differing in a :data:`SHARED_FIELDS` setting, and validation splits
+    (``val_fraction`` > 0: the best-epoch checkpoint is per training and not stacked yet).
+    """
+    if not configs:
+        return StackCheck(False, "no trainings to stack")
+    first = configs[0]
+    if first.method not in STACKABLE_METHODS:
+        return StackCheck(False, f"method {first.method} has no stacked training "
+                                 f"(stackable: {', '.join(STACKABLE_METHODS)})")
+    for name in SHARED_FIELDS:
+        values = sorted({str(getattr(c, name)) for c in configs})
+        if len(values) > 1:
+            return StackCheck(False, f"members differ in {name} ({', '.join(values)}); "
+                                     "a stack shares one architecture and batch size")
+    if any(c.val_fraction > 0 for c in configs):
+        return StackCheck(False, "val_fraction > 0 (best-epoch checkpoints) is not stacked; "
+                                 "train those one at a time")
+    return StackCheck(True)
+
+
+class StackedQuantizer(nn.Module):
+    """K threshold quantizers of one kind: thresholds [K, F, M], temperature [K].
+
+    ``kind`` ``bitwise``: member k computes what its :class:`BitwiseQuantizer` computes (the
+    same elementwise operations, so the same bits): soft σ((x − a)/τ_k) in training when
+    ``soft``, the hard bits 1[x > a] otherwise. ``midpoint``: the level of the exceeded-threshold
+    count, as :class:`MidpointQuantizer`. Input [K, B, F], output [K, B, out_features].
+    """
+
+    temperature: torch.Tensor
+    thresholds: torch.Tensor
+    levels: torch.Tensor
+
+    def __init__(self, members: Sequence[Quantizer]) -> None:
+        super().__init__()
+        first = members[0]
+        if not all(isinstance(q, type(first)) for q in members):
+            raise ConfigError("stacked members need quantizers of one kind")
+        if isinstance(first, BitwiseQuantizer):
+            self.kind, self.soft, trainable = "bitwise", first.soft, first.trainable
+        elif isinstance(first, MidpointQuantizer):
+            self.kind, self.soft, trainable = "midpoint", False, False
+        else:
+            raise ConfigError(f"{type(first).__name__} has no stacked form")
+        quantizers = [q for q in members if isinstance(q, ThresholdQuantizer)]
+        thresholds = torch.stack([q.thresholds.detach().clone() for q in quantizers])
+        if trainable:
+            self.thresholds = nn.Parameter(thresholds)
+        else:
+            self.register_buffer("thresholds", thresholds)
+        if self.kind == "midpoint":
+            midpoints = [q for q in members if isinstance(q, MidpointQuantizer)]
+            self.register_buffer("levels", torch.stack([q.levels.detach().clone() for q in midpoints]))
+        self.register_buffer("temperature", torch.stack([q.temperature.detach().clone() for q in members]))
+
+    @property
+    def uses_temperature(self) -> bool:
+        return self.soft
+
+    @property
+    def out_features(self) -> int:
+        n_features, m = self.thresholds.shape[1:]
+        return n_features * m if self.kind == "bitwise" else n_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "midpoint":
+            codes = (x.unsqueeze(-1) > self.thresholds.unsqueeze(1)).sum(-1)
+            levels = self.levels.unsqueeze(1).expand(-1, x.shape[1], -1, -1)
+            return torch.gather(levels, 3, codes.unsqueeze(-1)).squeeze(-1).to(x.dtype)
+        if self.training and self.soft:
+            inv_t = self.temperature.reciprocal().view(-1, 1, 1)
+            z = (x * inv_t).unsqueeze(-1) + self.thresholds.unsqueeze(1) * -inv_t.unsqueeze(-1)
+            return torch.sigmoid(z).flatten(2)
+        return (x.unsqueeze(-1) > self.thresholds.unsqueeze(1)).to(x.dtype).flatten(2)
+
+
+class StackedModel(nn.Module):
+    """``network(quantizer(x))`` for K members: input [K, B, F], output [K, B, d_out]."""
+
+    def __init__(self, quantizer: StackedQuantizer | None, network: BatchedMLP) -> None:
+        super().__init__()
+        self.quantizer = quantizer
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantizer is not None:
+            x = self.quantizer(x)
+        return self.network(x)
+
+
+def _linears(network: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in network if isinstance(m, nn.Linear)]
+
+
+def stack_modules(modules: Sequence[QuantizedMLP], dropout: Sequence[float]) -> StackedModel:
+    """One stacked model holding a copy of each single module's parameters (member k = modules[k])."""
+    first = _linears(modules[0].network)
+    network = BatchedMLP(first[0].in_features, first[-1].out_features, len(first) - 1,
+                         first[0].out_features, list(dropout), len(modules))
+    with torch.no_grad():
+        for layer, batched in enumerate(m for m in network if isinstance(m, BatchedLinear)):
+            for k, module in enumerate(modules):
+                linear = _linears(module.network)[layer]
+                batched.weight[k].copy_(linear.weight.T)
+                batched.bias[k].copy_(linear.bias)
+    quantizers = [m.quantizer for m in modules if m.quantizer is not None]
+    quantizer = StackedQuantizer(quantizers) if quantizers else None
+    return StackedModel(quantizer, network).to(first[0].weight.device)
+
+
+def unstack_into(stacked: StackedModel, modules: Sequence[QuantizedMLP]) -> None:
+    """Copy member k's trained parameters (and temperature) back into ``modules[k]``."""
+    batched = [m for m in stacked.network if isinstance(m, BatchedLinear)]
+    with torch.no_grad():
+        for k, module in enumerate(modules):
+            for layer, linear in zip(batched, _linears(module.network), strict=True):
+                linear.weight.copy_(layer.weight[k].T)
+                linear.bias.copy_(layer.bias[k])
+            if isinstance(module.quantizer, ThresholdQuantizer) and stacked.quantizer is not None:
+                module.quantizer.thresholds.copy_(stacked.quantizer.thresholds[k])
+                module.quantizer.temperature.copy_(stacked.quantizer.temperature[k])
+            module.eval()
+
+
+class StackedAdam:
+    """Adam / AdamW on stacked parameters [K, ...], member k with its own rate, weight decay and
+    step count: the update of ``torch.optim.Adam`` (L2 decay added to the gradient) or
+    ``torch.optim.AdamW`` (decoupled decay) per member, bias corrections included.
+
+    ``step(active, lr)``: members with ``active[k]`` False keep their parameters, moments and
+    step count, as if the step did not happen for them.
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], *, weight_decay: Sequence[float],
+                 decoupled: Sequence[bool], betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.l2 = torch.tensor([0.0 if d else w for w, d in zip(weight_decay, decoupled, strict=True)],
+                               dtype=torch.float64)
+        self.decay = torch.tensor([w if d else 0.0 for w, d in zip(weight_decay, decoupled, strict=True)],
+                                  dtype=torch.float64)
+        self.steps = torch.zeros(len(self.l2), dtype=torch.float64)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor, lr: torch.Tensor) -> None:
+        """One update of the ``active`` members [K] (bool) with learning rates ``lr`` [K]."""
+        self.steps += active.to(torch.float64)
+        steps = self.steps.clamp(min=1)
+        step_size = torch.where(active, lr / (1 - self.beta1 ** steps), 0.0)
+        bias2_sqrt = (1 - self.beta2 ** steps).sqrt()
+        shrink = 1 - lr * self.decay
+        use_l2, use_decay = bool((self.l2 != 0).any()), bool((self.decay != 0).any())
+        everyone = bool(active.all())
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+
+            def per_member(values: torch.Tensor, p: torch.Tensor = p, shape: tuple[int, ...] = shape) -> torch.Tensor:
+                return values.to(device=p.device, dtype=p.dtype).view(shape)
+
+            grad = p.grad
+            if use_l2:
+                grad = grad + per_member(self.l2) * p
+            new_p = p * per_member(shrink) if use_decay else p
+            new_m = m.lerp(grad, 1 - self.beta1)
+            new_v = v * self.beta2 + grad * grad * (1 - self.beta2)
+            denom = new_v.sqrt() / per_member(bias2_sqrt) + self.eps
+            new_p = new_p - per_member(step_size) * new_m / denom
+            if not everyone:
+                mask = per_member(active).bool()
+                new_p, new_m, new_v = (torch.where(mask, a, b) for a, b in ((new_p, p), (new_m, m), (new_v, v)))
+            p.copy_(new_p)
+            m.copy_(new_m)
+            v.copy_(new_v)
+
+
+def _member_losses(out: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor,
+                   task: str) -> torch.Tensor:
+    """Each member's mean loss over its valid rows, [K] (0 for a member without rows)."""
+    if task == "classification":
+        rows = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    else:
+        rows = (out.squeeze(-1) - y) ** 2
+    return (rows * valid).sum(1) / counts.clamp(min=1)
+
+
+def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarray, np.ndarray]], *,
+                task: str, n_outputs: int = 1) -> list[FittedModule]:
+    """Train ``configs[k]`` on ``splits[k]`` (standardized X_train, y_train) for every k at once.
+
+    Returns one :class:`~softbits.train.FittedModule` per member, as
+    :func:`~softbits.train.fit_module` would: the member's own single module (eval mode) with the
+    trained parameters, its history (losses and temperatures of its own epochs;
+    ``train_seconds`` is the stack's wall time until the member's last epoch) and its training
+    rows. Refuses with :class:`ConfigError` what :func:`can_stack` refuses.
+    """
+    check = can_stack(configs)
+    if not check:
+        raise ConfigError(f"cannot stack these trainings: {check.reason}")
+    if len(splits) != len(configs):
+        raise ConfigError(f"{len(configs)} trainings but {len(splits)} training splits")
+    widths = sorted({np.shape(X)[1] if np.ndim(X) == 2 else -1 for X, _ in splits})
+    if len(widths) > 1 or widths[0] < 1:
+        raise ConfigError(f"stacked members need 2-D features of one width, got widths {widths}")
+    device = resolve_device(configs[0].device)
+    members, generators, X_list, y_list = [], [], [], []
+    for config, (X_train, y_train) in zip(configs, splits, strict=True):
+        generator = seed_everything(config.seed)  # as fit_module: same init, same batches
+        X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
+        if X_tr.shape[0] != y_tr.shape[0] or X_tr.shape[0] == 0:
+            raise ConfigError(f"a training split has {X_tr.shape[0]} rows and {y_tr.shape[0]} targets")
+        members.append(build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device))
+        generators.append(generator)
+        X_list.append(X_tr)
+        y_list.append(y_tr)
+    K, batch_size = len(configs), configs[0].batch_size
+    d_in = members[0].quantizer.out_features if members[0].quantizer is not None else X_list[0].shape[1]
+    check_training_memory(configs[0], d_in, n_outputs, K, device, batch_rows=batch_size)
+    stacked = stack_modules(members, [c.dropout for c in configs])
+    histories = _train(stacked, configs, generators, X_list, y_list, task=task, batch_size=batch_size)
+    unstack_into(stacked, members)
+    return [FittedModule(module=m, fit=h, X_train=X) for m, h, X in zip(members, histories, X_list, strict=True)]
+
+
+def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Sequence[torch.Generator],
+           X_list: Sequence[torch.Tensor], y_list: Sequence[torch.Tensor], *, task: str,
+           batch_size: int) -> list[FitResult]:
+    """The stacked loop: per epoch each live member draws its permutation; step s trains batch s of
+    every member that has one."""
+    K, device = len(configs), X_list[0].device
+    rows = [X.shape[0] for X in X_list]
+    X_pad = torch.zeros(K, max(rows), X_list[0].shape[1], device=device)
+    y_pad = torch.zeros(K, max(rows), dtype=y_list[0].dtype, device=device)
+    for k, (X, y) in enumerate(zip(X_list, y_list, strict=True)):
+        X_pad[k, :rows[k]], y_pad[k, :rows[k]] = X, y
+    epochs = [c.epochs for c in configs]
+    factors = [lr_factors(c.lr_schedule, c.epochs, c.warmup_epochs) for c in configs]
+    temps = [make_schedule(c.schedule, c.epochs, c.decrease_factor).values() for c in configs]
+    optimizer = StackedAdam(list(stacked.parameters()), weight_decay=[c.weight_decay for c in configs],
+                            decoupled=[c.optimizer == "adamw" for c in configs])
+    quantizer = stacked.quantizer
+    histories = [FitResult() for _ in configs]
+    member = torch.arange(K, device=device).unsqueeze(1)
+    start = time.perf_counter()
+    for epoch in range(max(epochs)):
+        live = [epoch < e for e in epochs]
+        for k in range(K):
+            if live[k] and quantizer is not None and quantizer.uses_temperature:
+                quantizer.temperature[k] = float(temps[k][epoch])
+                histories[k].temperatures.append(float(temps[k][epoch]))
+        lr = torch.tensor([c.lr * factors[k][epoch] if live[k] else 0.0 for k, c in enumerate(configs)],
+                          dtype=torch.float64)
+        n = [rows[k] if live[k] else 0 for k in range(K)]
+        steps = max(math.ceil(r / batch_size) for r in n)
+        order = torch.zeros(K, steps * batch_size, dtype=torch.long)
+        for k in range(K):
+            if live[k]:
+                order[k, :rows[k]] = torch.randperm(rows[k], generator=generators[k])
+        order = order.to(device)
+        stacked.train()
+        total = torch.zeros(K, device=device)
+        for s in range(steps):
+            counts_cpu = torch.tensor([min(max(r - s * batch_size, 0), batch_size) for r in n])
+            width = int(counts_cpu.max())
+            idx = order[:, s * batch_size: s * batch_size + width]
+            counts = counts_cpu.to(device)
+            valid = torch.arange(width, device=device).unsqueeze(0) < counts.unsqueeze(1)
+            losses = _member_losses(stacked(X_pad[member, idx]), y_pad[member, idx], valid, counts, task)
+            optimizer.zero_grad()
+            losses.sum().backward()
+            optimizer.step(counts_cpu > 0, lr)
+            total += losses.detach() * counts
+        mean = (total.cpu() / torch.tensor([max(r, 1) for r in n])).tolist()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        for k in range(K):
+            if live[k]:
+                histories[k].train_loss.append(float(mean[k]))
+                histories[k].train_seconds = elapsed
+    stacked.eval()
+    return histories
