@@ -217,36 +217,38 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self, active: torch.Tensor, lr: torch.Tensor) -> None:
-        """One update of the ``active`` members [K] (bool) with learning rates ``lr`` [K]."""
+        """One update of the ``active`` members [K] (bool) with learning rates ``lr`` [K].
+
+        In place, as torch's optimizers: an inactive member gets coefficients that leave its
+        values exactly as they are (moment weights 0, step size 0, no decay).
+        """
         self.steps += active.to(torch.float64)
         steps = self.steps.clamp(min=1)
-        step_size = torch.where(active, lr / (1 - self.beta1 ** steps), 0.0)
-        bias2_sqrt = (1 - self.beta2 ** steps).sqrt()
-        shrink = 1 - lr * self.decay
+        coefficients = {
+            "m_weight": torch.where(active, 1 - self.beta1, 0.0),
+            "v_keep": torch.where(active, self.beta2, 1.0),
+            "v_weight": torch.where(active, 1 - self.beta2, 0.0),
+            "bias2_sqrt": (1 - self.beta2 ** steps).sqrt(),
+            "step_size": torch.where(active, -lr / (1 - self.beta1 ** steps), 0.0),
+            "shrink": torch.where(active, 1 - lr * self.decay, 1.0),
+            "l2": self.l2,
+        }
         use_l2, use_decay = bool((self.l2 != 0).any()), bool((self.decay != 0).any())
-        everyone = bool(active.all())
+        cast: dict[tuple[torch.device, torch.dtype], dict[str, torch.Tensor]] = {}
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             if p.grad is None:
                 continue
-            shape = (-1,) + (1,) * (p.dim() - 1)
-
-            def per_member(values: torch.Tensor, p: torch.Tensor = p, shape: tuple[int, ...] = shape) -> torch.Tensor:
-                return values.to(device=p.device, dtype=p.dtype).view(shape)
-
-            grad = p.grad
-            if use_l2:
-                grad = grad + per_member(self.l2) * p
-            new_p = p * per_member(shrink) if use_decay else p
-            new_m = m.lerp(grad, 1 - self.beta1)
-            new_v = v * self.beta2 + grad * grad * (1 - self.beta2)
-            denom = new_v.sqrt() / per_member(bias2_sqrt) + self.eps
-            new_p = new_p - per_member(step_size) * new_m / denom
-            if not everyone:
-                mask = per_member(active).bool()
-                new_p, new_m, new_v = (torch.where(mask, a, b) for a, b in ((new_p, p), (new_m, m), (new_v, v)))
-            p.copy_(new_p)
-            m.copy_(new_m)
-            v.copy_(new_v)
+            if (p.device, p.dtype) not in cast:
+                cast[p.device, p.dtype] = {name: c.to(device=p.device, dtype=p.dtype)
+                                           for name, c in coefficients.items()}
+            c = {name: value.view((-1,) + (1,) * (p.dim() - 1)) for name, value in cast[p.device, p.dtype].items()}
+            grad = p.grad.addcmul(c["l2"], p) if use_l2 else p.grad
+            if use_decay:
+                p.mul_(c["shrink"])
+            m.lerp_(grad, c["m_weight"])
+            v.mul_(c["v_keep"]).addcmul_(grad * c["v_weight"], grad)
+            denom = v.sqrt().div_(c["bias2_sqrt"]).add_(self.eps)
+            p.addcdiv_(m * c["step_size"], denom)
 
 
 def _member_losses(out: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor,
@@ -256,7 +258,7 @@ def _member_losses(out: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, coun
         rows = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
     else:
         rows = (out.squeeze(-1) - y) ** 2
-    return (rows * valid).sum(1) / counts.clamp(min=1)
+    return rows.where(valid, 0.0).sum(1) / counts.clamp(min=1)
 
 
 def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarray, np.ndarray]], *,
