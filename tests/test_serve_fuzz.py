@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.spec import EncoderSpec
-from softbits.device.wire import HEADER, build_payload, encode_payload
+from softbits.device.wire import COMPACT_TAG, HEADER, build_compact, build_payload, encode_payload
 from softbits.train import train_dataset
 
 from conftest import pad_mask, start_server
@@ -54,11 +54,17 @@ def server(tmp_path_factory):
 
 
 def payloads(spec: EncoderSpec, good: bytes) -> st.SearchStrategy[bytes]:
-    """Random bytes, valid payloads, and valid payloads with flipped, cut, grown or rewritten parts."""
-    valid = st.builds(
+    """Random bytes, valid payloads and compact frames, and those with flipped, cut, grown or
+    rewritten parts."""
+    full = st.builds(
         lambda n, seed: build_payload(spec, np.random.default_rng(seed).integers(
             0, 256, (n, spec.sample_bytes), dtype=np.uint8) & pad_mask(spec)),
         st.integers(1, 40), st.integers(0, 2**32 - 1))
+    compact = st.builds(
+        lambda seed: build_compact(spec, np.random.default_rng(seed).integers(
+            0, 256, spec.sample_bytes, dtype=np.uint8) & pad_mask(spec)),
+        st.integers(0, 2**32 - 1))
+    valid = st.one_of(full, compact)
     flipped = st.builds(lambda d, i, b: d[: i % len(d)] + bytes([b]) + d[i % len(d) + 1:],
                         valid, st.integers(0, 10_000), st.integers(0, 255))
     cut = st.builds(lambda d, k: d[: k % (len(d) + 1)], valid, st.integers(0, 10_000))
@@ -75,6 +81,10 @@ def payloads(spec: EncoderSpec, good: bytes) -> st.SearchStrategy[bytes]:
 
 def _expected_count(spec: EncoderSpec, data: bytes) -> int | None:
     """Samples a valid payload holds, or None when the server must refuse it."""
+    if data[:1] and data[0] & 0xF0 == 0xC0:  # the compact profile: tag, model tag, one sample
+        if data[:2] != bytes((COMPACT_TAG, spec.model_id_bytes[0])) or len(data) != 2 + spec.sample_bytes:
+            return None
+        return None if (np.frombuffer(data, np.uint8, offset=2) & ~pad_mask(spec)).any() else 1
     if len(data) < HEADER.size or len(data) > MAX_PAYLOAD:
         return None
     magic, version, bits, nf, mid, count = HEADER.unpack_from(data)
@@ -159,6 +169,10 @@ def test_expected_count_oracle_is_sound(server):
     assert _expected_count(spec, good) == 30
     assert _expected_count(spec, good[:-1]) is None
     assert _expected_count(spec, good[:14] + struct.pack("<H", 29) + good[16:]) is None
+    compact = build_compact(spec, np.frombuffer(good, np.uint8, spec.sample_bytes, 16))
+    assert _expected_count(spec, compact) == 1
+    assert _expected_count(spec, compact[:-1]) is None
+    assert _expected_count(spec, compact[:1] + bytes([compact[1] ^ 1]) + compact[2:]) is None
 
 
 # --- CoAP Block1 (RFC 7959) uploads, block by block -------------------------------------------

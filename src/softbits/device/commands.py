@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal, overload
 
 import typer
 
 from softbits.cliutil import check_output_dir, check_output_file, writing
 from softbits.errors import ConfigError, DataError
 
-__all__ = ["export", "encode_cmd", "predict"]
+if TYPE_CHECKING:
+    from softbits.device.wire import Frame
+
+__all__ = ["encode_cmd", "export", "frame_option", "predict"]
+
+FrameOption = Annotated[str, typer.Option(
+    "--frame", help="full (16-byte header, any number of rows), compact (2 bytes of framing, one row) "
+                    "or none (one bare row, for the route that names the model id).")]
 
 ModelArg = Annotated[Path, typer.Argument(help="A model file written by `softbits train --save`.")]
 
@@ -26,6 +33,21 @@ def _spec(model):
     from softbits.device.spec import EncoderSpec
 
     return EncoderSpec.from_model(model)
+
+
+@overload
+def frame_option(text: str, auto: Literal[False] = False) -> Frame: ...
+@overload
+def frame_option(text: str, auto: Literal[True]) -> Frame | Literal["auto"]: ...
+def frame_option(text: str, auto: bool = False) -> Frame | Literal["auto"]:
+    """The ``--frame`` value, checked: full, compact or none (or auto, where a reader may detect it)."""
+    from softbits.device.wire import FRAMES
+
+    choices: tuple[Frame | Literal["auto"], ...] = ("auto", *FRAMES) if auto else FRAMES
+    for frame in choices:
+        if text.strip().lower() == frame:
+            return frame
+    raise ConfigError(f"--frame must be {', '.join(choices[:-1])} or {choices[-1]}, got {text!r}")
 
 
 def export(
@@ -58,24 +80,28 @@ def encode_cmd(
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
     out: Annotated[Path | None, typer.Option(help="Output file (hex: stdout when omitted).")] = None,
     format: Annotated[str, typer.Option("--format", help="bin (a wire payload) or hex (packed samples, one line each, no header).")] = "bin",
+    frame: FrameOption = "full",
 ) -> None:
     """Encode raw CSV rows as the device does: a wire payload, or the bytes softbits_encode writes."""
     from softbits.device.encode import encode_packed
     from softbits.device.predict import read_features
-    from softbits.device.wire import build_payload
+    from softbits.device.wire import build_frame
 
+    chosen = frame_option(frame)
     fmt = format.lower()
     if fmt not in ("bin", "hex"):
         raise ConfigError(f"--format must be bin or hex, got {format!r}")
     if fmt == "bin" and out is None:
         raise ConfigError("--format bin needs --out FILE")
+    if fmt == "hex" and chosen != "full":
+        raise ConfigError("--format hex writes bare packed samples; --frame applies to --format bin")
     if out is not None:
         check_output_file(out, "--out")
     m = _load(model)
     spec = _spec(m)
     packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
     if fmt == "bin":
-        data = build_payload(spec, packed)
+        data = build_frame(spec, packed, chosen)
         with writing("--out"):
             out.write_bytes(data)  # type: ignore[union-attr]
         return
@@ -91,6 +117,9 @@ def predict(
     model: ModelArg,
     input: Annotated[Path | None, typer.Option("--input", help="CSV with a header row of raw features.")] = None,
     payload: Annotated[Path | None, typer.Option(help="A wire payload (softbits encode --out).")] = None,
+    frame: Annotated[str, typer.Option(
+        "--frame", help="How --payload is framed: auto (full or compact, told apart by the first byte), "
+                        "full, compact or none (one bare sample).")] = "auto",
 ) -> None:
     """Print one prediction per line, from raw rows (device-exact encoder) or from a payload."""
     from softbits.device.predict import (
@@ -102,6 +131,7 @@ def predict(
         read_features,
     )
 
+    chosen = frame_option(frame, auto=True)
     if (input is None) == (payload is None):
         raise ConfigError("give exactly one of --input X.csv or --payload payload.bin")
     m = _load(model)
@@ -113,5 +143,5 @@ def predict(
             raise DataError(f"method {m.config.method} has no threshold encoder, so it reads no payloads")
         if not payload.is_file():  # type: ignore[union-attr]
             raise DataError(f"payload file not found: {payload}")
-        pred = predict_payload(m, spec, payload.read_bytes())  # type: ignore[union-attr]
+        pred = predict_payload(m, spec, payload.read_bytes(), frame=chosen)  # type: ignore[union-attr]
     sys.stdout.write("".join(format_prediction(v) + "\n" for v in prediction_values(m, pred)))

@@ -14,13 +14,13 @@ same bits, which is why a payload's reply equals ``softbits predict`` on the sam
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from softbits.device.encode import encode
 from softbits.device.spec import EncoderSpec
-from softbits.device.wire import parse_payload
+from softbits.device.wire import Frame, parse_payload
 from softbits.errors import DataError
 
 if TYPE_CHECKING:
@@ -82,10 +82,11 @@ def predict_rows(model: TrainedModel, X: np.ndarray) -> np.ndarray:
     return model.predict_codes(encode(spec, X))
 
 
-def predict_payload(model: TrainedModel, spec: EncoderSpec, data: bytes,
-                    max_bytes: int | None = None) -> np.ndarray:
-    """Predictions for one payload, all its samples as one batch."""
-    return model.predict_codes(parse_payload(spec, data, max_bytes))
+def predict_payload(model: TrainedModel, spec: EncoderSpec, data: bytes, max_bytes: int | None = None,
+                    frame: Frame | Literal["auto"] = "auto") -> np.ndarray:
+    """Predictions for one payload (framed as :func:`~softbits.device.wire.parse_payload` reads
+    it), all its samples as one batch."""
+    return model.predict_codes(parse_payload(spec, data, max_bytes, frame))
 
 
 def prediction_values(model: TrainedModel, pred: np.ndarray) -> list[Any]:

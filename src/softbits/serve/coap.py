@@ -1,8 +1,9 @@
-"""The CoAP face of the server (aiocoap): POST or PUT ``/predict`` with a wire payload.
+"""The CoAP face of the server (aiocoap): POST or PUT ``/predict`` with a full wire payload or a
+compact frame, or ``/predict/<model-id>`` with one bare sample.
 
 Replies: 2.05 Content with the JSON predictions (content format 50, application/json);
-4.00 Bad Request or 4.13 Request Entity Too Large with a text/plain diagnostic (format 0),
-5.00 when the model's prediction is not finite.
+4.00 Bad Request, 4.04 Not Found (a route naming another model id) or 4.13 Request Entity Too
+Large with a text/plain diagnostic (format 0), 5.00 when the model's prediction is not finite.
 
 Payloads above one block arrive block-wise (Block1, RFC 7959). The resource reassembles them
 itself rather than through aiocoap, which would keep acknowledging blocks past the size limit
@@ -131,7 +132,7 @@ def create_coap_site(service: PredictionService) -> Any:
     import aiocoap.resource as resource
     from aiocoap.blockwise import Block2Cache
 
-    codes = {200: aiocoap.CONTENT, 400: aiocoap.BAD_REQUEST,
+    codes = {200: aiocoap.CONTENT, 400: aiocoap.BAD_REQUEST, 404: aiocoap.NOT_FOUND,
              413: aiocoap.REQUEST_ENTITY_TOO_LARGE, 500: aiocoap.INTERNAL_SERVER_ERROR}
 
     class PredictResource(resource.Resource):
@@ -156,8 +157,16 @@ def create_coap_site(service: PredictionService) -> Any:
             reply.opt.block1 = step.opt.block1
             pipe.add_response(reply, is_last=True)
 
+        def route_model_id(self, request: aiocoap.Message) -> str | None:
+            """The model id the route names; ``None`` on ``/predict`` itself."""
+            return None
+
         async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-            answer = service.answer(bytes(request.payload))
+            try:
+                route = self.route_model_id(request)
+            except LookupError as exc:
+                return aiocoap.Message(code=aiocoap.NOT_FOUND, content_format=_TEXT, payload=str(exc.args[0]).encode())
+            answer = service.answer(bytes(request.payload), route)
             reply = aiocoap.Message(code=codes[answer.status], payload=answer.body,
                                     content_format=_JSON if answer.ok else _TEXT)
             if answer.status == 413:
@@ -166,7 +175,17 @@ def create_coap_site(service: PredictionService) -> Any:
 
         render_put = render_post
 
+    class NamedModelResource(PredictResource, resource.PathCapable):
+        """``/predict/<model-id>``: aiocoap hands it the path below ``/predict``."""
+
+        def route_model_id(self, request: aiocoap.Message) -> str | None:
+            path = request.opt.uri_path
+            if len(path) != 1 or not path[0]:
+                raise LookupError(f"no resource /predict/{'/'.join(path)}: post to /predict/<model-id>")
+            return str(path[0])
+
     site = resource.Site()
     site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
     site.add_resource(COAP_PATH, PredictResource())
+    site.add_resource(COAP_PATH, NamedModelResource())  # a sub-site: matches /predict/...
     return site

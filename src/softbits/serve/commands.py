@@ -12,7 +12,7 @@ import typer
 
 from softbits.errors import ConfigError
 
-__all__ = ["serve", "send"]
+__all__ = ["named_route", "send", "serve"]
 
 _OFF = ("off", "none", "")
 
@@ -23,7 +23,7 @@ def serve(
     http: Annotated[str, typer.Option(help="HTTP HOST:PORT, or 'off'.")] = "127.0.0.1:8000",
     max_payload: Annotated[int, typer.Option(help="Largest accepted payload in bytes (HTTP 413 / CoAP 4.13 above).")] = 65536,
 ) -> None:
-    """Serve predictions for wire payloads over CoAP (POST/PUT /predict) and HTTP (POST /v1/predict)."""
+    """Serve predictions for wire payloads over CoAP (POST/PUT /predict[/MODEL_ID]) and HTTP (POST /v1/predict[/MODEL_ID])."""
     import torch
 
     from softbits.serve.server import parse_address
@@ -45,27 +45,47 @@ def serve(
     run(service, http_addr, coap_addr, ready)
 
 
+def named_route(url: str, model_id: str) -> str:
+    """``url`` + ``/<model-id>``: the route that takes bare samples (kept when already there)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/" + model_id):
+        path = f"{path}/{model_id}"
+    return urlunsplit(parts._replace(path=path))
+
+
 def send(
     model: Annotated[Path, typer.Argument(help="The model the server runs (its encoder makes the payloads).")],
     input: Annotated[Path, typer.Option("--input", help="CSV with a header row of raw features.")],
     to: Annotated[str, typer.Option("--to", help="coap://HOST[:PORT]/predict or http://HOST:PORT/v1/predict.")],
-    batch: Annotated[int, typer.Option(help="Samples per payload (one request each).")] = 64,
+    batch: Annotated[int | None, typer.Option(help="Samples per full payload (one request each; default 64).")] = None,
+    frame: Annotated[str, typer.Option(help="full (16-byte header, batches), compact (2 bytes, one sample "
+                                             "a request) or none (one bare sample to --to/<model-id>).")] = "full",
     verb: Annotated[str, typer.Option(help="Request verb: post, or put (CoAP only).")] = "post",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.")] = 30.0,
 ) -> None:
     """Encode CSV rows like a device, send them, print one prediction per line."""
+    from softbits.device.commands import frame_option
     from softbits.device.encode import encode_packed
     from softbits.device.predict import format_prediction, read_features
     from softbits.device.spec import EncoderSpec
-    from softbits.device.wire import MAX_SAMPLES, build_payload
+    from softbits.device.wire import MAX_SAMPLES, build_frame
     from softbits.serve.client import send_payloads
     from softbits.trained_model import TrainedModel
 
-    if not 1 <= batch <= MAX_SAMPLES:
+    chosen = frame_option(frame)
+    if chosen != "full" and batch not in (None, 1):
+        raise ConfigError(f"--batch applies to --frame full; --frame {chosen} sends one sample a request")
+    size = 1 if chosen != "full" else 64 if batch is None else batch
+    if not 1 <= size <= MAX_SAMPLES:
         raise ConfigError(f"--batch must be 1..{MAX_SAMPLES}")
     m = TrainedModel.load(model)
     spec = EncoderSpec.from_model(m)
     packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
-    payloads = [build_payload(spec, packed[i:i + batch]) for i in range(0, packed.shape[0], batch)]
+    payloads = [build_frame(spec, packed[i:i + size], chosen) for i in range(0, packed.shape[0], size)]
+    if chosen == "none":
+        to = named_route(to, spec.model_id)
     values = send_payloads(to, payloads, verb=verb.lower(), timeout=timeout)
     sys.stdout.write("".join(format_prediction(v) + "\n" for v in values))

@@ -1,7 +1,9 @@
-"""The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``.
+"""The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``POST /v1/predict/<model-id>``,
+``GET /v1/model``, ``GET /healthz``.
 
-The body of ``/v1/predict`` is a wire payload (``application/octet-stream``; the content type is
-not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the size limit, which
+The body of ``/v1/predict`` is a full wire payload or a compact frame; the body of
+``/v1/predict/<model-id>`` is one bare sample, answered 404 when the id is not this server's
+(``application/octet-stream``; the content type is not enforced). Errors answer ``{"error": message}`` with 400, or 413 over the size limit, which
 is checked against Content-Length before the body is read and again while it streams in.
 A prediction that is not finite answers 500 (see :mod:`softbits.serve.service`). An upload
 whose connection closes before the body is complete is logged as one warning line.
@@ -42,7 +44,7 @@ def create_http_app(service: PredictionService) -> FastAPI:
             log.warning("upload from %s cut off after %d of %s bytes: the connection closed "
                         "(by the client, when idle, or at shutdown)", peer, len(body), declared or "?")
             return _error(400, "incomplete upload")  # nobody is left to read it
-        answer = service.answer(bytes(body))
+        answer = service.answer(bytes(body), request.path_params.get("model_id"))
         if answer.ok:
             return Response(answer.body, media_type="application/json")
         return _error(answer.status, answer.body.decode())
@@ -50,6 +52,7 @@ def create_http_app(service: PredictionService) -> FastAPI:
     # a plain Starlette route inside the FastAPI app: the hot path skips FastAPI's per-request
     # dependency resolution, which cost about as much as the model itself
     app.add_route("/v1/predict", predict, methods=["POST"])
+    app.add_route("/v1/predict/{model_id}", predict, methods=["POST"])
 
     @app.get("/v1/model")
     async def model() -> Response:

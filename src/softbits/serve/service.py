@@ -1,7 +1,10 @@
 """The transport-independent server core: payload bytes in, a status and a reply body out.
 
 HTTP and CoAP both call :meth:`PredictionService.answer`, so they validate, batch and format
-identically; only the mapping of the status to 200/400/413/500 or 2.05/4.00/4.13/5.00 differs.
+identically; only the mapping of the status to 200/400/404/413/500 or 2.05/4.00/4.04/4.13/5.00
+differs. A payload posted to the plain route is a full payload or a compact frame (the wire
+module tells them apart by the first byte); one posted to the route that names a model id is one
+bare sample, answered 404 when the id is not this server's.
 Replies are strict JSON: a batch with a NaN or infinite prediction (a model whose float32
 arithmetic overflows, or whose weights are not finite) answers 500 naming the sample, rather
 than ``NaN``/``Infinity``, which no JSON parser has to accept.
@@ -13,7 +16,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -37,7 +40,7 @@ _NON_FINITE = b"the model predicted a non-finite value"
 
 @dataclass(frozen=True)
 class Answer:
-    """``status`` is 200, 400, 413 or 500; ``body`` is JSON (200) or a one-line message."""
+    """``status`` is 200, 400, 404, 413 or 500; ``body`` is JSON (200) or a one-line message."""
 
     status: int
     body: bytes
@@ -75,16 +78,22 @@ class PredictionService:
         """The 413 answer for a body known to be ``n_bytes`` long before it is parsed."""
         return Answer(413, str(PayloadTooLarge(n_bytes, self.max_payload_bytes)).encode())
 
-    def answer(self, data: bytes) -> Answer:
-        """Predict every sample of one payload as one batch; never raises."""
-        answer = self._answer(data)
+    def answer(self, data: bytes, route_model_id: str | None = None) -> Answer:
+        """Predict every sample of one payload as one batch; never raises.
+
+        ``route_model_id`` is the model id the request's route names; the body is then one bare
+        sample of that model.
+        """
+        if route_model_id is not None and route_model_id.lower() != self.model_id:
+            return Answer(404, f"no model {route_model_id} here: this server has {self.model_id}".encode())
+        answer = self._answer(data, "auto" if route_model_id is None else "none")
         if answer.status == 500 and answer.body.startswith(_NON_FINITE):
             log.warning("%s", answer.body.decode())
         return answer
 
-    def _answer(self, data: bytes) -> Answer:
+    def _answer(self, data: bytes, frame: Literal["auto", "none"] = "auto") -> Answer:
         try:
-            pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes)
+            pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes, frame)
             values = prediction_values(self.model, pred)
         except PayloadTooLarge as exc:
             return Answer(413, str(exc).encode())
