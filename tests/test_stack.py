@@ -78,7 +78,7 @@ def test_each_bw_sq_member_reproduces_its_single_training(diabetes) -> None:
     assert _max_difference(init, stacked[0], to_tensor(X[400:], torch.device("cpu"))) > 1e-3
 
 
-@pytest.mark.parametrize("method", ["fp", "bw-mq", "bw-qq", "pr-qq", "po-mq"])
+@pytest.mark.parametrize("method", ["fp", "bw-mq", "bw-qq", "pr-qq", "po-mq", "sq"])
 def test_other_stackable_methods_reproduce_their_single_trainings(diabetes, method: str) -> None:
     X, y = diabetes
     configs, splits = _mixed_stack(method)[1:3], _splits(X, y)[1:3]
@@ -167,7 +167,7 @@ def test_stacked_dropout_trains_each_member_with_its_rate(diabetes) -> None:
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"method": "sq"}, "method sq has no stacked training"),
+    ({"method": "lsq"}, "method lsq has no stacked training"),
     ({"method": "bw-sq-ens"}, "method bw-sq-ens has no stacked training"),
     ({"neurons": 32}, "members differ in neurons"),
     ({"batch_size": 128}, "members differ in batch_size"),

@@ -35,7 +35,7 @@ from softbits.engine import FitResult, lr_factors, resolve_device, seed_everythi
 from softbits.ensemble import BatchedLinear, BatchedMLP
 from softbits.errors import ConfigError
 from softbits.network import QuantizedMLP
-from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, ThresholdQuantizer
+from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer, ThresholdQuantizer
 from softbits.schedules import make_schedule
 from softbits.train import FittedModule, build_model, check_training_memory
 
@@ -43,7 +43,7 @@ __all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "St
            "can_stack", "fit_stacked"]
 
 #: methods whose training stacks (po-* train the plain FP network, as fp does)
-STACKABLE_METHODS = ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "bw-mq", "bw-qq", "bw-sq")
+STACKABLE_METHODS = ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "sq", "bw-mq", "bw-qq", "bw-sq")
 
 #: settings every member must share: they fix the stacked model's shapes and the batch layout
 SHARED_FIELDS = ("method", "bits", "layers", "neurons", "batch_size", "task", "device")
@@ -90,7 +90,8 @@ class StackedQuantizer(nn.Module):
     ``kind`` ``bitwise``: member k computes what its :class:`BitwiseQuantizer` computes (the
     same elementwise operations, so the same bits): soft σ((x − a)/τ_k) in training when
     ``soft``, the hard bits 1[x > a] otherwise. ``midpoint``: the level of the exceeded-threshold
-    count, as :class:`MidpointQuantizer`. Input [K, B, F], output [K, B, out_features].
+    count, as :class:`MidpointQuantizer`. ``soft`` (SQ): Σ_j σ((x − a_j)/τ_k) in training, the
+    count in eval, as :class:`SoftQuantizer`. Input [K, B, F], output [K, B, out_features].
     """
 
     temperature: torch.Tensor
@@ -106,6 +107,8 @@ class StackedQuantizer(nn.Module):
             self.kind, self.soft, trainable = "bitwise", first.soft, first.trainable
         elif isinstance(first, MidpointQuantizer):
             self.kind, self.soft, trainable = "midpoint", False, False
+        elif isinstance(first, SoftQuantizer):
+            self.kind, self.soft, trainable = "sum", True, first.trainable
         else:
             raise ConfigError(f"{type(first).__name__} has no stacked form")
         quantizers = [q for q in members if isinstance(q, ThresholdQuantizer)]
@@ -133,6 +136,11 @@ class StackedQuantizer(nn.Module):
             codes = (x.unsqueeze(-1) > self.thresholds.unsqueeze(1)).sum(-1)
             levels = self.levels.unsqueeze(1).expand(-1, x.shape[1], -1, -1)
             return torch.gather(levels, 3, codes.unsqueeze(-1)).squeeze(-1).to(x.dtype)
+        if self.kind == "sum":
+            if self.training:
+                return torch.sigmoid((x.unsqueeze(-1) - self.thresholds.unsqueeze(1))
+                                     / self.temperature.view(-1, 1, 1, 1)).sum(-1)
+            return (x.unsqueeze(-1) > self.thresholds.unsqueeze(1)).sum(-1).to(x.dtype)
         if self.training and self.soft:
             inv_t = self.temperature.reciprocal().view(-1, 1, 1)
             z = (x * inv_t).unsqueeze(-1) + self.thresholds.unsqueeze(1) * -inv_t.unsqueeze(-1)
