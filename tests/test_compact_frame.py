@@ -336,3 +336,33 @@ def test_cpu_act_model_compact_frame_is_eight_bytes(data_dir, capsys, tmp_path):
         assert code == 0, err
         sizes[frame] = (tmp_path / f"{frame}.bin").stat().st_size
     assert len(ds.feature_names) == 21 and sizes == {"full": 22, "compact": 8}
+
+
+def test_named_route_and_frame_option():
+    from softbits.device.commands import frame_option
+    from softbits.errors import ConfigError
+    from softbits.serve.commands import named_route
+
+    mid = "024a98f4bf2c331d"
+    assert named_route("coap://127.0.0.1:5683/predict", mid) == f"coap://127.0.0.1:5683/predict/{mid}"
+    assert named_route("http://h:8000/v1/predict/", mid) == f"http://h:8000/v1/predict/{mid}"
+    assert named_route(f"http://h:8000/v1/predict/{mid}", mid) == f"http://h:8000/v1/predict/{mid}"
+    assert frame_option(" Compact ") == "compact" and frame_option("auto", auto=True) == "auto"
+    with pytest.raises(ConfigError, match="^--frame must be full, compact or none, got 'auto'$"):
+        frame_option("auto")
+    with pytest.raises(ConfigError, match="^--frame must be auto, full, compact or none, got 'x'$"):
+        frame_option("x", auto=True)
+
+
+@pytest.mark.skipif(shutil.which("coap-client-notls") is None,
+                    reason="coap-client-notls is not installed (Debian package libcoap3-bin)")
+def test_foreign_coap_client_sends_single_samples(served, tmp_path):
+    spec, coap = served["spec"], served["urls"]["coap"]
+    compact, bare = _frames(served, 1)
+    (tmp_path / "c.bin").write_bytes(compact)
+    (tmp_path / "n.bin").write_bytes(bare)
+    for path, url in ((tmp_path / "c.bin", coap), (tmp_path / "n.bin", f"{coap}/{spec.model_id}")):
+        r = subprocess.run(["coap-client-notls", "-m", "put", "-f", str(path), url],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["predictions"] == [served["expected"][1]]
