@@ -64,8 +64,10 @@ def _assert_members_match(configs: list[TrainConfig], splits: list[tuple[np.ndar
         assert len(member.fit.train_loss) == config.epochs
         np.testing.assert_allclose(member.fit.train_loss, single.fit.train_loss, rtol=1e-5, atol=1e-6)
         assert member.fit.temperatures == single.fit.temperatures
+        assert member.fit.best_epoch == single.fit.best_epoch
+        np.testing.assert_allclose(member.fit.val_loss, single.fit.val_loss, rtol=1e-5, atol=1e-6)
         assert not member.module.training
-        assert member.X_train.shape[0] == X.shape[0]
+        assert member.X_train.shape[0] == X.shape[0] - round(config.val_fraction * X.shape[0])
 
 
 def test_each_bw_sq_member_reproduces_its_single_training(diabetes) -> None:
@@ -93,6 +95,23 @@ def test_classification_members_reproduce_their_single_trainings() -> None:
     splits = [(X[:250], y[:250]), (X[20:260], y[20:260])]
     stacked = fit_stacked(configs, splits, task="classification", n_outputs=3)
     _assert_members_match(configs, splits, stacked, X[260:], task="classification", n_outputs=3)
+
+
+def test_members_with_validation_end_at_their_own_best_epoch(diabetes) -> None:
+    """val_fraction holds out each member's own rows, as its single training, and each member with
+    validation ends at its own best epoch (one member here without validation keeps its last)."""
+    X, y = diabetes
+    base = dict(BASE, method="bw-sq")
+    configs = [TrainConfig(**base, seed=1, lr=3e-2, epochs=6, val_fraction=0.2),
+               TrainConfig(**base, seed=2, lr=1e-3, epochs=4, val_fraction=0.1),
+               TrainConfig(**base, seed=3, lr=5e-3, epochs=3)]
+    splits = _splits(X, y)[:3]
+    stacked = fit_stacked(configs, splits, task="regression")
+    _assert_members_match(configs, splits, stacked, X[400:])
+    assert [len(m.fit.val_loss) for m in stacked] == [6, 4, 0]
+    assert stacked[0].fit.best_epoch == 4  # not the last epoch: the restore is exercised
+    assert stacked[2].fit.best_epoch is None
+    assert stacked[0].X_train.shape[0] == 320
 
 
 def test_swapped_member_generators_break_equivalence(diabetes, monkeypatch) -> None:
@@ -171,7 +190,6 @@ def test_stacked_dropout_trains_each_member_with_its_rate(diabetes) -> None:
     ({"method": "bw-sq-ens"}, "method bw-sq-ens has no stacked training"),
     ({"neurons": 32}, "members differ in neurons"),
     ({"batch_size": 128}, "members differ in batch_size"),
-    ({"val_fraction": 0.1}, "val_fraction > 0"),
 ])
 def test_can_stack_refuses_with_a_reason(diabetes, change: dict, reason: str) -> None:
     first = TrainConfig(**BASE, method="bw-sq")

@@ -64,8 +64,7 @@ def can_stack(configs: Sequence[TrainConfig]) -> StackCheck:
     """Whether ``configs`` train as one stacked model, and if not, the reason in one line.
 
     Refused: methods outside :data:`STACKABLE_METHODS` (their quantizers have no stacked form
-    yet), members differing in a :data:`SHARED_FIELDS` setting, and validation splits
-    (``val_fraction`` > 0: the best-epoch checkpoint is per training and not stacked yet).
+    yet) and members differing in a :data:`SHARED_FIELDS` setting.
     """
     if not configs:
         return StackCheck(False, "no trainings to stack")
@@ -78,9 +77,6 @@ def can_stack(configs: Sequence[TrainConfig]) -> StackCheck:
         if len(values) > 1:
             return StackCheck(False, f"members differ in {name} ({', '.join(values)}); "
                                      "a stack shares one architecture and batch size")
-    if any(c.val_fraction > 0 for c in configs):
-        return StackCheck(False, "val_fraction > 0 (best-epoch checkpoints) is not stacked; "
-                                 "train those one at a time")
     return StackCheck(True)
 
 
@@ -269,6 +265,28 @@ def _member_losses(out: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, coun
     return rows.where(valid, 0.0).sum(1) / counts.clamp(min=1)
 
 
+def _hold_out(X: torch.Tensor, y: torch.Tensor, config: TrainConfig
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Training and validation rows exactly as :func:`~softbits.train.fit_module` splits them
+    (``val_fraction`` of the rows, a permutation seeded with the config's seed)."""
+    if config.val_fraction <= 0:
+        return X, y, None, None
+    n_val = max(1, int(round(config.val_fraction * X.shape[0])))
+    perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(X.device)
+    return X[perm[n_val:]], y[perm[n_val:]], X[perm[:n_val]], y[perm[:n_val]]
+
+
+def _pad(tensors: Sequence[torch.Tensor | None], like: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """Members' row sets [N_k, ...] as one zero-padded [K, max N_k, ...] tensor, and the N_k
+    (0 for a member without rows)."""
+    rows = [0 if t is None else t.shape[0] for t in tensors]
+    out = torch.zeros(len(tensors), max(rows), *like.shape[1:], dtype=like.dtype, device=like.device)
+    for k, t in enumerate(tensors):
+        if t is not None:
+            out[k, :rows[k]] = t
+    return out, rows
+
+
 def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarray, np.ndarray]], *,
                 task: str, n_outputs: int = 1) -> list[FittedModule]:
     """Train ``configs[k]`` on ``splits[k]`` (standardized X_train, y_train) for every k at once.
@@ -277,7 +295,8 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
     :func:`~softbits.train.fit_module` would: the member's own single module (eval mode) with the
     trained parameters, its history (losses and temperatures of its own epochs;
     ``train_seconds`` is the stack's wall time until the member's last epoch) and its training
-    rows. Refuses with :class:`ConfigError` what :func:`can_stack` refuses.
+    rows. A member with ``val_fraction`` > 0 holds out the same rows as its single training and
+    ends at its own best epoch. Refuses with :class:`ConfigError` what :func:`can_stack` refuses.
     """
     check = can_stack(configs)
     if not check:
@@ -288,36 +307,56 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
     if len(widths) > 1 or widths[0] < 1:
         raise ConfigError(f"stacked members need 2-D features of one width, got widths {widths}")
     device = resolve_device(configs[0].device)
-    members, generators, X_list, y_list = [], [], [], []
+    members, generators = [], []
+    train: list[tuple[torch.Tensor, torch.Tensor]] = []
+    val: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
     for config, (X_train, y_train) in zip(configs, splits, strict=True):
         generator = seed_everything(config.seed)  # as fit_module: same init, same batches
-        X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
-        if X_tr.shape[0] != y_tr.shape[0] or X_tr.shape[0] == 0:
-            raise ConfigError(f"a training split has {X_tr.shape[0]} rows and {y_tr.shape[0]} targets")
+        X, y = to_tensor(X_train, device), target_tensor(y_train, device, task)
+        if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+            raise ConfigError(f"a training split has {X.shape[0]} rows and {y.shape[0]} targets")
+        X_tr, y_tr, X_val, y_val = _hold_out(X, y, config)
         members.append(build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device))
         generators.append(generator)
-        X_list.append(X_tr)
-        y_list.append(y_tr)
+        train.append((X_tr, y_tr))
+        val.append((X_val, y_val))
     K, batch_size = len(configs), configs[0].batch_size
-    d_in = members[0].quantizer.out_features if members[0].quantizer is not None else X_list[0].shape[1]
+    d_in = members[0].quantizer.out_features if members[0].quantizer is not None else train[0][0].shape[1]
     check_training_memory(configs[0], d_in, n_outputs, K, device, batch_rows=batch_size)
     stacked = stack_modules(members, [c.dropout for c in configs])
-    histories = _train(stacked, configs, generators, X_list, y_list, task=task, batch_size=batch_size)
+    histories = _train(stacked, configs, generators, train, val, task=task, batch_size=batch_size)
     unstack_into(stacked, members)
-    return [FittedModule(module=m, fit=h, X_train=X) for m, h, X in zip(members, histories, X_list, strict=True)]
+    return [FittedModule(module=m, fit=h, X_train=X) for m, h, (X, _) in zip(members, histories, train, strict=True)]
+
+
+@torch.no_grad()
+def _validation_losses(stacked: StackedModel, X: torch.Tensor, y: torch.Tensor, rows: Sequence[int],
+                       task: str, chunk: int = 4096) -> torch.Tensor:
+    """Each member's eval-mode (hard) loss on its own validation rows, [K]; chunks of rows keep
+    the [K, rows, F·M] input bounded."""
+    stacked.eval()
+    counts = torch.tensor(list(rows), device=X.device)
+    total = torch.zeros(len(rows), device=X.device)
+    for start in range(0, X.shape[1], chunk):
+        xb, yb = X[:, start:start + chunk], y[:, start:start + chunk]
+        valid_rows = (counts - start).clamp(0, xb.shape[1])
+        valid = torch.arange(xb.shape[1], device=X.device).unsqueeze(0) < valid_rows.unsqueeze(1)
+        total += _member_losses(stacked(xb), yb, valid, valid_rows, task) * valid_rows
+    return total / counts.clamp(min=1)
 
 
 def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Sequence[torch.Generator],
-           X_list: Sequence[torch.Tensor], y_list: Sequence[torch.Tensor], *, task: str,
+           train: Sequence[tuple[torch.Tensor, torch.Tensor]],
+           val: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], *, task: str,
            batch_size: int) -> list[FitResult]:
     """The stacked loop: per epoch each live member draws its permutation; step s trains batch s of
-    every member that has one."""
-    K, device = len(configs), X_list[0].device
-    rows = [X.shape[0] for X in X_list]
-    X_pad = torch.zeros(K, max(rows), X_list[0].shape[1], device=device)
-    y_pad = torch.zeros(K, max(rows), dtype=y_list[0].dtype, device=device)
-    for k, (X, y) in enumerate(zip(X_list, y_list, strict=True)):
-        X_pad[k, :rows[k]], y_pad[k, :rows[k]] = X, y
+    every member that has one. Members with validation rows keep their best epoch's state (hard
+    validation loss, as :func:`~softbits.engine.fit`) and end there."""
+    K, device = len(configs), train[0][0].device
+    X_pad, rows = _pad([X for X, _ in train], train[0][0])
+    y_pad, _ = _pad([y for _, y in train], train[0][1])
+    X_val, val_rows = _pad([X for X, _ in val], train[0][0])
+    y_val, _ = _pad([y for _, y in val], train[0][1])
     epochs = [c.epochs for c in configs]
     factors = [lr_factors(c.lr_schedule, c.epochs, c.warmup_epochs) for c in configs]
     temps = [make_schedule(c.schedule, c.epochs, c.decrease_factor).values() for c in configs]
@@ -325,6 +364,8 @@ def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Se
                             decoupled=[c.optimizer == "adamw" for c in configs])
     quantizer = stacked.quantizer
     histories = [FitResult() for _ in configs]
+    best_loss = [math.inf] * K
+    best_state: dict[str, torch.Tensor] = {}
     member = torch.arange(K, device=device).unsqueeze(1)
     start = time.perf_counter()
     for epoch in range(max(epochs)):
@@ -356,12 +397,29 @@ def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Se
             optimizer.step(counts_cpu > 0, lr)
             total += losses.detach() * counts
         mean = (total.cpu() / torch.tensor([max(r, 1) for r in n])).tolist()
+        for k in range(K):
+            if live[k]:
+                histories[k].train_loss.append(float(mean[k]))
+        checked = [rows_k if live[k] else 0 for k, rows_k in enumerate(val_rows)]
+        if any(checked):
+            val_losses = _validation_losses(stacked, X_val, y_val, checked, task).tolist()
+            state = stacked.state_dict()
+            for k in (k for k in range(K) if checked[k]):
+                histories[k].val_loss.append(float(val_losses[k]))
+                if val_losses[k] < best_loss[k]:
+                    best_loss[k], histories[k].best_epoch = val_losses[k], epoch
+                    for name, value in state.items():
+                        best_state.setdefault(name, value.detach().clone())[k].copy_(value[k])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed = time.perf_counter() - start
         for k in range(K):
             if live[k]:
-                histories[k].train_loss.append(float(mean[k]))
                 histories[k].train_seconds = elapsed
     stacked.eval()
+    with torch.no_grad():
+        state = stacked.state_dict()
+        for k in (k for k in range(K) if histories[k].best_epoch is not None):
+            for name, value in state.items():
+                value[k].copy_(best_state[name][k])
     return histories
