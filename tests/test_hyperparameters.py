@@ -114,8 +114,20 @@ def _help(name: str) -> str:
     ("recipe", list(RECIPES)),
 ])
 def test_train_help_names_every_registered_choice(option: str, names: list[str]) -> None:
-    """Hand-written, because building them from the registries at import would load torch and
-    pandas on every CLI call (``--help`` and ``--version`` included); this keeps them complete."""
+    """Dataset and method lists come from the registries (which import no torch or pandas); the
+    smaller lists are written out, and this keeps every one of them complete."""
     text = _help(option)
     missing = [n for n in names if n not in re.findall(r"[\w-]+", text)]
     assert not missing, f"--{option} help lacks {missing}: {text!r}"
+
+
+def test_cli_help_imports_neither_torch_nor_pandas() -> None:
+    """Listing the registries' names in help texts stays cheap: ``softbits --help`` and every
+    one-line error before training do not pay for torch, pandas or scikit-learn."""
+    import subprocess
+    import sys
+
+    code = ("import sys, softbits.cli; heavy = [m for m in ('torch', 'pandas', 'sklearn') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", out

@@ -26,7 +26,9 @@ from softbits.cliutil import (
     print_json,
     writing,
 )
+from softbits.data.registry import DATASETS
 from softbits.errors import ConfigError, DataError, SoftbitsError
+from softbits.methods import METHODS
 
 __all__ = ["app", "main", "console", "err_console", "print_json", "check_output_file",
            "check_output_dir", "writing"]
@@ -73,12 +75,16 @@ def load_input(dataset: str | None, data: Path | None, target: str | None, task:
     raise ConfigError("give exactly one of --dataset NAME or --data PATH")
 
 
+#: the registries name the choices, so a new method or dataset shows up in the help by itself
+_METHOD_HELP = ", ".join(f"{name} (paper)" if name == "bw-sq" else name for name in METHODS) + "."
+
+
 @app.command()
 def train(
-    dataset: Annotated[str | None, typer.Option(help="A registered dataset (california, cpu_act, fried, superconduct, sulfur, wine_quality, breast_cancer, digits, diabetes).")] = None,
+    dataset: Annotated[str | None, typer.Option(help=f"A registered dataset ({', '.join(DATASETS)}).")] = None,
     data: Annotated[Path | None, typer.Option(help="Your own CSV, CSV.GZ or Parquet file.")] = None,
     target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
-    method: Annotated[str, typer.Option(help="fp, po-mq, po-qq, pr-mq, pr-qq, sq, bw-mq, bw-qq, bw-sq (paper), bw-sq-ens, lsq, llt4, llt9.")] = "bw-sq",
+    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "bw-sq",
     bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from softbits.codes import check_bits
 from softbits.errors import ConfigError
-from softbits.quantizers import (
-    BitwiseQuantizer,
-    LLTQuantizer,
-    LSQQuantizer,
-    MidpointQuantizer,
-    Quantizer,
-    SoftQuantizer,
-)
+
+if TYPE_CHECKING:
+    from softbits.quantizers import Quantizer
 
 __all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_method"]
 
@@ -26,7 +22,28 @@ __all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_metho
 DEFAULT_MEMBERS = 8
 
 #: (n_features, bits, init) → quantizer; ``init`` is the user's choice for trainable thresholds
-QuantizerFactory = Callable[[int, int, str], Quantizer]
+QuantizerFactory = Callable[[int, int, str], "Quantizer"]
+
+
+def _quantizer(kind: str, **fixed: Any) -> QuantizerFactory:
+    """A factory for quantizer ``kind`` (``fixed`` arguments; ``init`` from the user unless fixed).
+
+    The quantizer classes load on the first call: the registry itself imports no torch, so the
+    command line can list the methods in its help without that cost.
+    """
+
+    def make(n_features: int, bits: int, init: str) -> Quantizer:
+        from softbits.quantizers import QUANTIZERS
+
+        cls: Any = QUANTIZERS[kind]
+        chosen = {} if kind in _NO_INIT else {"init": init}
+        return cls(n_features, bits, **{**chosen, **fixed})
+
+    return make
+
+
+#: quantizer kinds whose constructor takes no threshold init
+_NO_INIT = ("lsq", "llt")
 
 
 @dataclass(frozen=True)
@@ -85,35 +102,35 @@ _SYMMETRIC = "the symmetric table needs R = 2^(n-1) - 1 >= 1"
 
 for _m in [
     Method("fp", "FP", description="full precision, no quantization"),
-    Method("po-mq", "Po-MQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
+    Method("po-mq", "Po-MQ", post_quantizer=_quantizer("midpoint", init="minmax"),
            min_bits=2, min_bits_reason=_MIDPOINT, description="FP model tested on min-max quantized inputs"),
-    Method("po-qq", "Po-QQ", post_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
+    Method("po-qq", "Po-QQ", post_quantizer=_quantizer("midpoint", init="quantile"),
            min_bits=2, min_bits_reason=_MIDPOINT, description="FP model tested on quantile quantized inputs"),
-    Method("pr-mq", "Pr-MQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="minmax"),
+    Method("pr-mq", "Pr-MQ", train_quantizer=_quantizer("midpoint", init="minmax"),
            min_bits=2, min_bits_reason=_MIDPOINT, description="fixed min-max quantizer + midpoint decoder in training and test"),
-    Method("pr-qq", "Pr-QQ", train_quantizer=lambda f, b, i: MidpointQuantizer(f, b, init="quantile"),
+    Method("pr-qq", "Pr-QQ", train_quantizer=_quantizer("midpoint", init="quantile"),
            min_bits=2, min_bits_reason=_MIDPOINT, description="fixed quantile quantizer + midpoint decoder in training and test"),
-    Method("sq", "SQ", train_quantizer=lambda f, b, i: SoftQuantizer(f, b, init=i),
+    Method("sq", "SQ", train_quantizer=_quantizer("soft"),
            description="soft quantization: summed sigmoids, trainable thresholds"),
     Method("bw-mq", "Bw-MQ",
-           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=False, trainable=False, init="minmax"),
+           train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="minmax"),
            description="hard thermometer bits at fixed min-max thresholds"),
     Method("bw-qq", "Bw-QQ",
-           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=False, trainable=False, init="quantile"),
+           train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="quantile"),
            description="hard thermometer bits at fixed quantile thresholds"),
     Method("bw-sq", "Bw-SQ",
-           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=True, trainable=True, init=i),
+           train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),
     Method("bw-sq-ens", "Bw-SQ-Ens",
-           train_quantizer=lambda f, b, i: BitwiseQuantizer(f, b, soft=True, trainable=True, init=i),
+           train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
            ensemble=True, settings_from="bw-sq",
            description="one Bw-SQ quantizer feeding an ensemble of independent MLPs (mean loss and prediction)"),
-    Method("lsq", "LSQ", train_quantizer=lambda f, b, i: LSQQuantizer(f, b), min_bits=2,
+    Method("lsq", "LSQ", train_quantizer=_quantizer("lsq"), min_bits=2,
            min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
            description="learned step size quantization per feature (Esser et al. 2020)"),
-    Method("llt4", "LLT4", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=4),
+    Method("llt4", "LLT4", train_quantizer=_quantizer("llt", granularity=4),
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
-    Method("llt9", "LLT9", train_quantizer=lambda f, b, i: LLTQuantizer(f, b, granularity=9),
+    Method("llt9", "LLT9", train_quantizer=_quantizer("llt", granularity=9),
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
 ]:
     register_method(_m)

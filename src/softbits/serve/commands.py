@@ -23,7 +23,7 @@ def serve(
     http: Annotated[str, typer.Option(help="HTTP HOST:PORT, or 'off'.")] = "127.0.0.1:8000",
     max_payload: Annotated[int, typer.Option(help="Largest accepted payload in bytes (HTTP 413 / CoAP 4.13 above).")] = 65536,
 ) -> None:
-    """Serve predictions for wire payloads over CoAP (POST/PUT /predict[/MODEL_ID]) and HTTP (POST /v1/predict[/MODEL_ID])."""
+    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID)."""
     import torch
 
     from softbits.serve.server import parse_address
