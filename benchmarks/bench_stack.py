@@ -52,6 +52,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="torch thread counts to measure, each a full pass (on a shared machine two "
+                        "threads that wait for each other stall whenever a neighbour takes a core)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
@@ -63,7 +66,8 @@ def main() -> None:
     fit_module(*data, warm[0], task="regression")  # first-call imports (torch._dynamo) out of the timings
     fit_stacked(warm, [data] * 2, task="regression")
     rows = []
-    for neurons in args.neurons:
+    for threads, neurons in ((t, n) for t in args.threads for n in args.neurons):
+        torch.set_num_threads(threads)
         # rounds interleave the single training and every stack, and each keeps its fastest round:
         # drift of a shared machine hits all variants alike, and noise only ever adds time
         single, stacks = float("inf"), dict.fromkeys(args.members, float("inf"))
@@ -76,7 +80,7 @@ def main() -> None:
                 stacks[k] = min(stacks[k], seconds)
         ours, theirs = members[0].module.state_dict(), alone.module.state_dict()
         row: dict[str, Any] = {
-            "neurons": neurons, "single_seconds": single, "single_trainings_per_hour": 3600 / single,
+            "torch_threads": threads, "neurons": neurons, "single_seconds": single, "single_trainings_per_hour": 3600 / single,
             "stacked": [{"members": k, "seconds": t, "trainings_per_hour": 3600 * k / t, "speedup": single * k / t}
                         for k, t in stacks.items()],
             "member0_max_param_difference": max(float((ours[n] - theirs[n]).abs().max()) for n in theirs),
@@ -90,7 +94,6 @@ def main() -> None:
         "batch_size": args.batch_size, "repeats": args.repeats,
         "timing": "fastest of interleaved rounds, whole training call (build, init, epochs); members differ in seed and lr",
         "results": rows,
-        "torch_threads": torch.get_num_threads(),
         "machine": machine_info("torch", "numpy"),
         "device": runtime_info(device)["device"],
     }

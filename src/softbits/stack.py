@@ -10,7 +10,8 @@ input [K, B, F]. Every step each member takes its own batch (its own generator's
 its own rows), the loss is the sum of the members' mean losses (so member k's gradient is its own
 loss's), and :class:`StackedAdam` updates each member with its own learning rate, weight decay and
 step count. A member with fewer batches in an epoch, or past its own last epoch, skips the step:
-no gradient, no optimizer state change.
+no gradient, no optimizer state change. A member with ``val_fraction`` > 0 holds out its single
+training's validation rows and ends at its own best epoch.
 
 Without dropout, member k ends where its single training ends up to float rounding (the batched
 matmuls sum in another order); with dropout the masks are drawn differently, so only the
@@ -40,7 +41,7 @@ from softbits.schedules import make_schedule
 from softbits.train import FittedModule, build_model, check_training_memory
 
 __all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "StackedQuantizer",
-           "can_stack", "fit_stacked"]
+           "can_stack", "fit_stacked", "stack_modules", "unstack_into"]
 
 #: methods whose training stacks (po-* train the plain FP network, as fp does)
 STACKABLE_METHODS = ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "sq", "bw-mq", "bw-qq", "bw-sq")
