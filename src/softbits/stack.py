@@ -38,7 +38,7 @@ from softbits.errors import ConfigError
 from softbits.network import QuantizedMLP
 from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer, ThresholdQuantizer
 from softbits.schedules import make_schedule
-from softbits.train import FittedModule, build_model, check_training_memory
+from softbits.train import FittedModule, build_model, check_training_memory, hold_out_validation
 
 __all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "StackedQuantizer",
            "can_stack", "fit_stacked", "stack_modules", "unstack_into"]
@@ -266,17 +266,6 @@ def _member_losses(out: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, coun
     return rows.where(valid, 0.0).sum(1) / counts.clamp(min=1)
 
 
-def _hold_out(X: torch.Tensor, y: torch.Tensor, config: TrainConfig
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Training and validation rows exactly as :func:`~softbits.train.fit_module` splits them
-    (``val_fraction`` of the rows, a permutation seeded with the config's seed)."""
-    if config.val_fraction <= 0:
-        return X, y, None, None
-    n_val = max(1, int(round(config.val_fraction * X.shape[0])))
-    perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(X.device)
-    return X[perm[n_val:]], y[perm[n_val:]], X[perm[:n_val]], y[perm[:n_val]]
-
-
 def _pad(tensors: Sequence[torch.Tensor | None], like: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
     """Members' row sets [N_k, ...] as one zero-padded [K, max N_k, ...] tensor, and the N_k
     (0 for a member without rows)."""
@@ -316,7 +305,7 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
         X, y = to_tensor(X_train, device), target_tensor(y_train, device, task)
         if X.shape[0] != y.shape[0] or X.shape[0] == 0:
             raise ConfigError(f"a training split has {X.shape[0]} rows and {y.shape[0]} targets")
-        X_tr, y_tr, X_val, y_val = _hold_out(X, y, config)
+        X_tr, y_tr, X_val, y_val = hold_out_validation(X, y, config)
         members.append(build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device))
         generators.append(generator)
         train.append((X_tr, y_tr))

@@ -32,7 +32,7 @@ from softbits.schedules import make_schedule
 from softbits.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
-           "check_training_memory", "evaluate_as", "fit_module", "score", "summary",
+           "check_training_memory", "evaluate_as", "fit_module", "hold_out_validation", "score", "summary",
            "train_dataset", "train_on_split"]
 
 
@@ -177,6 +177,17 @@ def evaluate_as(fitted: FittedModule, method: str, bits: int, X_test: torch.Tens
     return module, replace(score(module, X_test, y_test, task), fp=trained)
 
 
+def hold_out_validation(X: torch.Tensor, y: torch.Tensor, config: TrainConfig
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Training and validation rows: ``val_fraction`` of the rows (a permutation seeded with the
+    config's seed) validate, the rest train; without a fraction every row trains."""
+    if config.val_fraction <= 0:
+        return X, y, None, None
+    n_val = max(1, int(round(config.val_fraction * X.shape[0])))
+    perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(X.device)
+    return X[perm[n_val:]], y[perm[n_val:]], X[perm[:n_val]], y[perm[:n_val]]
+
+
 def fit_module(
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -190,12 +201,7 @@ def fit_module(
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
-    X_val = y_val = None
-    if config.val_fraction > 0:
-        n_val = max(1, int(round(config.val_fraction * X_tr.shape[0])))
-        perm = torch.randperm(X_tr.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(device)
-        X_val, y_val = X_tr[perm[:n_val]], y_tr[perm[:n_val]]
-        X_tr, y_tr = X_tr[perm[n_val:]], y_tr[perm[n_val:]]
+    X_tr, y_tr, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
     module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device).to(device)
     schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
     result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
