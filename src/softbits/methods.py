@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_method"]
 
-#: members of an ensemble method when the user names no number (TabM's default is 32; 8 until
-#: measured here, a fraction of the cost)
-DEFAULT_MEMBERS = 8
+#: members of an ensemble method when the user names no number: 4 had 2.5 % lower validation
+#: MSE than one MLP at 2.1x its training time in a CV study on training folds (8: 2.6 % at 3.8x;
+#: 16: 4.8 % at 6.7x); benchmarks/results/ensemble_members.json, docs/training.md "Ensembles"
+DEFAULT_MEMBERS = 4
 
 #: (n_features, bits, init) → quantizer; ``init`` is the user's choice for trainable thresholds
 QuantizerFactory = Callable[[int, int, str], "Quantizer"]
