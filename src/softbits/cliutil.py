@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from softbits.errors import ConfigError, DataError
+from softbits.paths import FILE_NOT_WRITABLE, directory_problem
 
 __all__ = ["console", "err_console", "print_json", "DataDirOpt", "check_output_file",
            "check_output_dir", "writing"]
@@ -45,14 +46,9 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", envvar="SOFTBITS_
 
 def _check_creatable(target: Path, option: str, shown: Path) -> None:
     """``target`` (a directory to create or use) must lie below a writable directory."""
-    existing = target
-    while not os.path.exists(existing):
-        existing = existing.parent
-    if not os.path.isdir(existing):
-        raise ConfigError(f"{option} {shown}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {shown}: cannot write in {existing} (no permission or a "
-                          "read-only file system)")
+    problem = directory_problem(target)
+    if problem is not None:
+        raise ConfigError(f"{option} {shown}: {problem}")
 
 
 def check_output_file(path: Path, option: str) -> None:
@@ -65,8 +61,7 @@ def check_output_file(path: Path, option: str) -> None:
         raise ConfigError(f"{option} {path} is a directory; give a file path")
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
-            raise ConfigError(f"{option} {path}: cannot write this file (no permission or a "
-                              "read-only file system)")
+            raise ConfigError(f"{option} {path}: {FILE_NOT_WRITABLE}")
         return
     _check_creatable(path.parent, option, path)
 

@@ -27,6 +27,7 @@ import pandas as pd
 from softbits.errors import DataError
 from softbits.experiments.settings import Setting
 from softbits.experiments.tasks import ResultKey, ResultRow
+from softbits.paths import FILE_NOT_WRITABLE, directory_problem
 
 __all__ = ["SCHEMA_VERSION", "ResultStore", "check_store"]
 
@@ -119,17 +120,12 @@ def _check_writable(path: Path) -> None:
     """Refuse a store that SQLite could open but not write: it would only fail at the first
     write ("attempt to write a readonly database"). SQLite writes its journal next to the file,
     so the directory counts too. ``os.access`` also sees read-only mounts, even for root."""
-    directory = path.parent
-    while not os.path.exists(directory):
-        directory = directory.parent
-    if not os.path.isdir(directory):
-        raise DataError(f"store {path}: {directory} is not a directory; give another --store path")
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise DataError(f"store {path}: cannot write this file (no permission or a read-only file "
-                        "system); give another --store path")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise DataError(f"store {path}: cannot write in {directory} (no permission or a read-only "
-                        "file system); give another --store path")
+        problem: str | None = FILE_NOT_WRITABLE
+    else:
+        problem = directory_problem(path.parent)
+    if problem is not None:
+        raise DataError(f"store {path}: {problem}; give another --store path")
 
 
 def check_store(path: Path, read_only: bool = False) -> None:
