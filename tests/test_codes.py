@@ -83,3 +83,22 @@ def test_no_module_restates_the_arithmetic() -> None:
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(SRC)}:{line}: {what}")
     assert not found, "use softbits.codes instead:\n" + "\n".join(found)
+
+
+def test_check_widths_accepts_zero_width_features_and_sums_payload() -> None:
+    assert codes.check_widths([0, 3, np.int64(16)], 3) == (0, 3, 16)
+    assert codes.widths_payload_bytes((0, 3, 16)) == 3
+    assert codes.widths_payload_bytes((2,) * 21) == codes.payload_bytes(21, 2)
+
+
+@pytest.mark.parametrize("widths, message", [
+    ([0, 0], "every feature has 0 bits"),
+    ([], "0 bit widths given for 2 features"),
+    ([1, 17], r"integers in 0\.\.16, got 17"),
+    ([1, True], "got True"),
+    ("12", "must be a list of integers"),
+    ([1, 2, 3], "3 bit widths given for 2 features"),
+])
+def test_check_widths_refuses_with_one_line(widths, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        codes.check_widths(widths, 2)

@@ -3,8 +3,9 @@ per packed sample.
 
 Trainer, model file, device encoder, wire format and C generator all size tables and payloads
 from these functions, so they cannot disagree. Widths are one per model today; the functions
-take the width as their own argument (not folded into a feature count) so that per-feature
-widths can extend them: the payload then sums the widths instead of multiplying.
+take the width as their own argument (not folded into a feature count); per-feature widths
+(0 = the feature is not sent) go through :func:`check_widths` and :func:`widths_payload_bytes`,
+which sum the widths instead of multiplying.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numbers
 
 from softbits.errors import ConfigError
 
-__all__ = ["MAX_BITS", "check_bits", "max_code", "n_levels", "n_thresholds", "payload_bytes"]
+__all__ = ["MAX_BITS", "check_bits", "check_widths", "max_code", "n_levels", "n_thresholds", "payload_bytes",
+           "widths_payload_bytes"]
 
 #: codes travel as at most 16-bit integers (uint16 on the server side)
 MAX_BITS = 16
@@ -47,3 +49,27 @@ def max_code(bits: int) -> int:
 def payload_bytes(n_features: int, bits: int) -> int:
     """Bytes of one sample's codes packed LSB-first without gaps: ⌈F·n / 8⌉."""
     return (n_features * bits + 7) // 8
+
+
+def check_widths(widths: object, n_features: int | None = None) -> tuple[int, ...]:
+    """Per-feature widths as a tuple of ints in 0..MAX_BITS, or a one-line :class:`ConfigError`.
+
+    A width of 0 drops the feature from the payload; at least one feature must be sent. With
+    ``n_features`` the count must match.
+    """
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise ConfigError(f"bits per feature must be a list of integers, got {widths!r}")
+    values = list(widths)
+    for w in values:
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral) or not 0 <= int(w) <= MAX_BITS:
+            raise ConfigError(f"bits per feature must be integers in 0..{MAX_BITS}, got {w!r}")
+    if n_features is not None and len(values) != n_features:
+        raise ConfigError(f"{len(values)} bit widths given for {n_features} features")
+    if not values or not any(values):
+        raise ConfigError("every feature has 0 bits: at least one feature must be sent")
+    return tuple(int(w) for w in values)
+
+
+def widths_payload_bytes(widths: tuple[int, ...]) -> int:
+    """Bytes of one sample's codes with per-feature widths, packed LSB-first: ⌈Σ w_f / 8⌉."""
+    return (sum(widths) + 7) // 8
