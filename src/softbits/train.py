@@ -33,7 +33,7 @@ from softbits.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "evaluate_as", "fit_module", "hold_out_validation", "score", "summary",
-           "train_dataset", "train_on_split"]
+           "train_dataset", "train_on_split", "training_memory"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
@@ -80,21 +80,28 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_training_memory(config: TrainConfig, d_in: int, n_outputs: int, members: int | None,
-                          device: torch.device, *, batch_rows: int) -> None:
-    """One-line :class:`ConfigError` when a lower bound of the training's memory exceeds what
-    ``device`` has free, instead of an out-of-memory crash (or swapping) minutes later.
+def training_memory(config: TrainConfig, d_in: int, n_outputs: int, members: int | None, *,
+                    batch_rows: int) -> tuple[int, int]:
+    """A lower bound of a training's memory in bytes, and its parameter count.
 
     The bound counts float32 weights, gradients and Adam's two moments (16 bytes a parameter)
     and the hidden activations with their ReLU outputs of one batch of ``batch_rows`` rows; the
-    real need is higher.
+    real need is higher. ``members`` networks train side by side (an ensemble or a stack).
     """
     with torch.device("meta"):  # the real builder, so the count cannot drift from it
         network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
     params = sum(p.numel() for p in network.parameters())
     k = members or 1
     activations = batch_rows * (k * (2 * config.layers * config.neurons + n_outputs) + d_in)
-    need = 4 * (4 * params + activations)
+    return 4 * (4 * params + activations), params
+
+
+def check_training_memory(config: TrainConfig, d_in: int, n_outputs: int, members: int | None,
+                          device: torch.device, *, batch_rows: int) -> None:
+    """One-line :class:`ConfigError` when :func:`training_memory`'s lower bound exceeds what
+    ``device`` has free, instead of an out-of-memory crash (or swapping) minutes later."""
+    need, params = training_memory(config, d_in, n_outputs, members, batch_rows=batch_rows)
+    k = members or 1
     free = available_memory(device)
     if free is not None and need > free:
         what = f"{k} networks of {params // k:,} parameters" if members else f"a network of {params:,} parameters"
