@@ -13,15 +13,25 @@ s = 2^(n−1) … 1 give c = #{t < x}, n comparisons per feature. Codes are pack
 ``softbits_encode_compact`` writes the whole compact frame (tag, model tag, sample) of
 :mod:`softbits.device.wire`, and ``softbits_header_prefix`` serves devices that send full payloads.
 
-The fixed C lives in ``templates/encoder.{h,c}.tmpl``; this module only fills in the spec's
-values and the key table.
+Mixed widths (format version 2): ``SOFTBITS_BITS`` is 0 and ``softbits_feature_bits[f]`` gives
+feature f's width w; the keys are one flat table holding each feature's 2^w − 1 keys in turn,
+searched with w comparisons. A 0-width feature has no keys and its ``x[f]`` is never read (the
+header says which). ``SOFTBITS_N_FEATURES`` stays the length of x and ``SOFTBITS_PAYLOAD_BYTES``
+the packed bytes, so firmware written for uniform widths compiles and means the same.
+
+The fixed C lives in ``templates/encoder.{h,c}.tmpl`` (uniform) and
+``templates/encoder_mixed.{h,c}.tmpl``; this module only fills in the spec's values and the
+key table.
 """
 
 from __future__ import annotations
 
 import string
+import textwrap
 from importlib import resources
 from pathlib import Path
+
+import numpy as np
 
 from softbits.device.spec import EncoderSpec, float32_keys
 from softbits.device.wire import COMPACT_FRAMING, COMPACT_TAG, HEADER_BYTES, WIRE_VERSION, header_prefix, model_tag
@@ -52,11 +62,24 @@ def _template(name: str) -> string.Template:
 
 
 def _header(spec: EncoderSpec) -> str:
-    return _template("encoder.h.tmpl").substitute(
+    values = dict(
         model_id=spec.model_id, format_version=spec.format_version, wire_version=WIRE_VERSION,
         n_features=spec.n_features, bits=spec.bits, n_thresholds=spec.n_thresholds,
         payload_bytes=spec.sample_bytes, header_bytes=HEADER_BYTES, compact_tag=f"0x{COMPACT_TAG:02X}U",
         model_tag=f"0x{model_tag(spec):02X}U", compact_framing=COMPACT_FRAMING)
+    if spec.widths is None:
+        return _template("encoder.h.tmpl").substitute(values)
+    unread = [f"x[{f}] ({_c_identifier_comment(name)})"
+              for f, (name, w) in enumerate(zip(spec.feature_names, spec.widths, strict=True)) if w == 0]
+    return _template("encoder_mixed.h.tmpl").substitute(
+        values, code_bits=spec.code_bits, n_keys=int(spec.active.sum()),
+        widths_text=_wrapped(", ".join(map(str, spec.widths))),
+        unread=_wrapped(", ".join(unread) if unread else "none, every feature is sent"))
+
+
+def _wrapped(text: str) -> str:
+    """A long list for a block comment, continued on lines indented like the comment's text."""
+    return "\n   ".join(textwrap.wrap(text, width=90, break_long_words=False, break_on_hyphens=False))
 
 
 def _table(spec: EncoderSpec) -> str:
@@ -72,11 +95,31 @@ def _table(spec: EncoderSpec) -> str:
     return "\n".join(lines)
 
 
+def _mixed_table(spec: EncoderSpec) -> str:
+    """One flat key table: each sent feature's 2^w − 1 keys, in feature order."""
+    keys = float32_keys(np.where(spec.active, spec.thresholds, np.float32(0)))
+    lines = ["static const int32_t softbits_keys[SOFTBITS_N_KEYS] = {"]
+    for name, w, row, active in zip(spec.feature_names, spec.feature_bits, keys, spec.active, strict=True):
+        label = _c_identifier_comment(name)
+        if w == 0:
+            lines.append(f"    /* {label}: 0 bits, not sent */")
+            continue
+        lines.append(f"    /* {label}: {w} bit{'s' if w > 1 else ''} */")
+        literals = [str(int(v)) for v in row[active]]
+        for i in range(0, len(literals), _PER_LINE):
+            lines.append("        " + ", ".join(literals[i:i + _PER_LINE]) + ",")
+    lines.append("};")
+    return "\n".join(lines)
+
+
 def _source(spec: EncoderSpec) -> str:
-    return _template("encoder.c.tmpl").substitute(
-        model_id=spec.model_id, header_name=C_HEADER_NAME,
-        header_prefix=", ".join(f"0x{b:02x}" for b in header_prefix(spec)),
-        keys_table=_table(spec))
+    prefix = ", ".join(f"0x{b:02x}" for b in header_prefix(spec))
+    if spec.widths is None:
+        return _template("encoder.c.tmpl").substitute(
+            model_id=spec.model_id, header_name=C_HEADER_NAME, header_prefix=prefix, keys_table=_table(spec))
+    return _template("encoder_mixed.c.tmpl").substitute(
+        model_id=spec.model_id, header_name=C_HEADER_NAME, header_prefix=prefix,
+        feature_bits=", ".join(map(str, spec.widths)), keys_table=_mixed_table(spec))
 
 
 def generate_c(spec: EncoderSpec) -> dict[str, str]:

@@ -4,11 +4,14 @@ Codes: k = #{j : x > t_j} over the spec's sorted raw-unit float32 thresholds. Th
 finds k by a binary search of ``bits`` comparisons; the batch kernels count SIMD comparisons up
 to 8 bits and search above. Every variant evaluates the same float32 ``x > t``, so all agree.
 Inputs are first cast to float32 (round to nearest), the precision a device holds. NaN compares
-false everywhere, so NaN → 0; −inf → 0 and +inf → 2^bits − 1 because thresholds are finite.
+false everywhere, so NaN → 0; −inf → 0 and +inf → 2^w − 1 because active thresholds are finite.
+A mixed-width spec pads each feature's unused slots with +inf, which no x exceeds, so the same
+kernels give feature f codes in 0..2^w_f − 1 (a 0-width feature: always 0).
 
-Packing: within a sample, feature f's code occupies stream bits [f·bits, (f+1)·bits), code LSB
-first; stream bit b is bit (b mod 8) of byte ⌊b/8⌋ (bit 0 = least significant). Each sample
-starts on a byte boundary and its padding bits are zero; a sample is ⌈F·bits/8⌉ bytes.
+Packing: within a sample, feature f's code occupies stream bits [Σ_{g<f} w_g, Σ_{g≤f} w_g)
+([f·bits, (f+1)·bits) when uniform), code LSB first; stream bit b is bit (b mod 8) of byte
+⌊b/8⌋ (bit 0 = least significant). A 0-width feature occupies nothing. Each sample starts on a
+byte boundary and its padding bits are zero; a sample is ⌈Σ w_f / 8⌉ bytes.
 
 Two backends compute identical results: numba kernels (compiled once, cached on disk) for large
 batches, and a pure-numpy path (``np.searchsorted`` / ``np.packbits``) used for small batches,
@@ -19,19 +22,20 @@ kernels are compiled in memory for each process instead: slower to start, same c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
-from softbits.codes import max_code, payload_bytes
+from softbits.codes import check_widths, max_code, widths_payload_bytes
 from softbits.device.spec import EncoderSpec
 from softbits.errors import ConfigError, DataError
 
 __all__ = [
     "EncodeBackend",
     "NUMBA_MIN_VALUES",
+    "Widths",
     "code_dtype",
     "encode",
     "encode_packed",
@@ -41,6 +45,8 @@ __all__ = [
 ]
 
 EncodeBackend = Literal["auto", "numba", "numpy"]
+#: one width for every feature, or one width per feature (0 = not sent)
+Widths = int | Sequence[int]
 #: below this many values per call the numpy path is used under ``backend="auto"``
 NUMBA_MIN_VALUES = 1 << 16
 #: samples per block of the counting kernel (a column buffer that stays in L1)
@@ -110,7 +116,7 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
                 out[i, j] = c
 
     @numba.njit(cache=cache, nogil=True)
-    def pack_kernel(codes, bits, out):  # pragma: no cover - compiled
+    def pack_kernel(codes, widths, out):  # pragma: no cover - compiled
         n, f = codes.shape
         for i in range(n):
             acc = np.uint64(0)
@@ -118,7 +124,7 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
             o = 0
             for j in range(f):
                 acc |= np.uint64(codes[i, j]) << np.uint64(filled)
-                filled += bits
+                filled += widths[j]
                 while filled >= 8:
                     out[i, o] = np.uint8(acc & np.uint64(0xFF))
                     acc >>= np.uint64(8)
@@ -128,21 +134,21 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
                 out[i, o] = np.uint8(acc & np.uint64(0xFF))
 
     @numba.njit(cache=cache, nogil=True)
-    def unpack_kernel(data, bits, all_ones, out):  # pragma: no cover - compiled
+    def unpack_kernel(data, widths, out):  # pragma: no cover - compiled
         n, f = out.shape
-        mask = np.uint64(all_ones)
         for i in range(n):
             acc = np.uint64(0)
             filled = 0
             o = 0
             for j in range(f):
-                while filled < bits:
+                w = widths[j]
+                while filled < w:
                     acc |= np.uint64(data[i, o]) << np.uint64(filled)
                     filled += 8
                     o += 1
-                out[i, j] = acc & mask
-                acc >>= np.uint64(bits)
-                filled -= bits
+                out[i, j] = acc & ((np.uint64(1) << np.uint64(w)) - np.uint64(1))
+                acc >>= np.uint64(w)
+                filled -= w
 
     return {"count": count_kernel, "search": search_kernel, "pack": pack_kernel, "unpack": unpack_kernel}
 
@@ -188,46 +194,84 @@ def encode(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") ->
     return out
 
 
-def pack(codes: np.ndarray, bits: int, backend: EncodeBackend = "auto") -> np.ndarray:
-    """Packed samples [N, ⌈F·bits/8⌉] uint8 from codes [N, F] (LSB-first, see module doc)."""
+def _widths(bits: Widths, n_features: int) -> tuple[int, ...]:
+    """Per-feature widths from ``bits`` (an int means every feature), checked against F."""
+    if isinstance(bits, (int, np.integer)):
+        return (int(bits),) * n_features
+    widths = tuple(int(w) for w in bits)
+    if len(widths) != n_features:
+        raise DataError(f"{len(widths)} bit widths for {n_features} features")
+    try:
+        return check_widths(widths)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+
+
+def _stream_layout(widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For each bit of a sample's code stream: its feature and its bit within that code."""
+    feature = np.repeat(np.arange(len(widths)), widths)
+    starts = np.cumsum((0,) + widths[:-1])
+    return feature, np.arange(feature.size) - np.repeat(starts, widths)
+
+
+def pack(codes: np.ndarray, bits: Widths, backend: EncodeBackend = "auto") -> np.ndarray:
+    """Packed samples [N, ⌈Σ w_f / 8⌉] uint8 from codes [N, F] (LSB-first, see module doc).
+
+    ``bits``: one width for all features, or a width per feature (0: the feature is left out,
+    its code must be 0).
+    """
     codes = np.asarray(codes)
     if codes.ndim != 2:
         raise DataError(f"codes must be [N, F], got shape {codes.shape}")
-    if codes.size and (int(codes.min()) < 0 or int(codes.max()) > max_code(bits)):
-        raise DataError(f"codes must lie in 0..{max_code(bits)} for {bits} bits")
     n, f = codes.shape
-    width = payload_bytes(f, bits)
-    codes = np.ascontiguousarray(codes, dtype=code_dtype(bits))
-    if bits == 8:  # one code per byte: the codes are the bytes
+    widths = _widths(bits, f)
+    top = max(widths)
+    if codes.size:
+        bad = (codes.min(axis=0) < 0) | (codes.max(axis=0) > np.array([max_code(w) for w in widths]))
+        if bad.any() and min(widths) == top:
+            raise DataError(f"codes must lie in 0..{max_code(top)} for {top} bits")
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise DataError(f"codes of feature {j} must lie in 0..{max_code(widths[j])} for {widths[j]} bits")
+    width = widths_payload_bytes(widths)
+    codes = np.ascontiguousarray(codes, dtype=code_dtype(top))
+    if set(widths) == {8}:  # one code per byte: the codes are the bytes
         return codes.copy()
     if _use_numba(backend, codes.size):
         out = np.empty((n, width), dtype=np.uint8)
-        _kernels()["pack"](codes, bits, out)  # type: ignore[index]
+        _kernels()["pack"](codes, np.array(widths, dtype=np.int64), out)  # type: ignore[index]
         return out
-    shifts = np.arange(bits, dtype=codes.dtype)
-    stream = ((codes[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(n, f * bits)
+    feature, shift = _stream_layout(widths)
+    stream = ((codes[:, feature] >> shift.astype(codes.dtype)) & 1).astype(np.uint8)
     return np.packbits(stream, axis=1, bitorder="little").reshape(n, width)
 
 
-def unpack(data: np.ndarray, n_features: int, bits: int, backend: EncodeBackend = "auto") -> np.ndarray:
-    """Codes [N, F] from packed samples [N, ⌈F·bits/8⌉] (padding bits are ignored here)."""
+def unpack(data: np.ndarray, n_features: int, bits: Widths, backend: EncodeBackend = "auto") -> np.ndarray:
+    """Codes [N, F] from packed samples [N, ⌈Σ w_f / 8⌉] (padding bits are ignored here);
+    a 0-width feature's code is 0."""
     data = np.ascontiguousarray(data, dtype=np.uint8)
-    width = payload_bytes(n_features, bits)
+    widths = _widths(bits, n_features)
+    width = widths_payload_bytes(widths)
     if data.ndim != 2 or data.shape[1] != width:
         raise DataError(f"packed samples must be [N, {width}] bytes, got shape {data.shape}")
     n = data.shape[0]
-    dtype = code_dtype(bits)
-    if bits == 8:
+    dtype = code_dtype(max(widths))
+    if set(widths) == {8}:
         return data.copy()
     if _use_numba(backend, n * n_features):
         out = np.empty((n, n_features), dtype=dtype)
-        _kernels()["unpack"](data, bits, max_code(bits), out)  # type: ignore[index]
+        _kernels()["unpack"](data, np.array(widths, dtype=np.int64), out)  # type: ignore[index]
         return out
-    stream = np.unpackbits(data, axis=1, bitorder="little")[:, : n_features * bits]
-    weights = (1 << np.arange(bits, dtype=np.uint32)).astype(np.uint32)
-    return (stream.reshape(n, n_features, bits).astype(np.uint32) @ weights).astype(dtype)
+    feature, shift = _stream_layout(widths)
+    stream = np.unpackbits(data, axis=1, bitorder="little")[:, : feature.size].astype(np.uint32)
+    sent = np.flatnonzero(widths)
+    codes = np.zeros((n, n_features), dtype=dtype)
+    if n:  # each sent feature's code is the sum of its weighted stream bits
+        starts = np.searchsorted(feature, sent)
+        codes[:, sent] = np.add.reduceat(stream << shift.astype(np.uint32), starts, axis=1)
+    return codes
 
 
 def encode_packed(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") -> np.ndarray:
-    """Raw features [N, F] → packed samples [N, ⌈F·bits/8⌉], the bytes ``softbits_encode`` writes."""
-    return pack(encode(spec, X, backend), spec.bits, backend)
+    """Raw features [N, F] → packed samples [N, ⌈Σ w_f / 8⌉], the bytes ``softbits_encode`` writes."""
+    return pack(encode(spec, X, backend), spec.feature_bits, backend)

@@ -4,6 +4,12 @@ The spec is the public device contract (``encoder.json``): per feature the sorte
 *raw* input units as float32, the bits per feature and the feature order. The Python encoder, the
 generated C and the server all derive from one :class:`EncoderSpec`, so they agree bit for bit.
 
+Widths: format version 1 gives every feature the same ``bits`` (the paper's setting, unchanged
+byte for byte). Version 2 carries one width per feature (``widths``, 0..16; 0 = the feature is
+neither measured nor sent); the table stays dense [F, 2^max − 1] with +inf in the slots a
+feature does not use, so every counting encoder gives feature f codes ≤ 2^w_f − 1 unchanged
+(no float32 x is ``> +inf``). Widths that are all equal are the version-1 spec, same model id.
+
 Folding the standardizer into the thresholds: the network was trained on x_std = (x − mean) /
 scale and the device compares raw x, so each stored float32 standardized threshold a_std becomes
 the raw float32 ``a_raw`` with ``x > a_raw`` ⟺ ``float32((x − mean)/scale) > a_std`` for every
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from softbits.codes import check_bits, max_code, n_thresholds, payload_bytes
+from softbits.codes import check_bits, check_widths, max_code, n_thresholds, payload_bytes, widths_payload_bytes
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENCODER_FORMAT",
     "ENCODER_FORMAT_VERSION",
+    "MIXED_FORMAT_VERSION",
     "EncoderSpec",
     "canonical_bytes",
     "float32_keys",
@@ -42,7 +49,9 @@ __all__ = [
 ]
 
 ENCODER_FORMAT = "softbits-encoder"
+#: the version a uniform spec keeps; mixed widths are :data:`MIXED_FORMAT_VERSION`
 ENCODER_FORMAT_VERSION = 1
+MIXED_FORMAT_VERSION = 2
 _CANON_TAG = b"softbits-encoder\x00"
 
 
@@ -72,9 +81,12 @@ def raw_thresholds(std_sorted: np.ndarray, mean: np.ndarray, scale: np.ndarray) 
     over the ordered float32 values; then ``x > a_raw`` ⟺ the model's comparison, for every
     float32 x, including values that sit on a threshold (common for quantile thresholds of
     discrete features). ``a_raw`` differs from ``float32(a_std · scale + mean)`` by less than one
-    float32 step of a_std (times scale) plus one raw ulp.
+    float32 step of a_std (times scale) plus one raw ulp. +inf entries (the unused slots of a
+    mixed-width table) are not thresholds: they stay +inf, after each row's finite ones.
     """
-    a = np.asarray(std_sorted, dtype=np.float32)
+    given = np.asarray(std_sorted, dtype=np.float32)
+    unused = np.isposinf(given)
+    a = np.where(unused, np.float32(0), given)
     mean = np.asarray(mean, dtype=np.float64).reshape(-1, 1)
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1)
     if np.any(scale <= 0):
@@ -91,22 +103,29 @@ def raw_thresholds(std_sorted: np.ndarray, mean: np.ndarray, scale: np.ndarray) 
             lo = np.where((lo < hi) & ~above, mid + 1, lo)
     if np.any(lo == -top):
         raise DataError("a threshold lies below every finite float32 input; the encoder cannot be exported")
-    raw = _from_keys(np.minimum(lo - 1, top))
+    raw = np.where(unused, np.float32(np.inf), _from_keys(np.minimum(lo - 1, top)))
     return np.sort(raw, axis=1)
 
 
 def canonical_bytes(feature_names: tuple[str, ...], bits: int, thresholds: np.ndarray,
-                    format_version: int = ENCODER_FORMAT_VERSION) -> bytes:
+                    format_version: int = ENCODER_FORMAT_VERSION,
+                    widths: tuple[int, ...] | None = None) -> bytes:
     """The byte string the model id hashes.
 
     ``b"softbits-encoder\\0"``, then ``<u8 format_version, u8 bits, u16 n_features>``, then per
     feature ``<u16 len(name_utf8)>`` + name_utf8 + its thresholds as little-endian float32.
+    With ``widths`` (version 2) the bits byte is 0 and each name is followed by ``<u8 w_f>`` and
+    only the feature's 2^w_f − 1 active thresholds.
     """
-    parts = [_CANON_TAG, struct.pack("<BBH", format_version, bits, len(feature_names))]
+    parts = [_CANON_TAG, struct.pack("<BBH", format_version, 0 if widths else bits, len(feature_names))]
     table = np.ascontiguousarray(thresholds, dtype="<f4")
-    for name, row in zip(feature_names, table, strict=True):
+    for f, (name, row) in enumerate(zip(feature_names, table, strict=True)):
         encoded = name.encode("utf-8")
-        parts += [struct.pack("<H", len(encoded)), encoded, row.tobytes()]
+        parts += [struct.pack("<H", len(encoded)), encoded]
+        if widths:
+            parts += [struct.pack("<B", widths[f]), row[:n_thresholds(widths[f])].tobytes()]
+        else:
+            parts.append(row.tobytes())
     return b"".join(parts)
 
 
@@ -114,14 +133,19 @@ def canonical_bytes(feature_names: tuple[str, ...], bits: int, thresholds: np.nd
 class EncoderSpec:
     """Raw-unit threshold table [F, 2^bits − 1] (float32, sorted rows) plus names and bits.
 
-    Two specs are equal when their canonical bytes are (``source`` is informative only).
+    ``widths``: one width per feature (0..16, 0 = not sent) for a mixed-width spec, whose
+    ``bits`` is the widest; feature f uses its row's first 2^w_f − 1 slots, the rest are +inf.
+    Equal widths are stored as the uniform spec (``widths`` None). ``format_version`` follows
+    from the widths (1 uniform, 2 mixed); a stated one must agree. Two specs are equal when
+    their canonical bytes are (``source`` is informative only).
     """
 
     feature_names: tuple[str, ...]
     bits: int
     thresholds: np.ndarray
-    format_version: int = ENCODER_FORMAT_VERSION
+    format_version: int | None = None
     source: dict[str, Any] = field(default_factory=dict, compare=False)
+    widths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.feature_names)
@@ -129,22 +153,37 @@ class EncoderSpec:
         table = np.ascontiguousarray(self.thresholds, dtype=np.float32)
         table.setflags(write=False)
         object.__setattr__(self, "thresholds", table)
-        if self.format_version != ENCODER_FORMAT_VERSION:
-            raise DataError(f"unsupported encoder format version {self.format_version} "
-                                f"(this softbits reads {ENCODER_FORMAT_VERSION})")
         try:
             check_bits(self.bits)
+            widths = None if self.widths is None else check_widths(self.widths, len(names))
         except ConfigError as exc:
             raise DataError(f"encoder spec: {exc}") from None
+        if widths is not None and max(widths) != self.bits:
+            raise DataError(f"encoder spec states bits {self.bits} but its widest feature has {max(widths)}")
+        if widths is not None and len(set(widths)) == 1:
+            widths = None  # every feature at `bits`: the uniform spec, same bytes and id
+        object.__setattr__(self, "widths", widths)
+        version = MIXED_FORMAT_VERSION if widths else ENCODER_FORMAT_VERSION
+        if self.format_version is not None and _readable(self.format_version) != version:
+            if version == ENCODER_FORMAT_VERSION:
+                raise DataError("encoder format_version 2 is for mixed widths; a spec whose features all "
+                                "share one width is format_version 1")
+            raise DataError("encoder format version 1 is for uniform widths; mixed widths are format version 2")
+        object.__setattr__(self, "format_version", version)
         if not 1 <= len(names) <= 0xFFFF:
             raise DataError(f"an encoder needs 1..65535 features, got {len(names)}")
         expected = (len(names), n_thresholds(self.bits))
         if table.shape != expected:
             raise DataError(f"threshold table has shape {table.shape}, expected {expected}")
-        if not np.all(np.isfinite(table)):
+        active = self.active
+        if not np.all(np.isfinite(table[active])):
             raise DataError("encoder thresholds must be finite float32 values")
-        if np.any(np.diff(table, axis=1) < 0):
-            raise DataError("encoder thresholds must be sorted ascending per feature")
+        if not np.all(np.isposinf(table[~active])):
+            raise DataError("inactive threshold slots must be +inf: feature f of width w uses only "
+                            "its first 2^w - 1 thresholds")
+        with np.errstate(invalid="ignore"):  # inf - inf in the inactive tail
+            if np.any(np.diff(table, axis=1) < 0):
+                raise DataError("encoder thresholds must be sorted ascending per feature")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncoderSpec):
@@ -155,7 +194,8 @@ class EncoderSpec:
         return hash(self.model_id_bytes)
 
     def canonical(self) -> bytes:
-        return canonical_bytes(self.feature_names, self.bits, self.thresholds, self.format_version)
+        version = MIXED_FORMAT_VERSION if self.widths else ENCODER_FORMAT_VERSION
+        return canonical_bytes(self.feature_names, self.bits, self.thresholds, version, self.widths)
 
     # ---- derived sizes -----------------------------------------------------------------------
     @property
@@ -163,18 +203,37 @@ class EncoderSpec:
         return len(self.feature_names)
 
     @property
+    def feature_bits(self) -> tuple[int, ...]:
+        """Each feature's width, uniform or not: what packing and unpacking walk."""
+        return self.widths if self.widths is not None else (self.bits,) * self.n_features
+
+    @property
+    def code_bits(self) -> int:
+        """Bits of codes per sample, Σ w_f (F·bits when uniform)."""
+        return sum(self.feature_bits)
+
+    @property
+    def active(self) -> np.ndarray:
+        """[F, 2^bits − 1] bool: the slots that hold thresholds (all of them when uniform)."""
+        counts = np.array([n_thresholds(w) for w in self.feature_bits])
+        return np.arange(self.n_thresholds)[None, :] < counts[:, None]
+
+    @property
     def n_thresholds(self) -> int:
+        """Slots per row of the dense table, 2^bits − 1 (the widest feature's count)."""
         return n_thresholds(self.bits)
 
     @property
     def max_code(self) -> int:
-        """The largest code: every threshold exceeded."""
+        """The largest code of the widest feature: every threshold exceeded."""
         return max_code(self.bits)
 
     @property
     def sample_bytes(self) -> int:
-        """Packed bytes per sample: ⌈F·bits / 8⌉."""
-        return payload_bytes(self.n_features, self.bits)
+        """Packed bytes per sample: ⌈Σ w_f / 8⌉ (⌈F·bits / 8⌉ when uniform)."""
+        if self.widths is None:
+            return payload_bytes(self.n_features, self.bits)
+        return widths_payload_bytes(self.widths)
 
     @cached_property
     def model_id_bytes(self) -> bytes:
@@ -193,9 +252,12 @@ class EncoderSpec:
             kind = "full precision" if q is None else f"quantizer {q.kind!r}"
             raise DataError(f"method {model.config.method} ({kind}) has no threshold encoder; "
                                 "only threshold methods (bw-*, sq, pr-*, po-*) export a device encoder")
+        # a mixed-width quantizer pads each row's unused slots with +inf, which stay +inf
         table = raw_thresholds(q.sorted_thresholds(), model.x_scaler.mean, model.x_scaler.scale)
         source = {"method": model.config.method, "dataset": model.dataset, "task": model.task}
-        return cls(tuple(model.feature_names), int(q.bits), table, source=source)
+        widths = getattr(q, "widths", None)
+        return cls(tuple(model.feature_names), int(q.bits), table, source=source,
+                   widths=None if widths is None else tuple(widths))
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> EncoderSpec:
@@ -203,13 +265,17 @@ class EncoderSpec:
         try:
             if obj.get("format") != ENCODER_FORMAT:
                 raise DataError(f"not a softbits encoder spec (format {obj.get('format')!r})")
+            version = _readable(int(obj["format_version"]))
             features = obj["features"]
-            bits = {int(f["bits"]) for f in features}
-            if len(bits) != 1:
-                raise DataError(f"all features must share one bit width, got {sorted(bits)}")
-            spec = cls(tuple(f["name"] for f in features), bits.pop(),
-                       np.array([f["thresholds"] for f in features], dtype=np.float64).astype(np.float32),
-                       format_version=int(obj["format_version"]), source=dict(obj.get("source", {})))
+            if version == MIXED_FORMAT_VERSION:
+                spec = _mixed_from_dict(cls, obj)
+            else:
+                bits = {int(f["bits"]) for f in features}
+                if len(bits) != 1:
+                    raise DataError(f"all features must share one bit width, got {sorted(bits)}")
+                spec = cls(tuple(f["name"] for f in features), bits.pop(),
+                           np.array([f["thresholds"] for f in features], dtype=np.float64).astype(np.float32),
+                           format_version=version, source=dict(obj.get("source", {})))
         except DataError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -226,16 +292,42 @@ class EncoderSpec:
             "format_version": self.format_version,
             "model_id": self.model_id,
             "n_features": self.n_features,
-            "bits": self.bits,
+            "bits": None if self.widths else self.bits,
             "sample_bytes": self.sample_bytes,
             "code": "k = number of thresholds t with x > t (strict, float32); NaN -> 0",
             "bit_order": "lsb-first",
             "features": [
-                {"name": name, "bits": self.bits, "thresholds": [float(v) for v in row]}
-                for name, row in zip(self.feature_names, self.thresholds, strict=True)
+                {"name": name, "bits": w, "thresholds": [float(v) for v in row[:n_thresholds(w)]]}
+                for name, w, row in zip(self.feature_names, self.feature_bits, self.thresholds, strict=True)
             ],
             "source": self.source,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"
+
+
+def _readable(version: int) -> int:
+    """``version`` if this softbits reads it, else a one-line :class:`DataError`."""
+    if version not in (ENCODER_FORMAT_VERSION, MIXED_FORMAT_VERSION):
+        raise DataError(f"unsupported encoder format version {version} "
+                        f"(this softbits reads {ENCODER_FORMAT_VERSION} and {MIXED_FORMAT_VERSION})")
+    return version
+
+
+def _mixed_from_dict(cls: type[EncoderSpec], obj: dict[str, Any]) -> EncoderSpec:
+    """A version-2 ``encoder.json``: per feature its width and its own 2^w − 1 thresholds."""
+    features = obj["features"]
+    names = tuple(str(f["name"]) for f in features)
+    try:
+        widths = check_widths([f["bits"] for f in features], len(features))
+    except ConfigError as exc:
+        raise DataError(f"encoder spec: {exc}") from None
+    table = np.full((len(names), n_thresholds(max(widths))), np.inf, dtype=np.float32)
+    for f, (name, w, feature) in enumerate(zip(names, widths, features, strict=True)):
+        row = np.array(feature["thresholds"], dtype=np.float64).astype(np.float32)
+        if row.shape != (n_thresholds(w),):
+            raise DataError(f"feature {name!r} has {row.size} thresholds, {w} bits need {n_thresholds(w)}")
+        table[f, :row.size] = row
+    return cls(names, max(widths), table, format_version=MIXED_FORMAT_VERSION,
+               source=dict(obj.get("source", {})), widths=widths)

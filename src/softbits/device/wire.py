@@ -16,11 +16,15 @@ Full header layout (all integers little-endian; see docs/wire-format.md)::
     offset size field
          0    2 magic        b"SB"
          2    1 version      1
-         3    1 bits         bits per feature (1..16)
-         4    2 n_features   u16
+         3    1 bits         bits per feature (1..16); 0 for a mixed-width model
+         4    2 n_features   u16, all features (0-width ones included)
          6    8 model_id     first 8 bytes of SHA-256 of the encoder spec
         14    2 n_samples    u16, >= 1
-        16    … samples      n_samples × ⌈n_features·bits/8⌉ bytes, LSB-first (see encode.py)
+        16    … samples      n_samples × ⌈Σ w_f / 8⌉ bytes, LSB-first (see encode.py)
+
+A mixed-width model's widths are part of its spec, so its model id names them; no frame carries
+them. The compact frame and the bare sample carry no widths either: the model tag or the route
+names the model, and the exact length and zero padding bits of its sample are checked.
 
 The first 14 bytes are constant for a model, so a device keeps them as a table and writes only
 the sample count. :func:`parse_payload` checks every field against the server's spec, the exact
@@ -55,6 +59,7 @@ __all__ = [
     "build_frame",
     "build_payload",
     "encode_payload",
+    "header_bits",
     "header_prefix",
     "model_tag",
     "parse_payload",
@@ -97,9 +102,18 @@ class Header(NamedTuple):
     n_samples: int
 
 
+def header_bits(spec: EncoderSpec) -> int:
+    """The header's bits byte: the shared width, or 0 when the widths are mixed."""
+    return 0 if spec.widths else spec.bits
+
+
+def _shape(n_features: int, bits: int) -> str:
+    return f"{n_features} features of mixed widths" if bits == 0 else f"{n_features} × {bits}"
+
+
 def header_prefix(spec: EncoderSpec) -> bytes:
     """The 14 bytes before the sample count: constant for a model."""
-    return HEADER.pack(MAGIC, WIRE_VERSION, spec.bits, spec.n_features, spec.model_id_bytes, 0)[:14]
+    return HEADER.pack(MAGIC, WIRE_VERSION, header_bits(spec), spec.n_features, spec.model_id_bytes, 0)[:14]
 
 
 def model_tag(spec: EncoderSpec) -> int:
@@ -209,9 +223,11 @@ def _parse_full(spec: EncoderSpec, data: bytes) -> np.ndarray:
         raise PayloadError(f"bad magic {h.magic!r}: not a softbits payload (expected {MAGIC!r})")
     if h.version != WIRE_VERSION:
         raise PayloadError(f"unsupported wire format version {h.version} (this server reads {WIRE_VERSION})")
-    if (h.n_features, h.bits) != (spec.n_features, spec.bits):
-        raise PayloadError(f"payload is for {h.n_features} features × {h.bits} bits, "
-                           f"model {spec.model_id} expects {spec.n_features} × {spec.bits}")
+    if (h.n_features, h.bits) != (spec.n_features, header_bits(spec)):
+        stated = (f"{h.n_features} features of mixed widths" if h.bits == 0
+                  else f"{h.n_features} features × {h.bits} bits")
+        raise PayloadError(f"payload is for {stated}, model {spec.model_id} expects "
+                           f"{_shape(spec.n_features, header_bits(spec))}")
     if h.model_id != spec.model_id_bytes:
         raise PayloadError(f"model id mismatch: payload is for {h.model_id.hex()}, "
                            f"this server has {spec.model_id}")
@@ -231,10 +247,10 @@ def _parse_full(spec: EncoderSpec, data: bytes) -> np.ndarray:
 def _codes(spec: EncoderSpec, data: bytes, offset: int, n_samples: int) -> np.ndarray:
     """Codes [n_samples, F] of the samples from ``offset``, whose padding bits must be zero."""
     packed = np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(n_samples, spec.sample_bytes)
-    used = (spec.n_features * spec.bits) % 8
+    used = spec.code_bits % 8
     if used:
         bad = np.flatnonzero(packed[:, -1] >> used)
         if bad.size:
             raise PayloadError(f"nonzero padding bits in sample {int(bad[0])}: "
                                f"the last byte of a sample uses only its low {used} bits")
-    return unpack(packed, spec.n_features, spec.bits)
+    return unpack(packed, spec.n_features, spec.feature_bits)
