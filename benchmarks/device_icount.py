@@ -1,11 +1,13 @@
 """Code size and instructions per encoded sample of the generated encoder on emulated Cortex-M boards.
 
 For each board of tests/device_harness/firmware.py (QEMU mps2-an386: Cortex-M4F, hard float;
-mps2-an385: Cortex-M3, soft float), each optimisation level and each (features, bits) shape:
+mps2-an385: Cortex-M3, soft float), each optimisation level and each (features, bits) shape,
+uniform or mixed (one width per feature, 0 = not sent; ``bits`` null and ``widths`` listed):
 
 * code size: ``arm-none-eabi-size -A`` of ``softbits_encoder.o`` compiled with the board's flags;
-  ``code_bytes`` is .text + .rodata minus the threshold table (4 bytes per threshold) and the
-  14-byte header prefix, as in codesize.py.
+  ``code_bytes`` is .text + .rodata minus the threshold table (4 bytes per threshold; for mixed
+  widths also the F-byte ``softbits_feature_bits``) and the 14-byte header prefix, as in
+  codesize.py.
 * instructions: tests/device_harness/bench.c runs under ``qemu-system-arm -icount shift=0``,
   where the virtual clock advances exactly one nanosecond per executed instruction. The firmware
   reads the SysTick counter, which QEMU drives from that virtual clock, around (a) a calibration
@@ -17,8 +19,9 @@ mps2-an385: Cortex-M3, soft float), each optimisation level and each (features, 
   calls the counts are exact to 0.01 instructions. QEMU is not cycle-accurate: these are
   instructions, not cycles (on a real M4, loads and taken branches take 2+ cycles).
 
-Thresholds are sorted standard-normal float32 values, as in codesize.py. Writes
-benchmarks/results/device_icount.json.
+Thresholds are sorted standard-normal float32 values, as in codesize.py. The mixed shapes spend
+the code bits of uniform 2 bits (21 features, 42 bits) and of uniform 2 bits on 8 features
+(16 bits), with two features left out. Writes benchmarks/results/device_icount.json.
 
     .venv/bin/python benchmarks/device_icount.py
 """
@@ -44,15 +47,28 @@ sys.path.insert(0, str(HARNESS))
 from firmware import BOARDS, STRICT, Board, build_firmware, missing_tools, run_firmware
 
 RESULTS = Path(__file__).parent / "results" / "device_icount.json"
-SHAPES = [(8, 2), (8, 4), (21, 2), (21, 4), (21, 8)]
+#: (features, bits) for uniform widths, (features, per-feature widths) for mixed ones
+SHAPES: list[tuple[int, int | tuple[int, ...]]] = [
+    (8, 2), (8, 4), (21, 2), (21, 4), (21, 8),
+    (8, (4, 3, 3, 2, 2, 1, 1, 0)),
+    (21, (4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0)),
+]
 OPTS = ["-Os", "-O2"]
 N_ROWS = 64  # bench.c's MAX_ROWS
 
 
-def synthetic_spec(n_features: int, bits: int) -> EncoderSpec:
-    rng = np.random.default_rng(n_features * 10 + bits)
-    table = np.sort(rng.standard_normal((n_features, (1 << bits) - 1)).astype(np.float32), axis=1)
-    return EncoderSpec(tuple(f"f{i}" for i in range(n_features)), bits, table)
+def synthetic_spec(n_features: int, bits: int | tuple[int, ...]) -> EncoderSpec:
+    """Uniform: the seed and table of the earlier rows. Mixed: each feature's sorted thresholds, +inf after."""
+    names = tuple(f"f{i}" for i in range(n_features))
+    if isinstance(bits, int):
+        rng = np.random.default_rng(n_features * 10 + bits)
+        table = np.sort(rng.standard_normal((n_features, (1 << bits) - 1)).astype(np.float32), axis=1)
+        return EncoderSpec(names, bits, table)
+    rng = np.random.default_rng(n_features * 10 + sum(bits))
+    table = np.full((n_features, (1 << max(bits)) - 1), np.inf, dtype=np.float32)
+    for f, w in enumerate(bits):
+        table[f, :(1 << w) - 1] = np.sort(rng.standard_normal((1 << w) - 1).astype(np.float32))
+    return EncoderSpec(names, max(bits), table, widths=bits)
 
 
 def code_size(board: Board, opt: str, spec: EncoderSpec, c_dir: Path) -> dict[str, int]:
@@ -62,13 +78,14 @@ def code_size(board: Board, opt: str, spec: EncoderSpec, c_dir: Path) -> dict[st
     s = sections(obj)
     text = s.get(".text", 0)
     rodata = sum(v for k, v in s.items() if k.startswith(".rodata"))
-    table_bytes = 4 * spec.thresholds.size
+    table_bytes = 4 * int(spec.active.sum()) + (spec.n_features if spec.widths else 0)
     return {"text_section": text, "rodata_section": rodata, "table_bytes": table_bytes,
             "code_bytes": text + rodata - table_bytes - 14}
 
 
 def instructions(board: Board, opt: str, spec: EncoderSpec, c_dir: Path) -> dict[str, float]:
-    rows = np.random.default_rng(spec.n_features + spec.bits).standard_normal((N_ROWS, spec.n_features))
+    rows = np.random.default_rng(spec.n_features + (spec.bits if spec.widths is None else spec.code_bits)) \
+        .standard_normal((N_ROWS, spec.n_features))
     (c_dir / "input.f32").write_bytes(rows.astype(np.float32).tobytes())
     elf = build_firmware(board, c_dir, HARNESS / "bench.c", c_dir / "bench.elf", opt=opt,
                          extra_sources=[HARNESS / "nop.c"])
@@ -98,8 +115,10 @@ def run() -> dict[str, object]:
                 for n_features, bits in SHAPES:
                     spec = synthetic_spec(n_features, bits)
                     write_c(spec, c_dir)
+                    shape = ({"bits": bits} if isinstance(bits, int)
+                             else {"bits": None, "widths": list(bits), "code_bits": spec.code_bits})
                     row = {"board": board.machine, "core": board.core, "flags": " ".join([*board.cpu_flags, opt]),
-                           "n_features": n_features, "bits": bits, **code_size(board, opt, spec, c_dir),
+                           "n_features": n_features, **shape, **code_size(board, opt, spec, c_dir),
                            **instructions(board, opt, spec, c_dir)}
                     rows.append(row)
                     print(f"{board.machine} {opt} F={n_features:2d} bits={bits}: {row['code_bytes']:4d} B code, "

@@ -4,7 +4,8 @@ Each trained model is exported with `softbits export --format c`, compiled with
 arm-none-eabi-gcc (-Werror) into the firmware in tests/device_harness/ and run under
 qemu-system-arm on an mps2-an386 (Cortex-M4F, hard float) and an mps2-an385 (Cortex-M3,
 soft float). The firmware reads float32 rows through semihosting and writes one wire payload,
-which must equal `softbits encode --format bin` on the same rows byte for byte.
+which must equal `softbits encode --format bin` on the same rows byte for byte, and each row's
+compact frame from `softbits_encode_compact`, which must equal `build_compact` of that row.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import pytest
 from device_harness.firmware import BOARDS, Board, build_firmware, missing_tools, run_firmware
 from softbits.config import TrainConfig
 from softbits.data import load_dataset
+from softbits.device.encode import encode_packed
 from softbits.device.predict import read_features
 from softbits.device.spec import EncoderSpec
+from softbits.device.wire import build_compact
 from softbits.train import train_dataset
 from softbits.trained_model import TrainedModel
 
@@ -133,12 +136,28 @@ def firmware(request, cases, tmp_path_factory) -> tuple[Board, dict[str, Path]]:
     return board, elves
 
 
-def device_payload(board: Board, elf: Path, case: Case) -> bytes:
+#: (board, firmware) → its outputs: each firmware runs once for the payload and the frame checks
+_RUNS: dict[tuple[str, Path], tuple[bytes, bytes]] = {}
+
+
+def device_output(board: Board, elf: Path, case: Case) -> tuple[bytes, bytes]:
+    """The firmware's payload (output.bin) and its compact frames (compact.bin)."""
+    if (board.machine, elf) not in _RUNS:
+        _RUNS[board.machine, elf] = _run_device(board, elf, case)
+    return _RUNS[board.machine, elf]
+
+
+def _run_device(board: Board, elf: Path, case: Case) -> tuple[bytes, bytes]:
     run_dir = case.csv.parent
-    (run_dir / "output.bin").unlink(missing_ok=True)
+    for name in ("output.bin", "compact.bin"):
+        (run_dir / name).unlink(missing_ok=True)
     r = run_firmware(board, elf, run_dir)
     assert r.returncode == 0, f"firmware exited with {r.returncode} on {board.machine}: {r.stdout}{r.stderr}"
-    return (run_dir / "output.bin").read_bytes()
+    return (run_dir / "output.bin").read_bytes(), (run_dir / "compact.bin").read_bytes()
+
+
+def device_payload(board: Board, elf: Path, case: Case) -> bytes:
+    return device_output(board, elf, case)[0]
 
 
 def first_difference(case: Case, device: bytes, reference: bytes) -> str:
@@ -162,6 +181,23 @@ def test_device_payload_equals_softbits_encode(firmware, cases, name, tmp_path):
     softbits("encode", case.model, "--input", case.csv, "--format", "bin", "--out", reference)
     device = device_payload(board, elves[name], case)
     assert device == reference.read_bytes(), first_difference(case, device, reference.read_bytes())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_device_compact_frames_equal_build_compact(firmware, cases, name):
+    """softbits_encode_compact on the board: tag, model tag and the sample, for every row."""
+    board, elves = firmware
+    case = cases[name]
+    spec = EncoderSpec.from_model(TrainedModel.load(case.model))
+    packed = encode_packed(spec, case.rows)
+    expected = b"".join(build_compact(spec, row) for row in packed)
+    frames = device_output(board, elves[name], case)[1]
+    size = 2 + spec.sample_bytes
+    assert len(frames) == len(expected) == size * len(case.rows)
+    bad = next((i for i in range(len(case.rows)) if frames[i * size:(i + 1) * size] != expected[i * size:(i + 1) * size]),
+               None)
+    assert bad is None, (f"row {bad}: {case.rows[bad].tolist()} → device {frames[bad * size:(bad + 1) * size].hex()}, "
+                         f"build_compact {expected[bad * size:(bad + 1) * size].hex()}")
 
 
 def test_a_wrong_encoder_is_caught(firmware, cases, tmp_path):

@@ -1,7 +1,8 @@
 /* Encode every float32 row of input.f32 with the generated softbits_encode and write one wire
    payload (header, sample count, packed samples) to output.bin: the bytes
-   `softbits encode MODEL --format bin` writes for the same rows. Both files are the host's,
-   reached through semihosting, relative to the directory QEMU runs in. */
+   `softbits encode MODEL --format bin` writes for the same rows. Each row also goes through
+   softbits_encode_compact, its compact frames one after the other into compact.bin. The files
+   are the host's, reached through semihosting, relative to the directory QEMU runs in. */
 #include <stdio.h>
 #include "softbits_encoder.h"
 
@@ -13,13 +14,15 @@ int main(void)
 {
     float x[SOFTBITS_N_FEATURES];
     uint8_t packed[SOFTBITS_PAYLOAD_BYTES];
+    uint8_t frame[SOFTBITS_COMPACT_BYTES];
     uint8_t count[2];
     long size;
     long n_rows;
     long i;
     FILE *in = fopen("input.f32", "rb");
     FILE *out = fopen("output.bin", "wb");
-    if (in == NULL || out == NULL || fseek(in, 0, SEEK_END) != 0 || (size = ftell(in)) < 0
+    FILE *compact = fopen("compact.bin", "wb");
+    if (in == NULL || out == NULL || compact == NULL || fseek(in, 0, SEEK_END) != 0 || (size = ftell(in)) < 0
         || fseek(in, 0, SEEK_SET) != 0) {
         return EXIT_IO;
     }
@@ -38,9 +41,11 @@ int main(void)
             return EXIT_IO;
         }
         softbits_encode(x, packed);
-        if (fwrite(packed, 1, sizeof packed, out) != sizeof packed) {
+        softbits_encode_compact(x, frame);
+        if (fwrite(packed, 1, sizeof packed, out) != sizeof packed
+            || fwrite(frame, 1, sizeof frame, compact) != sizeof frame) {
             return EXIT_IO;
         }
     }
-    return fclose(out) == 0 && fclose(in) == 0 ? 0 : EXIT_IO;
+    return fclose(compact) == 0 && fclose(out) == 0 && fclose(in) == 0 ? 0 : EXIT_IO;
 }
