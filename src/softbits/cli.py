@@ -227,7 +227,10 @@ _register_subcommands()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors → one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode typer turns Ctrl-C into a returned 130, not an exception
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:
+            raise KeyboardInterrupt
     except SoftbitsError as exc:
         # escaped: a message may hold brackets ("softbits[serve]", "[N, 4]") that are not markup
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

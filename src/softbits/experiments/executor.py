@@ -1,8 +1,9 @@
 """Execution backends for the protocol's tasks; the executor in the main process is the store's only writer.
 
 Local: the main process (``jobs=1``) or joblib worker processes (``jobs>1``). Dask: the same
-tasks submitted to a running ``distributed`` scheduler. Either way results come back to the main
-process in completion order and each task is written in its own transaction as it finishes.
+units submitted to a running ``distributed`` scheduler. A unit is one task or a stack of tasks
+(:mod:`softbits.experiments.stacking`); either way results come back to the main process in
+completion order and each task is written in its own transaction as it finishes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from softbits.errors import ConfigError, SoftbitsError
+from softbits.experiments.stacking import Unit, run_unit
 from softbits.experiments.store import ResultStore
-from softbits.experiments.tasks import Task, TaskResult, run
+from softbits.experiments.tasks import Task, TaskResult
 
 __all__ = ["Backend", "LocalBackend", "DaskBackend", "connect_dask", "execute", "pending"]
 
@@ -24,8 +26,8 @@ class Backend(ABC):
     name: str = ""
 
     @abstractmethod
-    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
-        """Run ``tasks``; yield each result as it finishes."""
+    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
+        """Run ``units``; yield each task's result as its unit finishes."""
 
     def close(self) -> None:  # noqa: B027 (a hook: most backends hold nothing to release)
         """Release workers or connections."""
@@ -38,14 +40,16 @@ class LocalBackend(Backend):
         self.jobs = int(jobs)
         self.name = f"local ({self.jobs} process{'es' if self.jobs > 1 else ''})"
 
-    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
-        if self.jobs == 1 or len(tasks) <= 1:
-            yield from (run(t) for t in tasks)
+    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
+        if self.jobs == 1 or len(units) <= 1:
+            for unit in units:
+                yield from run_unit(unit)
             return
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky")
-        yield from parallel(delayed(run)(t) for t in tasks)
+        for results in parallel(delayed(run_unit)(u) for u in units):
+            yield from results
 
 
 class DaskBackend(Backend):
@@ -55,15 +59,15 @@ class DaskBackend(Backend):
         self.client = client
         self.name = f"dask ({client.scheduler.address})"
 
-    def results(self, tasks: list[Task]) -> Iterator[TaskResult]:
+    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
         from distributed import as_completed
 
-        if not tasks:
+        if not units:
             return
-        futures = self.client.map(run, tasks, pure=False)
+        futures = self.client.map(run_unit, units, pure=False)
         try:
             for future in as_completed(futures, loop=self.client.loop):
-                yield future.result()
+                yield from future.result()
         finally:
             self.client.cancel(futures)
 
@@ -93,11 +97,11 @@ def pending(tasks: list[Task], store: ResultStore) -> list[Task]:
     return [t for t in tasks if not all(k in done for k in t.keys())]
 
 
-def execute(tasks: list[Task], store: ResultStore, backend: Backend,
+def execute(units: list[Unit], store: ResultStore, backend: Backend,
             on_result: Callable[[TaskResult], None] | None = None) -> int:
-    """Run ``tasks`` on ``backend``, writing each result as it arrives; returns rows added."""
+    """Run ``units`` on ``backend``, writing each task's result as it arrives; returns rows added."""
     added = 0
-    for result in backend.results(tasks):
+    for result in backend.results(units):
         added += store.add_rows(result.rows)
         if on_result is not None:
             on_result(result)

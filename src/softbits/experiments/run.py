@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
 from softbits.codes import check_bits
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.experiments.report import ReportPaths
+
+if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
+    from softbits.experiments.stacking import Unit
+    from softbits.experiments.tasks import Task
 
 __all__ = ["FULL_PRESET", "QUICK_PRESET", "Preset", "ProgressSink", "ProtocolOutcome",
            "run_protocol"]
@@ -94,6 +98,13 @@ class ProtocolOutcome:
     backend: str
 
 
+def _trainings(units: Sequence[Unit]) -> int:
+    """Trainings in ``units`` (a stack counts its members): what progress counts."""
+    from softbits.experiments.stacking import StackTask
+
+    return sum(len(u.tasks) if isinstance(u, StackTask) else 1 for u in units)
+
+
 def _positive(value: int, what: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ConfigError(f"--{what} must be >= {minimum}, got {value}")
@@ -158,8 +169,10 @@ def run_protocol(
     scheduler: str | None = None,
     connect_timeout: float = 5.0,
     device: str = "auto",
+    stack: int | str = 1,
     data_dir: str | os.PathLike[str] | None = None,
     progress: ProgressSink | None = None,
+    notes: Callable[[str], None] | None = None,
 ) -> ProtocolOutcome:
     """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report.
 
@@ -179,9 +192,16 @@ def run_protocol(
         Reference table: the report adds ours/reference and inside-CI per cell.
     jobs, scheduler, connect_timeout
         Local worker processes (0: one per CPU core), or a Dask scheduler ``tcp://HOST:PORT``.
+    stack
+        Trainings per stacked model (:mod:`softbits.experiments.stacking`): 1 trains one at a
+        time, K stacks up to K compatible trainings (refused before training when K cannot fit
+        the device's memory), ``"auto"`` sizes stacks by device and network width.
     progress
         Receives one ``add_task`` per phase and one ``advance`` per finished training; a context
         manager (a rich ``Progress``) is entered for the trainings only, after all validation.
+    notes
+        Receives one line per thing the caller should know before the trainings start (e.g.
+        methods that cannot stack and run one at a time).
     """
     from softbits.cli import check_output_dir, writing
     from softbits.engine import resolve_device
@@ -204,7 +224,9 @@ def run_protocol(
         load_grid,
         read_settings_table,
     )
+    from softbits.experiments.stacking import check_stack, plan
     from softbits.experiments.store import ResultStore, check_store
+    from softbits.experiments.tasks import load_cached
     from softbits.methods import get_method
 
     started = time.perf_counter()
@@ -217,6 +239,7 @@ def run_protocol(
     _positive(folds, "folds", 2)
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     resolve_device(device)
+    stack_size = check_stack(stack)
     check_store(store)
     out_dir = Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
     check_output_dir(out_dir, "--out-dir")
@@ -253,6 +276,16 @@ def run_protocol(
         for (_, m, b), s in chosen_from_file.items():
             s.train_config(m, b, seed, device)
 
+    def units(tasks: list[Task]) -> tuple[list[Unit], list[str]]:
+        return plan(tasks, stack_size, n_features=lambda name: load_cached(
+            name, str(data_dir) if data_dir else None).X.shape[1])
+
+    # the search's settings are the final test's too, so planning the first phase checks every
+    # stack against the device's memory before anything trains or the store is touched
+    for line in units(search_tasks(protocol, candidates) if search
+                      else final_tasks(protocol, chosen_from_file))[1]:
+        if notes is not None:
+            notes(line)
     sink = progress if progress is not None else _NoProgress()
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
     result_store = ResultStore(store)
@@ -262,12 +295,12 @@ def run_protocol(
         with sink if isinstance(sink, AbstractContextManager) else nullcontext():
             if search:
                 result_store.add_settings(candidates)
-                todo = pending(search_tasks(protocol, candidates), result_store)
+                todo = units(pending(search_tasks(protocol, candidates), result_store))[0]
             else:
                 result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
                                          for (d, m, b), s in chosen_from_file.items())
-                todo = pending(final_tasks(protocol, chosen_from_file), result_store)
-            bar = sink.add_task(f"{'search' if search else 'test'} · {backend.name}", total=len(todo))
+                todo = units(pending(final_tasks(protocol, chosen_from_file), result_store))[0]
+            bar = sink.add_task(f"{'search' if search else 'test'} · {backend.name}", total=_trainings(todo))
 
             def advance(_: Any) -> None:
                 nonlocal runs
@@ -281,8 +314,9 @@ def run_protocol(
                 if missing:
                     raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
                 result_store.set_choices((d, m, b, s, "search", val) for (d, m, b), (s, val) in choices.items())
-                todo = pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}), result_store)
-                bar = sink.add_task(f"test · {backend.name}", total=len(todo))
+                todo = units(pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}),
+                                     result_store))[0]
+                bar = sink.add_task(f"test · {backend.name}", total=_trainings(todo))
                 added += execute(todo, result_store, backend, advance)
         with writing("--out-dir"):
             paths = write_report(result_store, out_dir, compare)

@@ -18,14 +18,15 @@ from typing import Any
 import torch
 from sklearn.model_selection import KFold, train_test_split
 
+from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
 from softbits.engine import target_tensor, to_tensor
 from softbits.experiments.settings import Setting
 from softbits.runtime import runtime_info
-from softbits.train import TestMetrics, evaluate_as, fit_module, score
+from softbits.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
-           "load_cached", "TEST_PHASE", "cv_phase"]
+           "evaluate", "load_cached", "prepare", "TEST_PHASE", "cv_phase"]
 
 TEST_PHASE = "test"
 
@@ -95,11 +96,12 @@ class RunMetrics:
     n_train: int
     n_test: int
     threads: int
+    stacked: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.test.to_dict(), "train_seconds": self.train_seconds,
                 "final_train_loss": self.final_train_loss, "n_train": self.n_train,
-                "n_test": self.n_test, "threads": self.threads}
+                "n_test": self.n_test, "threads": self.threads, "stacked": self.stacked}
 
 
 @dataclass(frozen=True)
@@ -149,15 +151,22 @@ def _split(ds: Dataset, task: Task) -> Split:
     return scale_split(X[train_idx], y[train_idx], X[val_idx], y[val_idx], ds.task)
 
 
-def run(task: Task) -> TaskResult:
-    """Train once and evaluate every requested (method, bits); pure apart from the clock."""
+def prepare(task: Task) -> tuple[Dataset, Split, TrainConfig]:
+    """The task's data split (scalers fit on its training part) and its training config."""
     if task.threads is not None:
         torch.set_num_threads(task.threads)
-    start = time.perf_counter()
     ds = load_cached(task.dataset, task.data_dir)
     split = _split(ds, task)
-    config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
-    fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
+    return ds, split, task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
+
+
+def evaluate(task: Task, ds: Dataset, split: Split, fitted: FittedModule, start: float,
+             stacked: int = 1) -> TaskResult:
+    """Every evaluation the task asks of its trained module, as store rows.
+
+    ``start`` is when the task (or the stack it trained in) began; ``stacked`` the number of
+    trainings that shared its training step (1 alone), kept in the rows' metrics.
+    """
     device = fitted.X_train.device
     X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, ds.task)
     trained = score(fitted.module, X_te, y_te, ds.task)
@@ -171,6 +180,14 @@ def run(task: Task) -> TaskResult:
                   metrics=RunMetrics(test=metrics, train_seconds=float(fitted.fit.train_seconds),
                                      final_train_loss=fitted.fit.final_train_loss,
                                      n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
-                                     threads=torch.get_num_threads()))
+                                     threads=torch.get_num_threads(), stacked=stacked))
         for key, metrics in zip(task.keys(), tested, strict=True))
     return TaskResult(task=task, rows=rows)
+
+
+def run(task: Task) -> TaskResult:
+    """Train once and evaluate every requested (method, bits); pure apart from the clock."""
+    start = time.perf_counter()
+    ds, split, config = prepare(task)
+    fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
+    return evaluate(task, ds, split, fitted, start)

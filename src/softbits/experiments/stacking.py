@@ -1,0 +1,170 @@
+"""Stacks of protocol tasks: trainings of one architecture that train as one stacked model.
+
+``reproduce --stack K|auto`` groups the pending tasks whose trainings share what a stack must
+share (dataset, method, bits, layers, neurons, batch size, device: see
+:func:`softbits.stack.can_stack`) and differ in anything else (fold or repeat, seed, learning
+rate, dropout, epochs, temperature decay), and cuts each group into stacks of at most K. A stack
+runs as one :func:`softbits.stack.fit_stacked` call and yields one :class:`TaskResult` per
+member, so the store, resume (a killed stack loses only its own members), progress and
+provenance stay per training; the rows record ``stacked`` = the stack's size.
+
+Sizes: an explicit K must fit the device's memory (the bound of
+:func:`softbits.train.training_memory`, checked before any training); ``auto`` takes
+:func:`auto_size` per group and shrinks it to what fits. Methods without a stacked training
+(LSQ, LLT, ensembles) run one at a time, and :func:`plan` says so in a note.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+
+from softbits.config import TrainConfig
+from softbits.errors import ConfigError
+from softbits.experiments.tasks import ResultKey, Task, TaskResult, evaluate, prepare, run
+
+__all__ = ["CPU_STACK", "CUDA_STACK", "StackSize", "StackTask", "Unit", "auto_size", "check_stack",
+           "plan", "run_unit"]
+
+StackSize = int | Literal["auto"]
+
+#: CPU stack size by hidden width, from benchmarks/results/stack_cpu.json (cpu_act, Bw-SQ, 1 torch
+#: thread): 8 members train 1.5× the trainings per hour of one at a time at 32 neurons, 4 members
+#: 1.3× at 128; wider networks are compute-bound on a CPU and gain nothing
+CPU_STACK = ((64, 8), (256, 4))
+#: CUDA stacks fill the GPU up to this many members (memory permitting): small MLPs leave a GPU
+#: idle, and one stacked step costs about what one member's step costs (stack_cuda.json)
+CUDA_STACK = 1024
+#: share of the free device memory a stack may plan to use (the bound is a lower bound)
+MEMORY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class StackTask:
+    """Tasks that train as one stacked model; each keeps its own split, seed and settings."""
+
+    tasks: tuple[Task, ...]
+
+    def keys(self) -> list[ResultKey]:
+        return [k for t in self.tasks for k in t.keys()]
+
+
+Unit = Task | StackTask
+
+
+def check_stack(value: object) -> StackSize:
+    """``--stack``: a positive integer (1 = no stacking) or ``auto``; else a one-line error."""
+    given = value
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = int(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"--stack must be a positive integer or auto, got {given!r}")
+    return value
+
+
+def auto_size(config: TrainConfig, device: torch.device) -> int:
+    """Members per stack where stacking was measured to help (before the memory cap)."""
+    if device.type == "cuda":
+        return CUDA_STACK
+    for widest, size in CPU_STACK:
+        if config.neurons <= widest:
+            return size
+    return 1
+
+
+def _input_width(config: TrainConfig, n_features: int) -> int:
+    """The network's input width: the quantizer's output (F·(2^n − 1) for bitwise) or F, from
+    the method's real quantizer in front of a one-neuron network (cheap at any width)."""
+    from softbits.train import build_model
+
+    module = build_model(replace(config, layers=1, neurons=1, members=1), n_features, 1)
+    return module.quantizer.out_features if module.quantizer is not None else n_features
+
+
+def _memory_cap(config: TrainConfig, n_features: int, device: torch.device) -> tuple[int, int, int | None]:
+    """The most members whose memory bound fits :data:`MEMORY_SHARE` of the free memory, the
+    bytes one member needs, and the free bytes (None when the system does not say)."""
+    from softbits.train import available_memory, training_memory
+
+    d_in = _input_width(config, n_features)
+    one, _ = training_memory(config, d_in, 1, 1, batch_rows=config.batch_size)
+    free = available_memory(device)
+    if free is None:
+        return CUDA_STACK, one, None
+    return max(1, int(free * MEMORY_SHARE) // one), one, free
+
+
+def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str], int]
+         ) -> tuple[list[Unit], list[str]]:
+    """Cut ``tasks`` into stacks (and single tasks), and notes on what runs one at a time.
+
+    ``n_features(dataset)`` gives the data's width (for the memory bound). An explicit ``stack``
+    that cannot fit the device's memory is a :class:`ConfigError` before any training.
+    """
+    from softbits.engine import resolve_device
+    from softbits.stack import can_stack
+
+    if stack == 1 or not tasks:
+        return list(tasks), []
+    groups: dict[tuple[object, ...], list[tuple[Task, TrainConfig]]] = defaultdict(list)
+    units: list[Unit] = []
+    alone: dict[str, tuple[int, str]] = {}
+    for task in tasks:
+        config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
+        check = can_stack([config])
+        if not check:
+            count, _ = alone.get(config.method, (0, check.reason))
+            alone[config.method] = (count + 1, check.reason)
+            units.append(task)
+            continue
+        key = (task.dataset, config.method, config.bits, config.layers, config.neurons,
+               config.batch_size, config.task, config.device)
+        groups[key].append((task, config))
+    for members in groups.values():
+        config = members[0][1]
+        device = resolve_device(config.device)
+        cap, one, free = _memory_cap(config, n_features(members[0][0].dataset), device)
+        if stack == "auto":
+            size = min(auto_size(config, device), cap)
+        else:
+            size = stack
+            if size > cap and free is not None:
+                raise ConfigError(
+                    f"a stack of {size} trainings of {config.layers}x{config.neurons} ({config.method}, "
+                    f"{members[0][0].dataset}) needs at least {size * one / 2**30:.1f} GiB, but {device} "
+                    f"has {free / 2**30:.1f} GiB free; use --stack {cap} or less, or --stack auto")
+        for start in range(0, len(members), size):
+            chunk = tuple(t for t, _ in members[start:start + size])
+            units.append(chunk[0] if len(chunk) == 1 else StackTask(chunk))
+    notes = [f"{count} {method} training{'s' if count > 1 else ''} run one at a time: {reason}"
+             for method, (count, reason) in alone.items()]
+    return units, notes
+
+
+def _run_stack(stack: StackTask) -> list[TaskResult]:
+    from softbits.stack import fit_stacked
+
+    start = time.perf_counter()
+    prepared = [prepare(t) for t in stack.tasks]
+    ds = prepared[0][0]
+    fitted = fit_stacked([c for _, _, c in prepared], [(s.X_train, s.y_train) for _, s, _ in prepared],
+                         task=ds.task)
+    return [evaluate(t, d, s, f, start, stacked=len(stack.tasks))
+            for t, (d, s, _), f in zip(stack.tasks, prepared, fitted, strict=True)]
+
+
+def run_unit(unit: Unit) -> list[TaskResult]:
+    """Run one task, or one stack of tasks; pure apart from the clock (local workers and Dask)."""
+    if isinstance(unit, StackTask):
+        return _run_stack(unit)
+    return [run(unit)]
