@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from softbits.cliutil import (
     print_json,
     writing,
 )
+from softbits.codes import MAX_BITS
 from softbits.data.registry import DATASETS
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.methods import METHODS
@@ -86,6 +88,7 @@ def train(
     target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
     method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "bw-sq",
     bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
+    bits_per_feature: Annotated[str | None, typer.Option(help="Bits of named features: name=n,name=n,... or a .json ({name: n}) or .csv (name,bits) file; 0 = not sent; unnamed features get --bits (0 allowed here). Threshold methods only.")] = None,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
     epochs: Annotated[int, typer.Option(help="Training epochs (the last one is evaluated).")] = 30,
@@ -115,7 +118,10 @@ def train(
     from softbits.recipes import resolve
     from softbits.train import summary, train_on_split
 
-    config = resolve(recipe, method=method.lower(), bits=bits, layers=layers, neurons=neurons,
+    # with --bits-per-feature, --bits only fills the unnamed features (0 included) once the data's
+    # feature names are known; until then the widest width stands in for it
+    config = resolve(recipe, method=method.lower(), bits=bits if bits_per_feature is None else MAX_BITS,
+                     layers=layers, neurons=neurons,
                      epochs=epochs, lr=lr, weight_decay=weight_decay, dropout=dropout,
                      decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
                      init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
@@ -124,6 +130,10 @@ def train(
     if save is not None:
         check_output_file(save, "--save")
     ds = load_input(dataset, data, target, task, dropna, data_dir)
+    if bits_per_feature is not None:
+        from softbits.allocate import parse_widths
+
+        config = replace(config, bits_per_feature=parse_widths(bits_per_feature, ds.feature_names, bits))
     split = split_and_scale(ds, seed=seed)
     for note in ds.notes:
         err_console.print(f"[yellow]note:[/] {note}")
@@ -163,8 +173,10 @@ def _print_train_summary(r: dict[str, Any]) -> None:
 
     table = Table(title=f"softbits train · {r['dataset']} · {r['method']}", show_header=False)
     fmt = lambda v: "—" if v is None else (f"{v:.5f}" if isinstance(v, float) else str(v))  # noqa: E731
+    widths = r.get("bits_per_feature")
     rows = [
-        ("bits per feature", r["bits"]),
+        ("bits per feature", r["bits"] if widths is None else
+         ", ".join(f"{name} {w}" for name, w in widths.items())),
         ("features / train / test", f"{r['n_features']} / {r['n_train']} / {r['n_test']}"),
         ("test MSE (hard)", r["test_mse"]),
         ("test MSE (soft)", r["test_mse_soft"]),

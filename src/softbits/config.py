@@ -7,7 +7,7 @@ import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from softbits.codes import MAX_BITS, payload_bytes
+from softbits.codes import MAX_BITS, payload_bytes, widths_payload_bytes
 from softbits.errors import ConfigError
 from softbits.schedules import SCHEDULES
 
@@ -29,7 +29,8 @@ class TrainConfig:
     method : str
         A name from :data:`softbits.methods.METHODS` (``bw-sq`` is the paper's method).
     bits : int
-        Bits per feature n (2^n − 1 thresholds); ignored by ``fp``.
+        Bits per feature n (2^n − 1 thresholds); ignored by ``fp``. With ``bits_per_feature``
+        the largest width.
     layers, neurons, dropout : MLP shape: hidden layers, their width, dropout after each.
     epochs, lr, weight_decay, batch_size : the training loop (Adam, shuffled batches).
     decrease_factor : float
@@ -55,6 +56,10 @@ class TrainConfig:
     recipe : str
         The recipe (:data:`softbits.recipes.RECIPES`) whose defaults filled the options not given;
         the fields hold the resolved values (:func:`softbits.recipes.resolve`).
+    bits_per_feature : tuple of int or None
+        One code width per feature in 0..16 (0: the feature is neither measured nor sent),
+        threshold methods only; None gives every feature ``bits``. Equal widths are stored as
+        that ``bits`` and None, so they are the same model as the uniform one.
     """
 
     method: str = "bw-sq"
@@ -78,6 +83,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
     recipe: str = "paper"
+    bits_per_feature: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         from softbits.methods import get_method
@@ -85,6 +91,11 @@ class TrainConfig:
 
         self._check_types()
         method = get_method(self.method)
+        if self.bits_per_feature is not None:
+            widths = method.check_widths(self.bits_per_feature)
+            uniform = len(set(widths)) == 1
+            object.__setattr__(self, "bits", max(widths))
+            object.__setattr__(self, "bits_per_feature", None if uniform else widths)
         method.check_bits(self.bits)
         checks = [
             (self.layers >= 0, f"layers must be >= 0, got {self.layers}"),
@@ -162,10 +173,14 @@ class TrainConfig:
 
     @property
     def compression_factor(self) -> float:
-        """32 bits of float32 over the bits sent per feature (1 for full precision)."""
+        """32 bits of float32 over the mean bits sent per feature (1 for full precision)."""
         from softbits.methods import get_method
 
-        return 32.0 / self.bits if get_method(self.method).quantized else 1.0
+        if not get_method(self.method).quantized:
+            return 1.0
+        if self.bits_per_feature is not None:
+            return 32.0 * len(self.bits_per_feature) / sum(self.bits_per_feature)
+        return 32.0 / self.bits
 
     def payload_bytes(self, n_features: int) -> int:
         """Bytes one sample sends: float32 features unquantized, else the packed codes."""
@@ -173,10 +188,19 @@ class TrainConfig:
 
         if not get_method(self.method).quantized:
             return 4 * n_features
+        if self.bits_per_feature is not None:
+            return widths_payload_bytes(self.bits_per_feature)
         return payload_bytes(n_features, self.bits)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready fields; ``bits_per_feature`` only when set, so uniform model files and
+        results keep the form they had before widths existed."""
+        out = asdict(self)
+        if self.bits_per_feature is None:
+            del out["bits_per_feature"]
+        else:
+            out["bits_per_feature"] = list(self.bits_per_feature)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

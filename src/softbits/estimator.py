@@ -27,7 +27,8 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
     ``method`` any registered method, ``members`` the MLPs of an ensemble method such as
     ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.recipes.RECIPES`)
     fills ``weight_decay``, ``val_fraction``, ``optimizer``, ``lr_schedule`` and
-    ``warmup_epochs`` where they are None; a value given wins."""
+    ``warmup_epochs`` where they are None; a value given wins. ``bits_per_feature``: one code
+    width per column of X (0: the column is not sent), threshold methods only."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
                  epochs: int = 30, lr: float = 1e-3, weight_decay: float | None = None,
@@ -36,7 +37,8 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
                  seed: int = 0, device: str = "auto", members: int | None = None,
                  recipe: str = "paper", optimizer: str | None = None,
                  lr_schedule: str | None = None, warmup_epochs: int | None = None,
-                 val_fraction: float | None = None) -> None:
+                 val_fraction: float | None = None,
+                 bits_per_feature: tuple[int, ...] | None = None) -> None:
         self.method = method
         self.bits = bits
         self.layers = layers
@@ -57,6 +59,7 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
         self.val_fraction = val_fraction
+        self.bits_per_feature = bits_per_feature
 
     _task: str = "regression"
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from softbits.codes import check_bits
+from softbits.codes import check_bits, check_widths
 from softbits.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -22,8 +22,9 @@ __all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_metho
 #: 16: 4.8 % at 6.7x); benchmarks/results/ensemble_members.json, docs/training.md "Ensembles"
 DEFAULT_MEMBERS = 4
 
-#: (n_features, bits, init) → quantizer; ``init`` is the user's choice for trainable thresholds
-QuantizerFactory = Callable[[int, int, str], "Quantizer"]
+#: (n_features, bits, init[, widths]) → quantizer; ``init`` is the user's choice for trainable
+#: thresholds, ``widths`` one code width per feature (None: every feature has ``bits``)
+QuantizerFactory = Callable[..., "Quantizer"]
 
 
 def _quantizer(kind: str, **fixed: Any) -> QuantizerFactory:
@@ -33,11 +34,13 @@ def _quantizer(kind: str, **fixed: Any) -> QuantizerFactory:
     command line can list the methods in its help without that cost.
     """
 
-    def make(n_features: int, bits: int, init: str) -> Quantizer:
+    def make(n_features: int, bits: int, init: str, widths: tuple[int, ...] | None = None) -> Quantizer:
         from softbits.quantizers import QUANTIZERS
 
         cls: Any = QUANTIZERS[kind]
-        chosen = {} if kind in _NO_INIT else {"init": init}
+        chosen: dict[str, Any] = {} if kind in _NO_INIT else {"init": init}
+        if widths is not None:
+            chosen["widths"] = widths
         return cls(n_features, bits, **{**chosen, **fixed})
 
     return make
@@ -56,7 +59,8 @@ class Method:
     ``ensemble``: behind the quantizer sit ``TrainConfig.members`` independent MLPs that train on
     the mean of their losses and predict their mean (the device payload is the quantizer's, as
     for one MLP). ``settings_from``: a settings table without rows for this method lends it the
-    rows of that method (same dataset and bits).
+    rows of that method (same dataset and bits). ``per_feature_widths``: its quantizer takes one
+    code width per feature (the threshold family).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Method:
     description: str = ""
     ensemble: bool = False
     settings_from: str | None = None
+    per_feature_widths: bool = True
 
     @property
     def quantized(self) -> bool:
@@ -81,6 +86,23 @@ class Method:
             why = f" ({self.min_bits_reason})" if self.min_bits_reason else ""
             raise ConfigError(f"method {self.name} needs bits >= {self.min_bits}{why}, got {bits}")
         return bits
+
+    def check_widths(self, widths: object) -> tuple[int, ...]:
+        """Per-feature ``widths`` this method can train with (0 = feature not sent), or a one-line
+        :class:`ConfigError`: full precision and the non-threshold quantizers take none, and every
+        sent feature needs the method's minimum width."""
+        checked = check_widths(widths)
+        if not self.quantized:
+            raise ConfigError(f"method {self.name} sends full-precision features; per-feature bit widths do not apply")
+        if not self.per_feature_widths:
+            raise ConfigError(f"method {self.name} takes one bit width for every feature; per-feature "
+                              "widths need a threshold method (bw-sq, bw-mq, bw-qq, sq, pr-*, po-*)")
+        narrow = sorted({w for w in checked if 0 < w < self.min_bits})
+        if narrow:
+            why = f" ({self.min_bits_reason})" if self.min_bits_reason else ""
+            raise ConfigError(f"method {self.name} needs bits >= {self.min_bits} for every sent feature{why}, "
+                              f"got {', '.join(map(str, narrow))}")
+        return checked
 
 
 METHODS: dict[str, Method] = {}
@@ -126,12 +148,12 @@ for _m in [
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
            ensemble=True, settings_from="bw-sq",
            description="one Bw-SQ quantizer feeding an ensemble of independent MLPs (mean loss and prediction)"),
-    Method("lsq", "LSQ", train_quantizer=_quantizer("lsq"), min_bits=2,
+    Method("lsq", "LSQ", train_quantizer=_quantizer("lsq"), min_bits=2, per_feature_widths=False,
            min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
            description="learned step size quantization per feature (Esser et al. 2020)"),
-    Method("llt4", "LLT4", train_quantizer=_quantizer("llt", granularity=4),
+    Method("llt4", "LLT4", train_quantizer=_quantizer("llt", granularity=4), per_feature_widths=False,
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
-    Method("llt9", "LLT9", train_quantizer=_quantizer("llt", granularity=9),
+    Method("llt9", "LLT9", train_quantizer=_quantizer("llt", granularity=9), per_feature_widths=False,
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
 ]:
     register_method(_m)

@@ -70,6 +70,8 @@ def can_stack(configs: Sequence[TrainConfig]) -> StackCheck:
     if not configs:
         return StackCheck(False, "no trainings to stack")
     first = configs[0]
+    if any(c.bits_per_feature is not None for c in configs):
+        return StackCheck(False, "per-feature widths do not stack yet")
     if first.method not in STACKABLE_METHODS:
         return StackCheck(False, f"method {first.method} has no stacked training "
                                  f"(stackable: {', '.join(STACKABLE_METHODS)})")

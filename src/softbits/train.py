@@ -48,7 +48,7 @@ def build_model(config: TrainConfig, n_features: int, n_outputs: int,
     method = get_method(config.method)
     quantizer = None
     if method.train_quantizer is not None:
-        quantizer = method.train_quantizer(n_features, config.bits, config.init)
+        quantizer = method.train_quantizer(n_features, config.bits, config.init, config.bits_per_feature)
         if X_train is not None:
             quantizer.init_from_data(X_train)
         d_in = quantizer.out_features
@@ -161,9 +161,9 @@ def score(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) -> 
 
 
 def evaluate_as(fitted: FittedModule, method: str, bits: int, X_test: torch.Tensor,
-                y_test: torch.Tensor, *, task: str, trained: TestMetrics | None = None
-                ) -> tuple[QuantizedMLP, TestMetrics]:
-    """The module that ``method`` at ``bits`` tests, and its test metrics.
+                y_test: torch.Tensor, *, task: str, trained: TestMetrics | None = None,
+                widths: tuple[int, ...] | None = None) -> tuple[QuantizedMLP, TestMetrics]:
+    """The module that ``method`` at ``bits`` (or per-feature ``widths``) tests, and its test metrics.
 
     The one place post-training quantization happens: for Po-MQ/Po-QQ the trained FP network
     goes behind the method's fixed quantizer, fit on ``fitted.X_train``; any other method tests
@@ -178,7 +178,7 @@ def evaluate_as(fitted: FittedModule, method: str, bits: int, X_test: torch.Tens
     if fitted.module.quantizer is not None:
         raise ConfigError(f"method {method} quantizes a full-precision network after training, "
                           "but this module trained with a quantizer")
-    quantizer = post(fitted.X_train.shape[1], bits, "quantile").to(fitted.X_train.device)
+    quantizer = post(fitted.X_train.shape[1], bits, "quantile", widths).to(fitted.X_train.device)
     quantizer.init_from_data(fitted.X_train)
     module = QuantizedMLP(quantizer, fitted.module.network)
     return module, replace(score(module, X_test, y_test, task), fp=trained)
@@ -236,7 +236,8 @@ def train_on_split(
                         on_epoch_end=on_epoch_end)
     device = fitted.X_train.device
     X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, task)
-    module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task)
+    module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task,
+                                 widths=config.bits_per_feature)
     result = fitted.fit
     metrics = {**tested.to_dict(), "train_seconds": result.train_seconds, "epochs": config.epochs,
                "final_train_loss": result.final_train_loss,
@@ -289,5 +290,7 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
     }
     if "test_mse_fp" in m:
         out["test_mse_fp"] = m["test_mse_fp"]
+    if cfg.bits_per_feature is not None:
+        out["bits_per_feature"] = dict(zip(ds.feature_names, cfg.bits_per_feature, strict=True))
     return out
 

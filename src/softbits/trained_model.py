@@ -66,6 +66,12 @@ class TrainedModel:
         q = self.module.quantizer
         return q.bits if q is not None else None
 
+    @property
+    def widths(self) -> tuple[int, ...] | None:
+        """One code width per feature for a mixed-width model; None when every feature has ``bits``."""
+        q = self.module.quantizer
+        return q.widths if q is not None else None
+
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
 
@@ -116,6 +122,8 @@ class TrainedModel:
             raise DataError(f"expected codes of shape [N, {self.n_features}], got {codes.shape}")
         if codes.size and (codes.min() < 0 or codes.max() > max_code(q.bits)):
             raise DataError(f"codes must lie in 0..{max_code(q.bits)}")
+        if codes.size and q.widths is not None:
+            self._check_width_codes(codes, q.widths)
         codes_t = torch.from_numpy(codes.astype(np.int64))
         device = self._device()
         if device.type != "cpu":
@@ -125,6 +133,14 @@ class TrainedModel:
         with torch.inference_mode():
             out = self.module.forward_codes(codes_t)
         return self._output_to_prediction(out)
+
+    def _check_width_codes(self, codes: np.ndarray, widths: tuple[int, ...]) -> None:
+        """Feature f's codes must fit its own width: 0..2^w_f − 1 (only 0 for a feature not sent)."""
+        over = codes > np.array([max_code(w) for w in widths])
+        if over.any():
+            f = int(np.nonzero(over.any(axis=0))[0][0])
+            raise DataError(f"codes of feature {self.feature_names[f]} must lie in 0..{max_code(widths[f])} "
+                            f"({widths[f]} bits)")
 
     def _quantizer(self):
         q = self.module.quantizer
@@ -348,6 +364,8 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
         (q is None or q.n_features == len(names),
          f"the quantizer has {q and q.n_features} features, the header names {len(names)}"),
         (q is None or q.bits == config.bits, f"quantizer bits = {q and q.bits} but config.bits = {config.bits}"),
+        (q is None or q.widths == config.bits_per_feature,
+         f"quantizer widths = {q and q.widths} but config.bits_per_feature = {config.bits_per_feature}"),
         (d_in == (len(names) if q is None else q.out_features),
          f"network.d_in = {d_in} but its input has {len(names) if q is None else q.out_features} values"),
     ]:

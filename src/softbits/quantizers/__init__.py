@@ -6,7 +6,7 @@ import inspect
 import numbers
 from typing import Any
 
-from softbits.codes import check_bits
+from softbits.codes import check_bits, check_widths
 from softbits.errors import ConfigError
 from softbits.quantizers.base import Quantizer, ThresholdQuantizer
 from softbits.quantizers.bitwise import BitwiseQuantizer
@@ -57,6 +57,8 @@ def _check_option(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if name == "init" and not (isinstance(value, str) and value in THRESHOLD_INITS):
         raise ConfigError(f"init must be one of {', '.join(THRESHOLD_INITS)}, got {value!r}")
+    if name == "widths" and value is not None:
+        check_widths(value)
 
 
 def build_quantizer(kind: str, config: dict[str, Any]) -> Quantizer:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from softbits.errors import DataError
+from softbits.codes import check_widths
+from softbits.errors import ConfigError, DataError
 from softbits.quantizers.threshold_init import init_thresholds, n_thresholds
 
 __all__ = ["Quantizer", "ThresholdQuantizer"]
@@ -33,6 +34,8 @@ class Quantizer(nn.Module, ABC):
     legacy_options: ClassVar[dict[str, Any]] = {}
 
     temperature: torch.Tensor
+    #: one code width per feature, or None when every feature has ``bits`` (threshold family only)
+    widths: tuple[int, ...] | None = None
 
     def __init__(self, n_features: int, bits: int) -> None:
         super().__init__()
@@ -67,16 +70,38 @@ class Quantizer(nn.Module, ABC):
         raise DataError(f"{type(self).__name__} has no threshold table")
 
 
+def resolve_widths(n_features: int, bits: int, widths: object) -> tuple[int, tuple[int, ...] | None]:
+    """``(bits, widths)`` of a quantizer: widths checked against ``n_features``, all-equal widths
+    folded into the uniform form (None), and ``bits`` required to be the largest width, so a
+    model file whose two fields disagree is refused rather than read one way or the other."""
+    if widths is None:
+        return bits, None
+    checked = check_widths(widths, n_features)
+    if bits != max(checked):
+        raise ConfigError(f"bits must be the largest of the bit widths ({max(checked)}), got {bits}")
+    return bits, (None if len(set(checked)) == 1 else checked)
+
+
 class ThresholdQuantizer(Quantizer):
-    """Quantizers whose code is k = #{j : x > a_j} over 2^n − 1 thresholds per feature."""
+    """Quantizers whose code is k = #{j : x > a_j} over 2^n − 1 thresholds per feature.
+
+    With ``widths`` feature f uses only its first 2^w_f − 1 of the 2^n − 1 slots (n the largest
+    width; ``active`` marks them). Every comparison sees the unused slots as +inf and the soft
+    forms set their sigmoids to 0, so their bits are 0, their gradients 0, codes stay
+    ≤ 2^w_f − 1 and a 0-width feature feeds constants only. The parameter itself holds 0
+    there: a stored inf would become NaN under Adam's L2 weight decay.
+    """
 
     has_thresholds: ClassVar[bool] = True
 
     thresholds: torch.Tensor
+    active: torch.Tensor
 
     def __init__(self, n_features: int, bits: int, *, trainable: bool = False,
-                 init: str = "quantile") -> None:
+                 init: str = "quantile", widths: tuple[int, ...] | None = None) -> None:
+        bits, widths = resolve_widths(int(n_features), int(bits), widths)
         super().__init__(n_features, bits)
+        self.widths = widths
         self.init = init
         self.trainable = bool(trainable)
         zeros = torch.zeros(self.n_features, n_thresholds(self.bits))
@@ -84,21 +109,52 @@ class ThresholdQuantizer(Quantizer):
             self.thresholds = nn.Parameter(zeros)
         else:
             self.register_buffer("thresholds", zeros)
+        used = torch.tensor([n_thresholds(w) for w in self.widths or (self.bits,) * self.n_features])
+        # derived from the widths in config(), so not part of the state dict (model files stay as they were)
+        self.register_buffer("active", torch.arange(zeros.shape[1]) < used.unsqueeze(-1), persistent=False)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "trainable": self.trainable, "init": self.init}
+        out = {**super().config(), "trainable": self.trainable, "init": self.init}
+        if self.widths is not None:
+            out["widths"] = list(self.widths)
+        return out
 
     def init_from_data(self, x: torch.Tensor) -> None:
-        a = init_thresholds(x.detach().cpu().double().numpy(), self.bits, self.init)
+        """Each feature's thresholds initialised at its own width (for widths, the 2^w_f − 1
+        quantiles of that feature alone); unused slots hold 0."""
+        data = x.detach().cpu().double().numpy()
+        if self.widths is None:
+            a = init_thresholds(data, self.bits, self.init)
+        else:
+            a = np.zeros(tuple(self.thresholds.shape))
+            for f, w in enumerate(self.widths):
+                if w:
+                    a[f, :n_thresholds(w)] = init_thresholds(data[:, f:f + 1], w, self.init)[0]
         with torch.no_grad():
             self.thresholds.copy_(torch.as_tensor(a, dtype=self.thresholds.dtype))
 
+    def effective_thresholds(self) -> torch.Tensor:
+        """The thresholds as every comparison sees them: unused slots are +inf (widths only)."""
+        if self.widths is None:
+            return self.thresholds
+        return self.thresholds.masked_fill(~self.active, float("inf"))
+
+    def _only_active(self, soft: torch.Tensor) -> torch.Tensor:
+        """Sigmoids [B, F, M] with the unused slots set to exactly 0 (widths only).
+
+        Masking the output, rather than feeding +inf thresholds to the sigmoid, keeps a 0-width
+        feature's value out of the result even when it is NaN or ±inf (inf − inf is NaN).
+        """
+        return soft if self.widths is None else soft.masked_fill(~self.active, 0.0)
+
     def _exceeds(self, x: torch.Tensor) -> torch.Tensor:
         """[B, F, M] booleans x > a_j (strict: x == a_j gives 0, NaN gives 0)."""
-        return x.unsqueeze(-1) > self.thresholds
+        return x.unsqueeze(-1) > self.effective_thresholds()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self._exceeds(x).sum(dim=-1)
 
     def sorted_thresholds(self) -> np.ndarray:
-        return np.sort(self.thresholds.detach().cpu().float().numpy(), axis=-1).astype(np.float32)
+        """[F, 2^n − 1] float32: each feature's thresholds ascending, then +inf in unused slots."""
+        table = self.effective_thresholds().detach().cpu().float().numpy()
+        return np.sort(table, axis=-1).astype(np.float32)

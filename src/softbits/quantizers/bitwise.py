@@ -4,7 +4,8 @@ Each feature becomes M = 2^n − 1 outputs, one per threshold, concatenated feat
 (input width F·M). Training (Bw-SQ): σ((x − a_j)/τ). Eval: 1[x > a_j], a thermometer code fully
 determined by the count k of exceeded thresholds, so the device sends k and ``decode`` rebuilds
 the bits — also when training left the thresholds unsorted (bit j is set when a_j is among the k
-smallest thresholds).
+smallest thresholds). With per-feature widths only the used slots are outputs (input width
+Σ_f (2^w_f − 1)): the network never sees the unused ones, nor a 0-width feature at all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from softbits.quantizers.base import ThresholdQuantizer
+from softbits.quantizers.threshold_init import n_thresholds
 
 __all__ = ["BitwiseQuantizer"]
 
@@ -23,10 +25,17 @@ class BitwiseQuantizer(ThresholdQuantizer):
 
     kind: ClassVar[str] = "bitwise"
 
+    _outputs: torch.Tensor
+
     def __init__(self, n_features: int, bits: int, *, soft: bool = True, trainable: bool = True,
-                 init: str = "quantile") -> None:
-        super().__init__(n_features, bits, trainable=trainable, init=init)
+                 init: str = "quantile", widths: tuple[int, ...] | None = None) -> None:
+        super().__init__(n_features, bits, trainable=trainable, init=init, widths=widths)
         self.soft = bool(soft)
+        # the used slots' positions in the flattened [F·M] layout, feature by feature (from the
+        # widths, not the mask: a model file is first built on the meta device, which has no values)
+        m = self.thresholds.shape[1]
+        used = [f * m + j for f, w in enumerate(self.widths or ()) for j in range(n_thresholds(w))]
+        self.register_buffer("_outputs", torch.tensor(used, dtype=torch.long), persistent=False)
 
     @property
     def uses_temperature(self) -> bool:  # type: ignore[override]
@@ -34,7 +43,12 @@ class BitwiseQuantizer(ThresholdQuantizer):
 
     @property
     def out_features(self) -> int:
-        return self.n_features * self.thresholds.shape[1]
+        return self.n_features * self.thresholds.shape[1] if self.widths is None else self._outputs.numel()
+
+    def _used(self, bits: torch.Tensor) -> torch.Tensor:
+        """[B, F, M] per-slot values → the network's input [B, out_features]."""
+        flat = bits.flatten(1)
+        return flat if self.widths is None else flat.index_select(1, self._outputs)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "soft": self.soft}
@@ -45,22 +59,23 @@ class BitwiseQuantizer(ThresholdQuantizer):
             # [B, F, M] tensor sees one add forward and a plain sum backward
             inv_t = self.temperature.reciprocal()
             z = (x * inv_t).unsqueeze(-1) + self.thresholds * -inv_t
-            return torch.sigmoid(z).flatten(1)
-        return self._exceeds(x).to(x.dtype).flatten(1)
+            return self._used(torch.sigmoid(z))
+        return self._used(self._exceeds(x).to(x.dtype))
 
     def _ranks(self) -> torch.Tensor:
         """Position of each threshold in its feature's (stable) sorted order, [F, M].
 
         Cached until the thresholds change (their version counter moves on every in-place
         update, optimizer steps and ``load_state_dict`` included): a server decodes with the
-        same thresholds for every request.
+        same thresholds for every request. Unused slots (+inf) rank after a feature's own
+        thresholds, so no code sets their bits.
         """
         t = self.thresholds
         key = (t._version, t.data_ptr(), t.device)
         cached = getattr(self, "_ranks_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        order = torch.argsort(t.detach(), dim=-1, stable=True)
+        order = torch.argsort(self.effective_thresholds().detach(), dim=-1, stable=True)
         ranks = torch.empty_like(order)
         ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
         self._ranks_cache = (key, ranks)
@@ -68,4 +83,4 @@ class BitwiseQuantizer(ThresholdQuantizer):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         bits = self._ranks().unsqueeze(0) < codes.long().unsqueeze(-1)
-        return bits.to(self.thresholds.dtype).flatten(1)
+        return self._used(bits.to(self.thresholds.dtype))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from softbits.errors import ConfigError
@@ -22,10 +23,11 @@ class MidpointQuantizer(ThresholdQuantizer):
 
     levels: torch.Tensor
 
-    def __init__(self, n_features: int, bits: int, *, init: str = "minmax") -> None:
-        if bits < 2:
+    def __init__(self, n_features: int, bits: int, *, init: str = "minmax",
+                 widths: tuple[int, ...] | None = None) -> None:
+        super().__init__(n_features, bits, trainable=False, init=init, widths=widths)
+        if min(w for w in self.widths or (self.bits,) if w) < 2:
             raise ConfigError("midpoint decoding needs bits >= 2 (at least 2 thresholds per feature)")
-        super().__init__(n_features, bits, trainable=False, init=init)
         self.register_buffer("levels", torch.zeros(self.n_features, n_thresholds(self.bits) + 1))
 
     def config(self) -> dict[str, Any]:
@@ -33,8 +35,19 @@ class MidpointQuantizer(ThresholdQuantizer):
         return {k: v for k, v in super().config().items() if k != "trainable"}
 
     def init_from_data(self, x: torch.Tensor) -> None:
+        """Levels per feature at its own width; slots past a feature's last code repeat its last
+        level (no code reaches them), and a 0-width feature decodes to 0 (the training mean)."""
         super().init_from_data(x)
-        levels = midpoint_levels(self.thresholds.double().cpu().numpy())
+        a = self.thresholds.double().cpu().numpy()
+        if self.widths is None:
+            levels = midpoint_levels(a)
+        else:
+            levels = np.zeros(tuple(self.levels.shape))
+            for f, w in enumerate(self.widths):
+                if w:
+                    own = midpoint_levels(a[f:f + 1, :n_thresholds(w)])[0]
+                    levels[f, :own.size] = own
+                    levels[f, own.size:] = own[-1]
         with torch.no_grad():
             self.levels.copy_(torch.as_tensor(levels, dtype=self.levels.dtype))
 

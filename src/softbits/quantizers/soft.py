@@ -18,12 +18,13 @@ class SoftQuantizer(ThresholdQuantizer):
     uses_temperature: ClassVar[bool] = True
 
     def __init__(self, n_features: int, bits: int, *, trainable: bool = True,
-                 init: str = "quantile") -> None:
-        super().__init__(n_features, bits, trainable=trainable, init=init)
+                 init: str = "quantile", widths: tuple[int, ...] | None = None) -> None:
+        super().__init__(n_features, bits, trainable=trainable, init=init, widths=widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return torch.sigmoid((x.unsqueeze(-1) - self.thresholds) / self.temperature).sum(-1)
+            soft = torch.sigmoid((x.unsqueeze(-1) - self.thresholds) / self.temperature)
+            return self._only_active(soft).sum(-1)
         return self.encode(x).to(x.dtype)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
