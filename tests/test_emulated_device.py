@@ -42,7 +42,9 @@ SPECIAL = np.concatenate([
     np.array([1, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x00012345], dtype=np.uint32).view(np.float32),  # subnormals
     NAN_BITS,
 ])
-MODELS = ("diabetes-3bit", "cpu_act-2bit", "cpu_act-4bit")
+MODELS = ("diabetes-3bit", "cpu_act-2bit", "cpu_act-4bit", "cpu_act-mixed")
+#: cpu_act at mixed widths: 42 code bits as at 2 bits uniform, two features not sent (width 0)
+MIXED_WIDTHS = (0, 4, 3, 2, 1, 2, 2, 0, 3, 2, 2, 1, 2, 4, 2, 2, 3, 2, 1, 2, 2)
 
 
 @dataclasses.dataclass
@@ -107,7 +109,8 @@ def make_case(directory: Path, model_path: Path, real_rows: np.ndarray, seed: in
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory, diabetes_models, data_dir) -> dict[str, Case]:
-    """A tiny diabetes model (10 features, 3 bits) and cpu_act models (21 features, 2 and 4 bits)."""
+    """A tiny diabetes model (10 features, 3 bits) and cpu_act models (21 features, 2 and 4 bits,
+    and mixed widths with two 0-width features)."""
     root = tmp_path_factory.mktemp("emulated")
     out: dict[str, Case] = {}
     d = root / MODELS[0]
@@ -116,13 +119,15 @@ def cases(tmp_path_factory, diabetes_models, data_dir) -> dict[str, Case]:
     model = TrainedModel.load(d / "bw-sq.safetensors")
     out[MODELS[0]] = make_case(d, d / "bw-sq.safetensors", frame[model.feature_names].to_numpy(), seed=0)
     ds = load_dataset("cpu_act", data_dir=data_dir)
-    for name, bits in zip(MODELS[1:], (2, 4), strict=True):
+    for name, bits, widths in zip(MODELS[1:], (2, 4, max(MIXED_WIDTHS)), (None, None, MIXED_WIDTHS), strict=True):
         d = root / name
         d.mkdir()
-        cfg = TrainConfig(method="bw-sq", bits=bits, layers=1, neurons=8, epochs=1, lr=0.05,
-                          device="cpu", seed=bits)
+        cfg = TrainConfig(method="bw-sq", bits=bits, bits_per_feature=widths, layers=1, neurons=8, epochs=1,
+                          lr=0.05, device="cpu", seed=bits)
         train_dataset(ds, cfg).save(d / "model.safetensors")
         out[name] = make_case(d, d / "model.safetensors", ds.X[:300], seed=bits)
+    mixed = EncoderSpec.from_model(TrainedModel.load(out["cpu_act-mixed"].model))
+    assert mixed.widths == MIXED_WIDTHS and mixed.sample_bytes == 6
     return out
 
 
@@ -200,11 +205,12 @@ def test_device_compact_frames_equal_build_compact(firmware, cases, name):
                          f"build_compact {expected[bad * size:(bad + 1) * size].hex()}")
 
 
-def test_a_wrong_encoder_is_caught(firmware, cases, tmp_path):
+@pytest.mark.parametrize("name", ["cpu_act-4bit", "cpu_act-mixed"])
+def test_a_wrong_encoder_is_caught(firmware, cases, tmp_path, name):
     """The check can fail: the same C with `>=` for `>` (a value equal to a threshold takes the
     upper code) differs from the reference on the threshold rows, on both boards."""
     board, _ = firmware
-    case = cases["cpu_act-4bit"]
+    case = cases[name]
     source = (case.c_dir / "softbits_encoder.c").read_text()
     assert source.count("key > t[") == 1, "the generated comparison changed; update this mutation"
     mutant = dataclasses.replace(case, c_dir=tmp_path / "c")

@@ -33,6 +33,9 @@ from softbits.device.wire import (
 )
 from softbits.errors import DataError, SoftbitsError
 from test_cgen import STRICT, _compile, _inputs, _run
+from test_emulated_device import softbits
+
+from conftest import start_server, stop_server
 
 GOLDEN = Path(__file__).parent / "expected" / "mixed"
 BACKENDS = ["numpy"] + (["numba"] if has_numba() else [])
@@ -398,3 +401,162 @@ int main(void)
     assert out.returncode == 0
     frames = b"".join(build_compact(spec, encode_packed(spec, row[None])) for row in rows)
     assert out.stdout == header_prefix(spec) + bytes(spec.widths) + frames
+
+
+# ---- trained mixed-width models ------------------------------------------------------------------
+
+DIABETES_WIDTHS = (2, 0, 3, 2, 0, 2, 4, 2, 2, 3)  # >= 2 where sent: midpoint decoders need it
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Tiny diabetes models of each threshold family at mixed widths, two features not sent."""
+    from softbits.config import TrainConfig
+    from softbits.data import load_dataset
+    from softbits.train import train_dataset
+
+    ds = load_dataset("diabetes")
+    out = {}
+    for method in ("bw-sq", "sq", "pr-qq", "po-mq"):
+        cfg = TrainConfig(method=method, bits=4, bits_per_feature=DIABETES_WIDTHS, layers=1, neurons=8,
+                          epochs=2, lr=0.05, device="cpu", seed=3)
+        out[method] = train_dataset(ds, cfg)
+    return out
+
+
+@pytest.mark.parametrize("method", ["bw-sq", "sq", "pr-qq", "po-mq"])
+def test_from_model_folds_only_the_active_thresholds(trained, method):
+    """The spec of a mixed-width model: version 2, its widths, +inf exactly in the unused slots,
+    and device codes equal to the model's own codes on float32 data and on both sides of every
+    active threshold."""
+    from softbits.data import load_dataset
+
+    model = trained[method]
+    spec = EncoderSpec.from_model(model)
+    assert spec.widths == DIABETES_WIDTHS == model.module.quantizer.widths and spec.format_version == 2
+    assert spec.sample_bytes == 3 and spec.n_features == 10
+    assert np.isposinf(spec.thresholds[~spec.active]).all() and np.isfinite(spec.thresholds[spec.active]).all()
+    std = model.module.quantizer.sorted_thresholds()
+    naive = (std.astype(np.float64) * model.x_scaler.scale[:, None] + model.x_scaler.mean[:, None]).astype(np.float32)
+    active = spec.active
+    assert (np.abs(spec.thresholds[active].astype(np.float64) - naive[active])
+            <= (np.spacing(np.abs(std)) * model.x_scaler.scale[:, None] + np.spacing(np.abs(naive)))[active]).all()
+    X = load_dataset("diabetes").X.astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(encode(spec, X).astype(np.int64), model.encode(X))
+    finite = np.where(active, spec.thresholds, np.float32(0))
+    for side in (finite, np.nextafter(finite, np.float32(np.inf)), np.nextafter(finite, np.float32(-np.inf))):
+        rows = side.T.astype(np.float64)
+        np.testing.assert_array_equal(encode(spec, rows).astype(np.int64), model.encode(rows))
+
+
+def test_mixed_model_predicts_the_same_from_payloads_and_ignores_unsent_features(trained):
+    from softbits.data import load_dataset
+    from softbits.device.predict import predict_payload, predict_rows
+
+    model = trained["bw-sq"]
+    spec = EncoderSpec.from_model(model)
+    X = load_dataset("diabetes").X[:50].astype(np.float32).astype(np.float64)
+    rows = predict_rows(model, X)
+    np.testing.assert_array_equal(predict_payload(model, spec, encode_payload(spec, X)), rows)
+    np.testing.assert_array_equal(rows, model.predict(X))
+    unsent = X.copy()
+    unsent[:, [1, 4]] = np.nan
+    np.testing.assert_array_equal(encode_packed(spec, unsent), encode_packed(spec, X))
+    np.testing.assert_array_equal(predict_rows(model, unsent), rows)
+
+
+# ---- a served mixed-width model ------------------------------------------------------------------
+
+needs_coap_client = pytest.mark.skipif(shutil.which("coap-client-notls") is None,
+                                       reason="coap-client-notls is not installed (Debian package libcoap3-bin)")
+needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, trained):
+    """The bw-sq mixed-width model saved, exported, encoded by the CLI in every frame and served."""
+    import os
+
+    import pandas as pd
+
+    from softbits.data import load_dataset
+
+    d = tmp_path_factory.mktemp("served-mixed")
+    model = d / "mixed.safetensors"
+    trained["bw-sq"].save(model)
+    ds = load_dataset("diabetes")
+    frame = pd.DataFrame(ds.X[:12], columns=ds.feature_names)
+    frame.iloc[:, [1, 4]] = np.nan  # never measured: the 0-width features
+    frame.to_csv(d / "rows.csv", index=False)
+    frame.head(1).to_csv(d / "one.csv", index=False)
+    softbits("export", model, "--format", "json", "--out-dir", d)
+    softbits("encode", model, "--input", d / "rows.csv", "--out", d / "full.bin")
+    softbits("encode", model, "--input", d / "one.csv", "--out", d / "compact.bin", "--frame", "compact")
+    softbits("encode", model, "--input", d / "one.csv", "--out", d / "bare.bin", "--frame", "none")
+    # a row's float32 bits may depend on its batch: predict the rows as each body carries them
+    expected = {rows: [float(v) for v in softbits("predict", model, "--input", d / f"{rows}.csv").split()]
+                for rows in ("rows", "one")}
+    proc, urls = start_server(model, dict(os.environ, NO_COLOR="1", COLUMNS="200"))
+    yield {"dir": d, "urls": urls, "proc": proc, "expected": expected["rows"], "expected_one": expected["one"],
+           "spec": EncoderSpec.from_dict(json.loads((d / "encoder.json").read_text()))}
+    stop_server(proc)
+
+
+def _curl(url: str, body: Path) -> tuple[int, dict]:
+    r = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "--data-binary", f"@{body}",
+                        "-H", "Content-Type: application/octet-stream", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    text, status = r.stdout.rsplit("\n", 1)
+    return int(status), json.loads(text)
+
+
+def _coap_client(url: str, body: Path) -> str:
+    r = subprocess.run(["coap-client-notls", "-m", "post", "-f", str(body), url],
+                       capture_output=True, text=True, timeout=60)
+    return r.stdout + r.stderr
+
+
+@needs_curl
+def test_curl_gets_softbits_predict_from_a_mixed_model(served):
+    d, http_url, spec = served["dir"], served["urls"]["http"], served["spec"]
+    assert spec.widths == DIABETES_WIDTHS and (d / "full.bin").read_bytes()[3] == 0
+    status, body = _curl(http_url, d / "full.bin")
+    assert status == 200 and body["predictions"] == served["expected"] and body["model_id"] == spec.model_id
+    assert _curl(http_url, d / "compact.bin")[1]["predictions"] == served["expected_one"]
+    assert _curl(f"{http_url}/{spec.model_id}", d / "bare.bin")[1]["predictions"] == served["expected_one"]
+
+
+@needs_coap_client
+def test_coap_client_gets_softbits_predict_from_a_mixed_model(served):
+    d, coap_url, spec = served["dir"], served["urls"]["coap"], served["spec"]
+    assert json.loads(_coap_client(coap_url, d / "full.bin"))["predictions"] == served["expected"]
+    assert json.loads(_coap_client(coap_url, d / "compact.bin"))["predictions"] == served["expected_one"]
+    named = json.loads(_coap_client(f"{coap_url}/{spec.model_id}", d / "bare.bin"))
+    assert named["predictions"] == served["expected_one"]
+
+
+@needs_curl
+@needs_coap_client
+def test_mismatched_payloads_get_4xx_and_the_mixed_server_keeps_serving(served, tmp_path):
+    d, urls, spec = served["dir"], served["urls"], served["spec"]
+    full, compact = (d / "full.bin").read_bytes(), (d / "compact.bin").read_bytes()
+    uniform = EncoderSpec(spec.feature_names, 2, np.tile(np.array([-1, 0, 1], np.float32), (10, 1)))
+    bad = {
+        "uniform.bin": (encode_payload(uniform, np.zeros((12, 10))), "expects 10 features of mixed widths"),
+        "id.bin": (_patch(full, 6, b"\xff" * 8), "model id mismatch"),
+        "long.bin": (full + b"\x00" * 3, "length mismatch: header says 12 samples = 36 bytes, got 39"),
+        "pad.bin": (_patch(full, HEADER_BYTES + 2, bytes([full[HEADER_BYTES + 2] | 0x80])),
+                    "nonzero padding bits in sample 0"),
+        "short-compact.bin": (compact[:-1], "length mismatch: a compact frame of model"),
+        "pad-compact.bin": (_patch(compact, 4, bytes([compact[4] | 0x10])), "nonzero padding bits in sample 0"),
+    }
+    for name, (data, message) in bad.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        status, body = _curl(urls["http"], path)
+        assert status == 400 and message in body["error"], (name, body)
+        reply = _coap_client(urls["coap"], path)
+        assert "4.00" in reply and message in reply, (name, reply)
+        assert _curl(urls["http"], d / "full.bin")[1]["predictions"] == served["expected"]
+    assert served["proc"].poll() is None
