@@ -80,11 +80,11 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
     """The four kernels (compiled lazily on first call)."""
 
     @numba.njit(cache=cache, nogil=True)
-    def count_kernel(x, table, out):  # pragma: no cover - compiled
+    def count_kernel(x, table, counts, out):  # pragma: no cover - compiled
         # blocks of samples, one feature at a time: the inner loop over a contiguous column
-        # buffer vectorizes (SIMD compares), which beats a search's dependent loads up to 8 bits
+        # buffer vectorizes (SIMD compares), which beats a search's dependent loads up to 8 bits;
+        # feature j compares only its own counts[j] thresholds (the +inf padding would add 0)
         n, f = x.shape
-        m = table.shape[1]
         col = np.empty(_BLOCK, np.float32)
         cnt = np.empty(_BLOCK, np.int32)
         for i0 in range(0, n, _BLOCK):
@@ -93,7 +93,7 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
                 for i in range(nb):
                     col[i] = x[i0 + i, j]
                     cnt[i] = 0
-                for k in range(m):
+                for k in range(counts[j]):
                     t = table[j, k]
                     for i in range(nb):
                         cnt[i] += col[i] > t
@@ -101,15 +101,15 @@ def _define_kernels(numba: Any, cache: bool) -> dict[str, Callable[..., Any]]:
                     out[i0 + i, j] = cnt[i]
 
     @numba.njit(cache=cache, nogil=True)
-    def search_kernel(x, table, bits, out):  # pragma: no cover - compiled
-        # the C encoder's binary search: ``bits`` comparisons per value, for wide codes
+    def search_kernel(x, table, widths, out):  # pragma: no cover - compiled
+        # the C encoder's binary search: widths[j] comparisons per value, for wide codes
         n, f = x.shape
         for j in range(f):
             row = table[j]
             for i in range(n):
                 v = x[i, j]
                 c = 0
-                for b in range(bits - 1, -1, -1):
+                for b in range(widths[j] - 1, -1, -1):
                     s = 1 << b
                     if v > row[c + s - 1]:
                         c += s
@@ -182,10 +182,11 @@ def encode(spec: EncoderSpec, X: np.ndarray, backend: EncodeBackend = "auto") ->
     out = np.empty(x.shape, dtype=code_dtype(spec.bits))
     if _use_numba(backend, x.size):
         kernels = _kernels()
+        widths = np.array(spec.feature_bits, dtype=np.int64)
         if spec.bits <= 8:
-            kernels["count"](x, spec.thresholds, out)  # type: ignore[index]
+            kernels["count"](x, spec.thresholds, (1 << widths) - 1, out)  # type: ignore[index]
         else:
-            kernels["search"](x, spec.thresholds, spec.bits, out)  # type: ignore[index]
+            kernels["search"](x, spec.thresholds, widths, out)  # type: ignore[index]
         return out
     for j in range(spec.n_features):
         col = x[:, j]
@@ -207,11 +208,16 @@ def _widths(bits: Widths, n_features: int) -> tuple[int, ...]:
         raise DataError(str(exc)) from None
 
 
+@lru_cache(maxsize=64)
 def _stream_layout(widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """For each bit of a sample's code stream: its feature and its bit within that code."""
+    """For each bit of a sample's code stream: its feature and its bit within that code
+    (cached: a server unpacks every request with its one model's widths)."""
     feature = np.repeat(np.arange(len(widths)), widths)
     starts = np.cumsum((0,) + widths[:-1])
-    return feature, np.arange(feature.size) - np.repeat(starts, widths)
+    shift = np.arange(feature.size) - np.repeat(starts, widths)
+    feature.setflags(write=False)
+    shift.setflags(write=False)
+    return feature, shift
 
 
 def pack(codes: np.ndarray, bits: Widths, backend: EncodeBackend = "auto") -> np.ndarray:
@@ -262,8 +268,13 @@ def unpack(data: np.ndarray, n_features: int, bits: Widths, backend: EncodeBacke
         out = np.empty((n, n_features), dtype=dtype)
         _kernels()["unpack"](data, np.array(widths, dtype=np.int64), out)  # type: ignore[index]
         return out
+    stream = np.unpackbits(data, axis=1, bitorder="little")[:, : sum(widths)]
+    if len(set(widths)) == 1:  # uniform: every code is one row of a [F, bits] bit matrix
+        bits = widths[0]
+        weights = (1 << np.arange(bits, dtype=np.uint32)).astype(np.uint32)
+        return (stream.reshape(n, n_features, bits).astype(np.uint32) @ weights).astype(dtype)
     feature, shift = _stream_layout(widths)
-    stream = np.unpackbits(data, axis=1, bitorder="little")[:, : feature.size].astype(np.uint32)
+    stream = stream.astype(np.uint32)
     sent = np.flatnonzero(widths)
     codes = np.zeros((n, n_features), dtype=dtype)
     if n:  # each sent feature's code is the sum of its weighted stream bits
