@@ -6,7 +6,12 @@ timed and K of them stacked for each K (fastest of ``--repeats`` interleaved rou
 3600·1/t_single with 3600·K/t_stack. Member 0 of the largest stack is checked against its single
 training (largest parameter difference), so the speed is that of trainings that match.
 
+Two clocks per variant: the whole call (building and initialising every member included) and the
+epoch loop alone (``FitResult.train_seconds``), whose model-epochs per second are the engine's
+rate. Stacks whose memory bound exceeds half the device's free memory are skipped.
+
     python benchmarks/bench_stack.py --out benchmarks/results/stack_cpu.json
+    python benchmarks/bench_stack.py --device cuda --neurons 32 256 --members 64 256 1024 --threads 1
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from softbits.data import load_dataset, split_and_scale
 from softbits.engine import resolve_device
 from softbits.runtime import machine_info, runtime_info
 from softbits.stack import fit_stacked
-from softbits.train import fit_module
+from softbits.train import available_memory, fit_module, training_memory
 
 T = TypeVar("T")
 
@@ -56,6 +61,8 @@ def main() -> None:
                    help="torch thread counts to measure, each a full pass (on a shared machine two "
                         "threads that wait for each other stall whenever a neighbour takes a core)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--max-seconds", type=float, default=float("inf"),
+                   help="skip the remaining larger stacks of a width once one variant took this long")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
 
@@ -68,37 +75,58 @@ def main() -> None:
     rows = []
     for threads, neurons in ((t, n) for t in args.threads for n in args.neurons):
         torch.set_num_threads(threads)
+        config = _configs(1, neurons, args)[0]
+        one, _ = training_memory(config, data[0].shape[1] * (2 ** args.bits - 1), 1, 1, batch_rows=args.batch_size)
+        free = available_memory(device)
+        sizes = [k for k in args.members if free is None or k * one <= free / 2]
         # rounds interleave the single training and every stack, and each keeps its fastest round:
         # drift of a shared machine hits all variants alike, and noise only ever adds time
-        single, stacks = float("inf"), dict.fromkeys(args.members, float("inf"))
+        single, single_loop = float("inf"), float("inf")
+        stacks = {k: (float("inf"), float("inf")) for k in sizes}
+        members: list[Any] = []
         for _ in range(args.repeats):
             seconds, alone = _timed(lambda n=neurons: fit_module(*data, _configs(1, n, args)[0], task="regression"))
-            single = min(single, seconds)
-            for k in args.members:
+            single, single_loop = min(single, seconds), min(single_loop, alone.fit.train_seconds)
+            for k in list(stacks):
                 configs = _configs(k, neurons, args)
                 seconds, members = _timed(lambda c=configs, k=k: fit_stacked(c, [data] * k, task="regression"))
-                stacks[k] = min(stacks[k], seconds)
-        ours, theirs = members[0].module.state_dict(), alone.module.state_dict()
+                loop = max(m.fit.train_seconds for m in members)
+                stacks[k] = (min(stacks[k][0], seconds), min(stacks[k][1], loop))
+                if seconds > args.max_seconds:
+                    stacks = {j: t for j, t in stacks.items() if j <= k}
+                    break
+        theirs = alone.module.state_dict()
+        ours = members[0].module.state_dict() if members else theirs
         row: dict[str, Any] = {
-            "torch_threads": threads, "neurons": neurons, "single_seconds": single, "single_trainings_per_hour": 3600 / single,
-            "stacked": [{"members": k, "seconds": t, "trainings_per_hour": 3600 * k / t, "speedup": single * k / t}
-                        for k, t in stacks.items()],
+            "torch_threads": threads, "neurons": neurons, "single_seconds": single,
+            "single_loop_seconds": single_loop, "single_trainings_per_hour": 3600 / single,
+            "single_model_epochs_per_second": args.epochs / single_loop,
+            "stacked": [{"members": k, "seconds": t, "loop_seconds": loop, "trainings_per_hour": 3600 * k / t,
+                         "model_epochs_per_second": k * args.epochs / loop, "speedup": single * k / t,
+                         "loop_speedup": single_loop * k / loop}
+                        for k, (t, loop) in stacks.items()],
+            "skipped_for_memory": [k for k in args.members if k not in sizes],
             "member0_max_param_difference": max(float((ours[n] - theirs[n]).abs().max()) for n in theirs),
         }
         rows.append(row)
-        print(row)
-    result = {
+        print(row, flush=True)
+        if args.out:  # after every width, so a run cut short keeps what it measured
+            save_result(_result(args, data, rows, device), args.out)
+
+
+def _result(args: argparse.Namespace, data: tuple[Any, Any], rows: list[dict[str, Any]],
+            device: torch.device) -> dict[str, Any]:
+    return {
         "benchmark": "stacked_training",
         "dataset": args.dataset, "rows": int(data[0].shape[0]), "features": int(data[0].shape[1]),
         "method": "bw-sq", "bits": args.bits, "layers": args.layers, "epochs": args.epochs,
         "batch_size": args.batch_size, "repeats": args.repeats,
-        "timing": "fastest of interleaved rounds, whole training call (build, init, epochs); members differ in seed and lr",
+        "timing": "fastest of interleaved rounds; seconds = whole training call (build, init, epochs), "
+                  "loop_seconds = the epoch loop; members differ in seed and lr",
         "results": rows,
         "machine": machine_info("torch", "numpy"),
         "device": runtime_info(device)["device"],
     }
-    if args.out:
-        save_result(result, args.out)
 
 
 if __name__ == "__main__":

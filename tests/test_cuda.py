@@ -79,3 +79,51 @@ def test_reproduce_on_cuda_records_the_device(tmp_path: Path, capsys: pytest.Cap
     with sqlite3.connect(store) as conn:
         devices = {row[0] for row in conn.execute("SELECT device FROM results")}
     assert devices and all(d.startswith("cuda") for d in devices), devices
+
+
+def test_stacked_members_on_cuda_reproduce_their_single_cuda_trainings() -> None:
+    from softbits.engine import predict_tensor, to_tensor
+    from softbits.stack import fit_stacked
+    from softbits.train import fit_module
+
+    ds = load_dataset("diabetes")
+    X = (ds.X - ds.X.mean(0)) / ds.X.std(0)
+    y = (ds.y - ds.y.mean()) / ds.y.std()
+    base = dict(method="bw-sq", bits=3, layers=2, neurons=32, batch_size=64, device="cuda")
+    configs = [TrainConfig(**base, seed=1, lr=1e-3, epochs=4),
+               TrainConfig(**base, seed=2, lr=3e-3, epochs=2, decrease_factor=0.1),
+               TrainConfig(**base, seed=3, lr=1e-2, epochs=3, weight_decay=1e-2, optimizer="adamw")]
+    splits = [(X[:400], y[:400]), (X[1:400], y[1:400]), (X[10:], y[10:])]
+    stacked = fit_stacked(configs, splits, task="regression")
+    X_te = to_tensor(X[400:], torch.device("cuda"))
+    for config, (X_k, y_k), member in zip(configs, splits, stacked, strict=True):
+        single = fit_module(X_k, y_k, config, task="regression")
+        assert next(member.module.parameters()).is_cuda
+        a, b = single.module.state_dict(), member.module.state_dict()
+        assert max(float((a[n] - b[n]).abs().max()) for n in a) < 1e-4
+        torch.testing.assert_close(predict_tensor(member.module, X_te), predict_tensor(single.module, X_te),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_stacked_reproduce_on_cuda_equals_unstacked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"learning_rate": [1e-3], "hidden_layers": [1], "hidden_neurons": [16],
+                                "num_epochs": [2, 3], "decrease_factor": [1e-3], "dropout_rate": [0.0],
+                                "weight_decay": [0.0]}))
+    tables = []
+    for stack in ("1", "auto"):
+        store = tmp_path / f"s{stack}.sqlite"
+        code, out, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "fp,bw-sq",
+                                  "--bits", "2", "--grid", str(grid), "--n-settings", "2", "--folds", "2",
+                                  "--repeats", "2", "--jobs", "1", "--device", "cuda", "--stack", stack,
+                                  "--store", str(store), "--json")
+        assert code == 0, err
+        with sqlite3.connect(store) as conn:
+            tables.append(sorted(conn.execute("SELECT dataset, method, bits, setting_id, phase, idx, seed, "
+                                              "test_mse, json_extract(metrics, '$.stacked') FROM results")))
+    alone, stacked = tables
+    assert [r[:7] for r in alone] == [r[:7] for r in stacked]
+    np.testing.assert_allclose([r[7] for r in alone], [r[7] for r in stacked], rtol=1e-3, atol=1e-5)
+    assert max(r[8] for r in stacked) > 1 and {r[8] for r in alone} == {1}
