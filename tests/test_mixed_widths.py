@@ -560,3 +560,26 @@ def test_mismatched_payloads_get_4xx_and_the_mixed_server_keeps_serving(served, 
         assert "4.00" in reply and message in reply, (name, reply)
         assert _curl(urls["http"], d / "full.bin")[1]["predictions"] == served["expected"]
     assert served["proc"].poll() is None
+
+
+def test_csv_may_leave_out_the_unsent_features(served, tmp_path):
+    """A device log has no column for a feature nobody measures: encode and predict read such a
+    CSV by the model's feature names, the missing 0-width columns count as NaN (never read)."""
+    import pandas as pd
+
+    d = served["dir"]
+    model = d / "mixed.safetensors"
+    spec = served["spec"]
+    unsent = [name for name, w in zip(spec.feature_names, spec.widths, strict=True) if w == 0]
+    frame = pd.read_csv(d / "rows.csv")
+    frame.drop(columns=unsent).to_csv(tmp_path / "measured.csv", index=False)
+    softbits("encode", model, "--input", tmp_path / "measured.csv", "--out", tmp_path / "full.bin")
+    assert (tmp_path / "full.bin").read_bytes() == (d / "full.bin").read_bytes()
+    predictions = [float(v) for v in softbits("predict", model, "--input", tmp_path / "measured.csv").split()]
+    assert predictions == served["expected"]
+    frame.drop(columns=[unsent[0], spec.feature_names[0]]).to_csv(tmp_path / "short.csv", index=False)
+    from softbits.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(model), "--input", str(tmp_path / "short.csv")])
+    assert info.value.code == 2

@@ -99,7 +99,7 @@ def encode_cmd(
         check_output_file(out, "--out")
     m = _load(model)
     spec = _spec(m)
-    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
+    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name, spec.unsent_features))
     if fmt == "bin":
         data = build_frame(spec, packed, chosen)
         with writing("--out"):
@@ -135,10 +135,11 @@ def predict(
     if (input is None) == (payload is None):
         raise ConfigError("give exactly one of --input X.csv or --payload payload.bin")
     m = _load(model)
+    spec = device_spec(m)
     if input is not None:
-        pred = predict_rows(m, read_features(input, m.feature_names, m.target_name))
+        unsent = spec.unsent_features if spec is not None else ()
+        pred = predict_rows(m, read_features(input, m.feature_names, m.target_name, unsent))
     else:
-        spec = device_spec(m)
         if spec is None:
             raise DataError(f"method {m.config.method} has no threshold encoder, so it reads no payloads")
         if not payload.is_file():  # type: ignore[union-attr]

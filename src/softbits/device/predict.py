@@ -13,6 +13,7 @@ same bits, which is why a payload's reply equals ``softbits predict`` on the sam
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,11 +37,13 @@ def device_spec(model: TrainedModel) -> EncoderSpec | None:
     return EncoderSpec.from_model(model) if q is not None and q.has_thresholds else None
 
 
-def read_features(path: Path, feature_names: list[str], target_name: str | None = None) -> np.ndarray:
+def read_features(path: Path, feature_names: list[str], target_name: str | None = None,
+                  unsent: Collection[str] = ()) -> np.ndarray:
     """Feature rows [N, F] (float64) from a CSV with a header row.
 
     Columns are taken by the model's feature names when the header has them all (other columns,
-    such as the target, are ignored). By position only when there are exactly F columns and
+    such as the target, are ignored); ``unsent`` features (width 0: nobody measures them, no
+    encoder reads them) may be left out and read as NaN. By position only when there are exactly F columns and
     none is named like a model feature or the target: a header that names some of them but
     lacks others is missing features, and reading it by position would feed the wrong columns
     (the target among them) to the model. Empty cells become NaN, which the encoder maps to 0.
@@ -54,10 +57,10 @@ def read_features(path: Path, feature_names: list[str], target_name: str | None 
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
     names = [str(c) for c in frame.columns]
-    missing = [n for n in feature_names if n not in names]
+    missing = [n for n in feature_names if n not in names and n not in unsent]
     known = set(feature_names) | ({target_name} if target_name is not None else set())
     if not missing:
-        frame = frame[feature_names]
+        frame = frame.reindex(columns=feature_names)
     elif known & set(names):
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DataError(f"{path} lacks the model's feature column(s) {shown} (its header has {len(names)} "

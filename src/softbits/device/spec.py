@@ -208,6 +208,11 @@ class EncoderSpec:
         return self.widths if self.widths is not None else (self.bits,) * self.n_features
 
     @property
+    def unsent_features(self) -> tuple[str, ...]:
+        """Names of the 0-width features: neither measured nor sent, never read by an encoder."""
+        return tuple(name for name, w in zip(self.feature_names, self.feature_bits, strict=True) if w == 0)
+
+    @property
     def code_bits(self) -> int:
         """Bits of codes per sample, Σ w_f (F·bits when uniform)."""
         return sum(self.feature_bits)

@@ -83,7 +83,7 @@ def send(
         raise ConfigError(f"--batch must be 1..{MAX_SAMPLES}")
     m = TrainedModel.load(model)
     spec = EncoderSpec.from_model(m)
-    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name))
+    packed = encode_packed(spec, read_features(input, m.feature_names, m.target_name, spec.unsent_features))
     payloads = [build_frame(spec, packed[i:i + size], chosen) for i in range(0, packed.shape[0], size)]
     if chosen == "none":
         to = named_route(to, spec.model_id)
