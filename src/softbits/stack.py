@@ -21,6 +21,7 @@ a caller can fall back to single trainings visibly.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -298,27 +299,66 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
     widths = sorted({np.shape(X)[1] if np.ndim(X) == 2 else -1 for X, _ in splits})
     if len(widths) > 1 or widths[0] < 1:
         raise ConfigError(f"stacked members need 2-D features of one width, got widths {widths}")
-    device = resolve_device(configs[0].device)
+    device, cpu = resolve_device(configs[0].device), torch.device("cpu")
     members, generators = [], []
     train: list[tuple[torch.Tensor, torch.Tensor]] = []
     val: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
+    inits: dict[tuple[object, ...], dict[str, torch.Tensor]] = {}
     for config, (X_train, y_train) in zip(configs, splits, strict=True):
         generator = seed_everything(config.seed)  # as fit_module: same init, same batches
-        X, y = to_tensor(X_train, device), target_tensor(y_train, device, task)
+        X, y = to_tensor(X_train, cpu), target_tensor(y_train, cpu, task)
         if X.shape[0] != y.shape[0] or X.shape[0] == 0:
             raise ConfigError(f"a training split has {X.shape[0]} rows and {y.shape[0]} targets")
         X_tr, y_tr, X_val, y_val = hold_out_validation(X, y, config)
-        members.append(build_model(config, X_tr.shape[1], n_outputs, X_tr).to(device))
+        members.append(_build_member(config, X_tr, n_outputs, inits))
         generators.append(generator)
         train.append((X_tr, y_tr))
         val.append((X_val, y_val))
     K, batch_size = len(configs), configs[0].batch_size
     d_in = members[0].quantizer.out_features if members[0].quantizer is not None else train[0][0].shape[1]
     check_training_memory(configs[0], d_in, n_outputs, K, device, batch_rows=batch_size)
-    stacked = stack_modules(members, [c.dropout for c in configs])
-    histories = _train(stacked, configs, generators, train, val, task=task, batch_size=batch_size)
-    unstack_into(stacked, members)
-    return [FittedModule(module=m, fit=h, X_train=X) for m, h, (X, _) in zip(members, histories, train, strict=True)]
+    # members are built and stacked on the CPU and the stack moves once: K small modules moved
+    # one by one cost more than their training on a GPU
+    stacked = stack_modules(members, [c.dropout for c in configs]).to(device)
+    histories = _train(stacked, configs, generators, train, val, task=task, batch_size=batch_size, device=device)
+    unstack_into(stacked.to(cpu), members)
+    rows: dict[bytes, torch.Tensor] = {}
+    return [FittedModule(module=m.to(device), fit=h, X_train=_on_device(X, device, rows))
+            for m, h, (X, _) in zip(members, histories, train, strict=True)]
+
+
+def _fingerprint(X: torch.Tensor) -> bytes:
+    """A digest of a CPU tensor's shape and values: equal rows, equal digest."""
+    digest = hashlib.blake2b(str(tuple(X.shape)).encode(), digest_size=16)
+    digest.update(X.contiguous().numpy().tobytes())
+    return digest.digest()
+
+
+def _build_member(config: TrainConfig, X_tr: torch.Tensor, n_outputs: int,
+                  inits: dict[tuple[object, ...], dict[str, torch.Tensor]]) -> QuantizedMLP:
+    """``build_model`` on the CPU, as the single training builds it. Members whose quantizer
+    initialises on the same rows take the first one's initial quantizer state instead of
+    recomputing its quantiles: the initialisation is deterministic and draws no random numbers,
+    so the network's initialisation (the RNG's next draws) is unchanged."""
+    key = (config.method, config.bits, config.init, config.bits_per_feature, _fingerprint(X_tr))
+    state = inits.get(key)
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr if state is None else None)
+    if module.quantizer is not None:
+        if state is None:
+            inits[key] = {name: t.clone() for name, t in module.quantizer.state_dict().items()}
+        else:
+            module.quantizer.load_state_dict(state)
+    return module
+
+
+def _on_device(X: torch.Tensor, device: torch.device, moved: dict[bytes, torch.Tensor]) -> torch.Tensor:
+    """``X`` on ``device``, one copy per distinct row set (members often share their rows)."""
+    if device.type == "cpu":
+        return X
+    key = _fingerprint(X)
+    if key not in moved:
+        moved[key] = X.to(device)
+    return moved[key]
 
 
 @torch.no_grad()
@@ -340,15 +380,16 @@ def _validation_losses(stacked: StackedModel, X: torch.Tensor, y: torch.Tensor, 
 def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Sequence[torch.Generator],
            train: Sequence[tuple[torch.Tensor, torch.Tensor]],
            val: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], *, task: str,
-           batch_size: int) -> list[FitResult]:
+           batch_size: int, device: torch.device) -> list[FitResult]:
     """The stacked loop: per epoch each live member draws its permutation; step s trains batch s of
     every member that has one. Members with validation rows keep their best epoch's state (hard
     validation loss, as :func:`~softbits.engine.fit`) and end there."""
-    K, device = len(configs), train[0][0].device
+    K = len(configs)
     X_pad, rows = _pad([X for X, _ in train], train[0][0])
     y_pad, _ = _pad([y for _, y in train], train[0][1])
     X_val, val_rows = _pad([X for X, _ in val], train[0][0])
     y_val, _ = _pad([y for _, y in val], train[0][1])
+    X_pad, y_pad, X_val, y_val = (t.to(device) for t in (X_pad, y_pad, X_val, y_val))
     epochs = [c.epochs for c in configs]
     factors = [lr_factors(c.lr_schedule, c.epochs, c.warmup_epochs) for c in configs]
     temps = [make_schedule(c.schedule, c.epochs, c.decrease_factor).values() for c in configs]
