@@ -63,8 +63,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-seconds", type=float, default=float("inf"),
                    help="skip the remaining larger stacks of a width once one variant took this long")
+    p.add_argument("--tf32", action="store_true",
+                   help="let CUDA matmuls use TF32 (10-bit mantissa products; softbits trains in full "
+                        "float32 by default): measures what reduced precision would buy")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
 
     device = resolve_device(args.device)
     split = split_and_scale(load_dataset(args.dataset), seed=0)
@@ -120,7 +124,7 @@ def _result(args: argparse.Namespace, data: tuple[Any, Any], rows: list[dict[str
         "benchmark": "stacked_training",
         "dataset": args.dataset, "rows": int(data[0].shape[0]), "features": int(data[0].shape[1]),
         "method": "bw-sq", "bits": args.bits, "layers": args.layers, "epochs": args.epochs,
-        "batch_size": args.batch_size, "repeats": args.repeats,
+        "batch_size": args.batch_size, "repeats": args.repeats, "tf32": args.tf32,
         "timing": "fastest of interleaved rounds; seconds = whole training call (build, init, epochs), "
                   "loop_seconds = the epoch loop; members differ in seed and lr",
         "results": rows,

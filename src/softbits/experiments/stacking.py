@@ -37,9 +37,11 @@ StackSize = int | Literal["auto"]
 #: thread): 8 members train 1.5× the trainings per hour of one at a time at 32 neurons, 4 members
 #: 1.3× at 128; wider networks are compute-bound on a CPU and gain nothing
 CPU_STACK = ((64, 8), (256, 4))
-#: CUDA stacks fill the GPU up to this many members (memory permitting): small MLPs leave a GPU
-#: idle, and one stacked step costs about what one member's step costs (stack_cuda.json)
-CUDA_STACK = 1024
+#: CUDA stack size by hidden width, from benchmarks/results/gpu_h200_2026-11-27/stack_cuda_*.json
+#: (H200): up to 1024 neurons one stacked step of 64–1024 members costs a few single steps (the
+#: epoch loop runs 9–146× the model-epochs per second of one at a time); at 4096 neurons a
+#: training is compute-bound and two stacked ran 0.9× as fast as one after the other
+CUDA_STACK = ((1024, 1024),)
 #: share of the free device memory a stack may plan to use (the bound is a lower bound)
 MEMORY_SHARE = 0.5
 
@@ -74,9 +76,7 @@ def check_stack(value: object) -> StackSize:
 
 def auto_size(config: TrainConfig, device: torch.device) -> int:
     """Members per stack where stacking was measured to help (before the memory cap)."""
-    if device.type == "cuda":
-        return CUDA_STACK
-    for widest, size in CPU_STACK:
+    for widest, size in CUDA_STACK if device.type == "cuda" else CPU_STACK:
         if config.neurons <= widest:
             return size
     return 1
@@ -100,7 +100,7 @@ def _memory_cap(config: TrainConfig, n_features: int, device: torch.device) -> t
     one, _ = training_memory(config, d_in, 1, 1, batch_rows=config.batch_size)
     free = available_memory(device)
     if free is None:
-        return CUDA_STACK, one, None
+        return max(size for _, size in CUDA_STACK), one, None
     return max(1, int(free * MEMORY_SHARE) // one), one, free
 
 
@@ -131,6 +131,9 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
                config.batch_size, config.task, config.device)
         groups[key].append((task, config))
     for members in groups.values():
+        # longest first: a stack runs as long as its longest member, so members of similar
+        # epochs share stacks (a stable sort keeps the protocol's order otherwise)
+        members.sort(key=lambda tc: -tc[1].epochs)
         config = members[0][1]
         device = resolve_device(config.device)
         cap, one, free = _memory_cap(config, n_features(members[0][0].dataset), device)
