@@ -8,13 +8,27 @@ from __future__ import annotations
 import csv
 import json
 import numbers
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from softbits.codes import MAX_BITS, check_widths
+import numpy as np
+import torch
+
+from softbits.codes import MAX_BITS, check_widths, n_thresholds, widths_payload_bytes
+from softbits.config import TrainConfig
+from softbits.data import Split
+from softbits.engine import target_tensor, to_tensor
 from softbits.errors import ConfigError, DataError
+from softbits.methods import get_method
+from softbits.network import QuantizedMLP, network_eval
+from softbits.train import evaluate_as, fit_module, train_on_split
+from softbits.trained_model import TrainedModel
 
-__all__ = ["budget_bits", "parse_widths"]
+__all__ = ["Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
+           "start_bits", "train_allocated"]
 
 
 def parse_widths(text: str, feature_names: Sequence[str], default_bits: int) -> tuple[int, ...]:
@@ -103,3 +117,251 @@ def budget_bits(bits: int | None, payload_bytes: int | None, n_features: int) ->
         raise ConfigError(f"a budget must be 1..{MAX_BITS * n_features} code bits for {n_features} features "
                           f"({MAX_BITS} bits each at most), got {bits}")
     return bits
+
+
+
+#: share of the training rows the allocator validates its choices on (never the test split)
+VALIDATION_SHARE = 0.2
+#: the probe starts this many bits above the budget's mean width, so that the features that
+#: matter can keep more bits than a uniform code would give them
+HEADROOM_BITS = 2
+#: the probe's widest start (2^8 − 1 thresholds per feature)
+MAX_START_BITS = 8
+#: the probe trains this share of the epochs (and of a warm-up): it ranks features, it is not the
+#: final model, and half the epochs keep the whole allocation within 3 uniform trainings
+PROBE_EPOCH_SHARE = 0.5
+
+
+def _narrower(width: int, min_bits: int) -> int:
+    """One bit less, or 0 (not sent) below the method's minimum width."""
+    return width - 1 if width - 1 >= min_bits else 0
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What the allocator chose and how: the widths for the budget, the probe's uniform start
+    width, and the trace of removals (feature, its new width, validation loss after it)."""
+
+    widths: tuple[int, ...]
+    budget_bits: int
+    start_bits: int
+    validation_rows: int
+    start_loss: float | None
+    trace: tuple[tuple[int, int, float], ...]
+    probe_seconds: float
+    search_seconds: float
+
+    def to_dict(self, feature_names: Sequence[str]) -> dict[str, Any]:
+        """The record kept in the model file and printed by ``train --json``."""
+        return {
+            "allocator": "greedy-removal",
+            "bits_per_feature": dict(zip(feature_names, self.widths, strict=True)),
+            "budget_bits": self.budget_bits,
+            "code_bits": sum(self.widths),
+            "payload_bytes_per_sample": widths_payload_bytes(self.widths),
+            "start_bits": self.start_bits,
+            "validation_rows": self.validation_rows,
+            "start_val_loss": self.start_loss,
+            "trace": [{"feature": feature_names[f], "bits": w, "val_loss": loss} for f, w, loss in self.trace],
+            "probe_seconds": self.probe_seconds,
+            "search_seconds": self.search_seconds,
+        }
+
+
+def start_bits(budget: int, n_features: int, min_bits: int) -> int:
+    """The probe's uniform width: ``HEADROOM_BITS`` above the smallest n with n·F ≥ budget,
+    within the method's minimum and ``MAX_START_BITS``."""
+    mean = -(-budget // n_features)
+    return max(min_bits, min(mean + HEADROOM_BITS, MAX_START_BITS))
+
+
+class Coarsener:
+    """Feature f at a width w below the probe's: its raw values snapped to the training median
+    of their bin in the coarser quantizer nested in the probe's thresholds.
+
+    The coarser quantizer keeps every 2^(start − w)-th of the probe's sorted thresholds (for
+    quantile thresholds, exactly the quantiles of width w), so the probe, run on snapped values,
+    sees what a w-bit code can tell it about the feature, without retraining. Width 0 is one bin:
+    the feature's training median. An empty bin stands at its nearest boundary.
+    """
+
+    def __init__(self, x_fit: np.ndarray, sorted_thresholds: np.ndarray, start: int) -> None:
+        self.x_fit = np.asarray(x_fit, dtype=np.float64)
+        self.table = np.asarray(sorted_thresholds, dtype=np.float64)
+        self.start = start
+        self._bins: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def bins(self, f: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boundaries [2^w − 1] and the value of each bin [2^w] of feature ``f`` at ``width``."""
+        key = (f, width)
+        if key not in self._bins:
+            column = self.x_fit[:, f]
+            step = 1 << (self.start - width)
+            bounds = self.table[f, step - 1::step][:n_thresholds(width)]
+            codes = np.searchsorted(bounds, column, side="left")  # #{a < x}: the model's x > a
+            values = np.empty(n_thresholds(width) + 1)
+            for k in range(values.size):
+                inside = column[codes == k]
+                values[k] = np.median(inside) if inside.size else bounds[min(max(k - 1, 0), bounds.size - 1)]
+            self._bins[key] = (bounds, values)
+        return self._bins[key]
+
+    def snap(self, x: np.ndarray, f: int, width: int) -> np.ndarray:
+        """Column ``x`` of feature ``f`` as a ``width``-bit code would leave it."""
+        if width >= self.start:
+            return x
+        if width == 0:
+            return np.full_like(x, np.median(self.x_fit[:, f]))
+        bounds, values = self.bins(f, width)
+        return values[np.searchsorted(bounds, x, side="left")].astype(x.dtype)
+
+
+class _Probe:
+    """The probe's validation loss with one feature's column replaced, computed incrementally.
+
+    The network input of the current rows and, when the network starts with a linear layer,
+    that layer's output are kept; a candidate changes one feature, so only the input columns it
+    changes go through the first layer again (a few of F·(2^n − 1) for bitwise quantizers).
+    """
+
+    def __init__(self, module: QuantizedMLP, y: torch.Tensor, task: str) -> None:
+        self.module, self.y, self.task = module.eval(), y, task
+        first = module.network[0]
+        self.first = first if isinstance(first, torch.nn.Linear) else None
+        self.rest = torch.nn.Sequential(*list(module.network)[1:]) if self.first is not None else module.network
+
+    @torch.no_grad()
+    def set_rows(self, x: np.ndarray) -> float:
+        """Make ``x`` the current rows; their loss."""
+        self.x = torch.as_tensor(x, device=self.y.device)
+        self.inputs = self.module.quantizer(self.x) if self.module.quantizer is not None else self.x
+        self.hidden = self.inputs if self.first is None else self.first(self.inputs)
+        return self._loss(self.hidden)
+
+    @torch.no_grad()
+    def loss_with(self, f: int, column: np.ndarray) -> float:
+        """The loss of the current rows with feature ``f`` replaced by ``column``."""
+        x = self.x.clone()
+        x[:, f] = torch.as_tensor(column, device=x.device)
+        inputs = self.module.quantizer(x) if self.module.quantizer is not None else x
+        if self.first is None:
+            return self._loss(inputs)
+        delta = inputs - self.inputs
+        changed = torch.nonzero(delta.abs().sum(0))[:, 0]
+        hidden = self.hidden + delta[:, changed] @ self.first.weight[:, changed].T
+        return self._loss(hidden)
+
+    def _loss(self, hidden: torch.Tensor) -> float:
+        out = network_eval(self.rest, hidden)
+        if self.task == "classification":
+            return float(torch.nn.functional.cross_entropy(out, self.y))
+        return float((out[:, 0] - self.y).square().mean())
+
+
+def probe_epochs(config: TrainConfig) -> int:
+    """Epochs of the allocation's probe training."""
+    return max(1, round(PROBE_EPOCH_SHARE * config.epochs))
+
+
+def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budget: int, *,
+             task: str, n_outputs: int = 1,
+             on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> Allocation:
+    """Widths with Σ w_f ≤ ``budget`` chosen on the training rows alone (greedy removal).
+
+    1. ``VALIDATION_SHARE`` of the rows (seeded by ``config.seed``) validate; the probe, the
+       method at :func:`start_bits` for every feature, trains on the rest with ``config``'s
+       network for ``PROBE_EPOCH_SHARE`` of its epochs.
+    2. While the widths exceed the budget, sent features are tried one step narrower (one bit;
+       to 0 below the method's minimum width) by snapping their validation values to the
+       coarser bins (:class:`Coarsener`), and the step with the least validation loss increase
+       per freed bit is taken. No retraining happens in this search. The first step tries every
+       feature; later steps re-evaluate only the features whose last known cost could still be
+       the least (lazy greedy), which cuts the search several-fold.
+
+    When the probe's start width fits the budget (a budget of ``MAX_START_BITS`` per feature
+    or more) every feature gets it, without a probe. ``on_epoch_end`` follows the probe's epochs.
+    """
+    method = get_method(config.method)
+    n_rows, n_features = X_train.shape
+    method.check_widths((method.min_bits,) * n_features)  # the method takes per-feature widths at all
+    if budget < method.min_bits:
+        raise ConfigError(f"method {config.method} sends at least {method.min_bits} bits for a feature, "
+                          f"but the budget is {budget} bit{'s' if budget != 1 else ''}")
+    start = start_bits(budget, n_features, method.min_bits)
+    if start * n_features <= budget:  # the widest start fits: nothing to choose
+        return Allocation(widths=(start,) * n_features, budget_bits=budget, start_bits=start, validation_rows=0,
+                          start_loss=None, trace=(), probe_seconds=0.0, search_seconds=0.0)
+    n_val = max(1, int(round(VALIDATION_SHARE * n_rows)))
+    if n_rows - n_val < 2:
+        raise DataError(f"allocation needs more training rows than {n_rows}")
+    order = np.random.default_rng(config.seed).permutation(n_rows)
+    fit_rows, val_rows = order[n_val:], order[:n_val]
+
+    clock = time.perf_counter()
+    epochs = probe_epochs(config)
+    probe_config = replace(config, bits=start, bits_per_feature=None, epochs=epochs,
+                           warmup_epochs=min(round(PROBE_EPOCH_SHARE * config.warmup_epochs), epochs - 1))
+    fitted = fit_module(X_train[fit_rows], y_train[fit_rows], probe_config, task=task, n_outputs=n_outputs,
+                        on_epoch_end=on_epoch_end)
+    device = fitted.X_train.device
+    X_val = np.asarray(X_train[val_rows], dtype=np.float32)
+    y_val = target_tensor(y_train[val_rows], device, task)
+    module, _ = evaluate_as(fitted, config.method, start, to_tensor(X_val, device), y_val, task=task)
+    probe_seconds = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if module.quantizer is None:  # excluded by check_widths; says so to the type checker
+        raise ConfigError(f"method {config.method} sends no codes")
+    coarse = Coarsener(X_train[fit_rows], module.quantizer.sorted_thresholds(), start)
+    widths = [start] * n_features
+    current = X_val.copy()
+    probe = _Probe(module, y_val, task)
+    loss = start_loss = probe.set_rows(current)
+    trace = []
+    # lazy greedy: a feature's cost per freed bit from an earlier step stands in until it might
+    # be the cheapest, then it is re-evaluated at the current widths (-inf: never evaluated)
+    stale = dict.fromkeys(range(n_features), -np.inf)
+    while sum(widths) > budget:
+        fresh: dict[int, tuple[float, float, np.ndarray]] = {}  # f → (cost per bit, loss, column)
+        while True:
+            waiting = sorted((c, f) for f, c in stale.items() if widths[f] and f not in fresh)
+            cheapest = min(fresh.items(), key=lambda item: item[1][0]) if fresh else None
+            if cheapest is not None and (not waiting or cheapest[1][0] <= waiting[0][0]):
+                break
+            f = waiting[0][1]
+            w = _narrower(widths[f], method.min_bits)
+            column = coarse.snap(X_val[:, f], f, w)
+            candidate = probe.loss_with(f, column)
+            if not np.isfinite(candidate):
+                raise DataError("the allocation probe's validation loss is not finite; training diverged, "
+                                "try a lower learning rate")
+            stale[f] = (candidate - loss) / (widths[f] - w)
+            fresh[f] = (stale[f], candidate, column)
+        f = cheapest[0]
+        widths[f] = _narrower(widths[f], method.min_bits)
+        current[:, f] = cheapest[1][2]
+        loss = probe.set_rows(current)
+        stale[f] = -np.inf  # its next step is another one
+        trace.append((f, widths[f], loss))
+    return Allocation(widths=tuple(widths), budget_bits=budget, start_bits=start, validation_rows=n_val,
+                      start_loss=start_loss, trace=tuple(trace), probe_seconds=probe_seconds,
+                      search_seconds=time.perf_counter() - clock)
+
+
+def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str, feature_names: list[str],
+                    target_name: str = "y", classes: list[str] | None = None, dataset: str = "",
+                    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainedModel:
+    """Allocate widths for ``budget`` on ``split``'s training part, then train the method at them
+    with ``config``'s network and epochs on the whole training part, as a uniform training would.
+
+    The model keeps the allocation's record (:meth:`Allocation.to_dict`) in ``allocation``.
+    ``on_epoch_end`` follows the probe's epochs, then the final training's.
+    """
+    n_out = len(classes) if task == "classification" and classes else 1
+    chosen = allocate(split.X_train, split.y_train, config, budget, task=task, n_outputs=n_out,
+                      on_epoch_end=on_epoch_end)
+    model = train_on_split(split, replace(config, bits_per_feature=chosen.widths), task=task,
+                           feature_names=feature_names, target_name=target_name, classes=classes,
+                           dataset=dataset, on_epoch_end=on_epoch_end)
+    model.allocation = chosen.to_dict(feature_names)
+    return model

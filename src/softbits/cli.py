@@ -89,6 +89,8 @@ def train(
     method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "bw-sq",
     bits: Annotated[int, typer.Option(help="Bits per feature (1..16; >= 2 for midpoint methods).")] = 4,
     bits_per_feature: Annotated[str | None, typer.Option(help="Bits of named features: name=n,name=n,... or a .json ({name: n}) or .csv (name,bits) file; 0 = not sent; unnamed features get --bits (0 allowed here). Threshold methods only.")] = None,
+    budget_bits: Annotated[int | None, typer.Option(help="Code bits per sample: choose each feature's bits (0 = not sent, sum <= this) from the training data; see docs/payload-budget.md. Threshold methods only.")] = None,
+    budget_bytes: Annotated[int | None, typer.Option(help="Like --budget-bits, for a whole single-sample payload in the compact frame (2 bytes of framing, then the codes): 11 fits a LoRaWAN US915 DR0 uplink.")] = None,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 5,
     neurons: Annotated[int, typer.Option(help="Neurons per hidden layer.")] = 128,
     epochs: Annotated[int, typer.Option(help="Training epochs (the last one is evaluated).")] = 30,
@@ -127,9 +129,16 @@ def train(
                      init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
                      members=members, optimizer=optimizer, lr_schedule=lr_schedule,
                      warmup_epochs=warmup_epochs)
+    if bits_per_feature is not None and (budget_bits is not None or budget_bytes is not None):
+        raise ConfigError("give --bits-per-feature or a budget (--budget-bits, --budget-bytes), not both")
     if save is not None:
         check_output_file(save, "--save")
     ds = load_input(dataset, data, target, task, dropna, data_dir)
+    budget = None
+    if budget_bits is not None or budget_bytes is not None:
+        from softbits.allocate import budget_bits as budget_from
+
+        budget = budget_from(budget_bits, budget_bytes, ds.n_features)
     if bits_per_feature is not None:
         from softbits.allocate import parse_widths
 
@@ -144,14 +153,20 @@ def train(
                   TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
                   console=err_console, disable=as_json or not err_console.is_terminal,
                   transient=True) as progress:
-        bar = progress.add_task(f"{config.method} {ds.name}", total=config.epochs, loss="")
+        from softbits.allocate import probe_epochs, train_allocated
+
+        epochs = config.epochs + (probe_epochs(config) if budget is not None else 0)
+        bar = progress.add_task(f"{config.method} {ds.name}", total=epochs, loss="")
 
         def on_epoch_end(epoch: int, logs: dict[str, Any]) -> None:
             progress.update(bar, advance=1, loss=f"loss {logs['train_loss']:.4f}")
 
-        model = train_on_split(split, config, task=ds.task, feature_names=ds.feature_names,
-                               target_name=ds.target_name, classes=ds.classes, dataset=ds.name,
-                               on_epoch_end=on_epoch_end)
+        names = dict(task=ds.task, feature_names=ds.feature_names, target_name=ds.target_name,
+                     classes=ds.classes, dataset=ds.name, on_epoch_end=on_epoch_end)
+        if budget is None:
+            model = train_on_split(split, config, **names)
+        else:
+            model = train_allocated(split, config, budget, **names)
     result = summary(model, ds, len(split.y_train), len(split.y_test))
     save_error = None
     if save is not None:
@@ -187,6 +202,8 @@ def _print_train_summary(r: dict[str, Any]) -> None:
     ]
     if "test_mse_fp" in r:
         rows.insert(3, ("test MSE (FP model)", r["test_mse_fp"]))
+    if "allocation" in r:
+        rows.insert(1, ("budget", f"{r['budget_bits']} code bits; chose {r['allocation']['code_bits']}"))
     if "saved" in r:
         rows.append(("saved", r["saved"]))
     for k, v in rows:

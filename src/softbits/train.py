@@ -292,5 +292,9 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
         out["test_mse_fp"] = m["test_mse_fp"]
     if cfg.bits_per_feature is not None:
         out["bits_per_feature"] = dict(zip(ds.feature_names, cfg.bits_per_feature, strict=True))
+    if model.allocation is not None:  # a budget's widths, also when they came out equal
+        out["bits_per_feature"] = model.allocation["bits_per_feature"]
+        out["budget_bits"] = model.allocation["budget_bits"]
+        out["allocation"] = model.allocation
     return out
 

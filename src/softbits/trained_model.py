@@ -56,6 +56,8 @@ class TrainedModel:
     runtime: dict[str, Any] = field(default_factory=dict)
     #: the training's per-epoch record (None for a model file written before it was kept)
     history: FitResult | None = None
+    #: how a payload budget's widths were chosen (softbits.allocate; None without a budget)
+    allocation: dict[str, Any] | None = None
 
     @property
     def n_features(self) -> int:
@@ -168,6 +170,8 @@ class TrainedModel:
             "metrics": self.metrics,
             "runtime": self.runtime,
             "history": None if self.history is None else self.history.to_dict(),
+            # only with a budget, so other model files keep the header they had
+            **({} if self.allocation is None else {"allocation": self.allocation}),
         }
 
     def _non_finite(self) -> list[str]:
@@ -327,6 +331,9 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
               (("dataset", ""), ("metrics", {}), ("runtime", {}))}
     if not isinstance(extras["dataset"], str) or not all(isinstance(extras[k], dict) for k in ("metrics", "runtime")):
         raise _InvalidModel("dataset must be a string, metrics and runtime mappings")
+    extras["allocation"] = header.get("allocation")
+    if extras["allocation"] is not None and not isinstance(extras["allocation"], dict):
+        raise _InvalidModel("allocation must be a mapping")
 
     net = _need(header, "network", "")
     d_in = _integer(_need(net, "d_in", "network."), "network.d_in", 1)
