@@ -239,10 +239,12 @@ def _register_subcommands() -> None:
     """
     from softbits.device import commands as device
     from softbits.experiments import commands as experiments
+    from softbits.experiments import frontier_command as frontier
     from softbits.serve import commands as serve
 
     app.command(name="reproduce")(experiments.reproduce)
     app.command(name="report")(experiments.report)
+    app.command(name="frontier")(frontier.frontier)
     app.command(name="export")(device.export)
     app.command(name="encode")(device.encode_cmd)
     app.command(name="predict")(device.predict)

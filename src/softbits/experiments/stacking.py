@@ -11,7 +11,8 @@ provenance stay per training; the rows record ``stacked`` = the stack's size.
 Sizes: an explicit K must fit the device's memory (the bound of
 :func:`softbits.train.training_memory`, checked before any training); ``auto`` takes
 :func:`auto_size` per group and shrinks it to what fits. Methods without a stacked training
-(LSQ, LLT, ensembles) run one at a time, and :func:`plan` says so in a note.
+(LSQ, LLT, ensembles) run one at a time, and :func:`plan` says so in a note; so do tasks with a
+payload budget, whose allocation probes and then trains at widths of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ CPU_STACK = ((64, 8), (256, 4))
 CUDA_STACK = ((1024, 1024),)
 #: share of the free device memory a stack may plan to use (the bound is a lower bound)
 MEMORY_SHARE = 0.5
+#: why a task with a payload budget trains alone
+_ALLOCATED = "an allocation trains a probe, then its own widths per training"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
     that cannot fit the device's memory is a :class:`ConfigError` before any training.
     """
     from softbits.engine import resolve_device
-    from softbits.stack import can_stack
+    from softbits.stack import StackCheck, can_stack
 
     if stack == 1 or not tasks:
         return list(tasks), []
@@ -121,10 +124,11 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
     alone: dict[str, tuple[int, str]] = {}
     for task in tasks:
         config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
-        check = can_stack([config])
+        check = can_stack([config]) if task.budget is None else StackCheck(False, _ALLOCATED)
         if not check:
-            count, _ = alone.get(config.method, (0, check.reason))
-            alone[config.method] = (count + 1, check.reason)
+            label = config.method if task.budget is None else f"{config.method} allocated"
+            count, _ = alone.get(label, (0, check.reason))
+            alone[label] = (count + 1, check.reason)
             units.append(task)
             continue
         key = (task.dataset, config.method, config.bits, config.layers, config.neurons,
@@ -149,8 +153,8 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
         for start in range(0, len(members), size):
             chunk = tuple(t for t, _ in members[start:start + size])
             units.append(chunk[0] if len(chunk) == 1 else StackTask(chunk))
-    notes = [f"{count} {method} training{'s' if count > 1 else ''} run one at a time: {reason}"
-             for method, (count, reason) in alone.items()]
+    notes = [f"{count} {label} training{'s' if count > 1 else ''} run one at a time: {reason}"
+             for label, (count, reason) in alone.items()]
     return units, notes
 
 

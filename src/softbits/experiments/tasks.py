@@ -3,7 +3,9 @@
 A :class:`Task` names a dataset, the method that trains, a setting, the phase (``cv<K>`` fold
 of the search or ``test`` repeat) and the evaluations that one training serves: a full-precision
 training is evaluated as FP and, behind fixed quantizers, as Po-MQ/Po-QQ at every bit width.
-Local processes and Dask workers call :func:`run` alike; it never touches the store.
+A task with a ``budget`` instead lets the allocator choose per-feature widths for that many code
+bits per sample (``softbits frontier``). Local processes and Dask workers call :func:`run` alike;
+it never touches the store.
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from sklearn.model_selection import KFold, train_test_split
 from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
 from softbits.engine import target_tensor, to_tensor
+from softbits.errors import ConfigError
 from softbits.experiments.settings import Setting
 from softbits.runtime import runtime_info
 from softbits.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
-           "evaluate", "load_cached", "prepare", "TEST_PHASE", "cv_phase"]
+           "evaluate", "load_cached", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
 
 TEST_PHASE = "test"
+#: what a budget task's keys add to its phase, so that an allocated result never shares a key
+#: with the uniform training at the same bits
+BUDGET_SUFFIX = "-budget"
 
 
 def cv_phase(n_folds: int) -> str:
@@ -64,6 +70,11 @@ class Task:
     ``index`` is the fold (search) or the repeat (test); ``seed`` drives the split and the
     training. ``threads`` pins torch's intra-op threads (1 when several trainings share a
     machine), so that local and Dask runs compute the same numbers.
+
+    ``budget``: code bits per sample for :func:`softbits.allocate.train_allocated`, which
+    chooses the widths on the training part alone; the task then has the one evaluation
+    ``(train_method, budget)``, and its keys hold the budget as ``bits`` and the phase with
+    :data:`BUDGET_SUFFIX`. None (the protocol's tasks): every feature gets ``train_bits``.
     """
 
     dataset: str
@@ -80,9 +91,16 @@ class Task:
     test_size: float = 0.1
     device: str = "auto"
     threads: int | None = None
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.evaluations != (Evaluation(self.train_method, self.budget),):
+            raise ConfigError(f"a task with a budget has one evaluation, ({self.train_method}, "
+                              f"{self.budget}), got {self.evaluations}")
 
     def keys(self) -> list[ResultKey]:
-        return [ResultKey(self.dataset, e.method, e.bits, self.setting.id, self.phase, self.index,
+        phase = self.phase if self.budget is None else self.phase + BUDGET_SUFFIX
+        return [ResultKey(self.dataset, e.method, e.bits, self.setting.id, phase, self.index,
                           self.seed) for e in self.evaluations]
 
 
@@ -97,11 +115,16 @@ class RunMetrics:
     n_test: int
     threads: int
     stacked: int = 1
+    #: a budget task's allocation record (:meth:`softbits.allocate.Allocation.to_dict`)
+    allocation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.test.to_dict(), "train_seconds": self.train_seconds,
-                "final_train_loss": self.final_train_loss, "n_train": self.n_train,
-                "n_test": self.n_test, "threads": self.threads, "stacked": self.stacked}
+        out = {**self.test.to_dict(), "train_seconds": self.train_seconds,
+               "final_train_loss": self.final_train_loss, "n_train": self.n_train,
+               "n_test": self.n_test, "threads": self.threads, "stacked": self.stacked}
+        if self.allocation is not None:  # only then, so uniform rows keep their form
+            out["allocation"] = self.allocation
+        return out
 
 
 @dataclass(frozen=True)
@@ -185,9 +208,34 @@ def evaluate(task: Task, ds: Dataset, split: Split, fitted: FittedModule, start:
     return TaskResult(task=task, rows=rows)
 
 
+def _run_allocated(task: Task, budget: int, ds: Dataset, split: Split, config: TrainConfig,
+                   start: float) -> TaskResult:
+    """Allocate widths for ``budget`` on the training part, train at them, test once."""
+    from softbits.allocate import train_allocated
+
+    model = train_allocated(split, config, budget, task=ds.task, feature_names=ds.feature_names,
+                            target_name=ds.target_name, classes=ds.classes, dataset=ds.name)
+    m = model.metrics
+    fp = m.get("test_mse_fp")  # Po-*: the model keeps only its FP network's test MSE, all a row stores of it
+    tested = TestMetrics(test_mse=m["test_mse"], test_mse_soft=m["test_mse_soft"],
+                         test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
+                         fp=None if fp is None else TestMetrics(fp, None, None, float("nan")))
+    versions = {k: v for k, v in model.runtime.items() if k != "device"}
+    row = ResultRow(key=task.keys()[0], seconds=time.perf_counter() - start,
+                    device=model.runtime.get("device", ""), versions=versions,
+                    metrics=RunMetrics(test=tested, train_seconds=float(m["train_seconds"]),
+                                       final_train_loss=m["final_train_loss"],
+                                       n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
+                                       threads=torch.get_num_threads(), allocation=model.allocation))
+    return TaskResult(task=task, rows=(row,))
+
+
 def run(task: Task) -> TaskResult:
-    """Train once and evaluate every requested (method, bits); pure apart from the clock."""
+    """Train once and evaluate every requested (method, bits), or, with a budget, allocate and
+    train at the chosen widths; pure apart from the clock."""
     start = time.perf_counter()
     ds, split, config = prepare(task)
+    if task.budget is not None:
+        return _run_allocated(task, task.budget, ds, split, config, start)
     fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
     return evaluate(task, ds, split, fitted, start)

@@ -1,0 +1,436 @@
+"""Accuracy per transmitted bit: uniform and allocated widths at payload budgets (``softbits frontier``).
+
+For one dataset, one threshold method and one network, :func:`run_frontier` trains per seed a
+full-precision model, a uniform model at every budget that is n·F bits for a whole n, and an
+allocated model (:func:`softbits.allocate.train_allocated`) at every budget, each on a fresh
+90/10 split of that seed (the protocol's test phase; the allocator sees the training part
+only). It runs through the protocol's store and runner, so a re-run skips finished trainings,
+and writes ``frontier.csv``, ``frontier.md`` and ``frontier.png``: test MSE against code bits
+per sample, with 95% t-intervals over the seeds. The library prints nothing.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from softbits.codes import MAX_BITS, payload_bytes
+from softbits.errors import ConfigError, DataError, SoftbitsError
+
+if TYPE_CHECKING:  # these import torch and pandas, which `softbits --help` must not load
+    import pandas as pd
+
+    from softbits.experiments.run import ProgressSink
+    from softbits.experiments.settings import Setting
+    from softbits.experiments.tasks import Evaluation, ResultKey, Task
+    from softbits.methods import Method
+
+__all__ = ["FP_BITS", "FRONTIER_COLUMNS", "UNIFORM_BITS", "Frontier", "FrontierOutcome",
+           "FrontierPaths", "budget_list", "run_frontier", "summarize", "write_frontier"]
+
+#: the uniform widths whose code bits ``"uniform"`` in a budget list stands for
+UNIFORM_BITS = (1, 2, 3, 4)
+#: bits a full-precision feature sends (float32); the FP rows' ``bits`` in the store
+FP_BITS = 32
+#: ``frontier.csv``'s columns: one row per (kind, budget)
+FRONTIER_COLUMNS = ("dataset", "method", "kind", "budget_bits", "bits_per_feature", "code_bits_mean",
+                    "payload_bytes", "n_runs", "test_mse_mean", "ci95_low", "ci95_high", "vs_uniform",
+                    "seconds_mean")
+_KINDS = ("fp", "uniform", "allocated")
+
+
+def budget_list(budgets: Sequence[int | str], n_features: int, method: Method) -> list[int]:
+    """Sorted distinct budgets in code bits per sample from integers and the word ``uniform``
+    (n·F for n in :data:`UNIFORM_BITS` that the method can send); one-line errors otherwise."""
+    from softbits.allocate import budget_bits
+
+    if isinstance(budgets, str):
+        raise ConfigError(f"budgets must be a list, got the string {budgets!r}")
+    chosen: set[int] = set()
+    for item in budgets:
+        if isinstance(item, str) and not item.strip():
+            continue
+        if isinstance(item, str) and item.strip().lower() == "uniform":
+            chosen.update(n * n_features for n in UNIFORM_BITS if n >= method.min_bits)
+            continue
+        value: object = item
+        if isinstance(item, str) and item.strip().lstrip("+").isdigit():
+            value = int(item)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"--budgets wants code bits per sample (whole numbers) or 'uniform', got {item!r}")
+        budget = budget_bits(int(value), None, n_features)
+        if budget is not None and budget < method.min_bits:
+            raise ConfigError(f"method {method.name} sends at least {method.min_bits} bits for a feature, "
+                              f"but budget {budget} is less")
+        chosen.add(int(value))
+    if not chosen:
+        raise ConfigError("--budgets is empty")
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """What a frontier trains: per seed FP, uniform at each ``uniform`` budget, allocated at each
+    budget; all with one setting, split like the protocol's final test (seed ``seed + r``)."""
+
+    dataset: str
+    method: str
+    n_features: int
+    budgets: tuple[int, ...]
+    setting: Setting
+    seeds: int
+    seed: int = 42
+    data_dir: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    @property
+    def uniform(self) -> dict[int, int]:
+        """Budget → the uniform width n with n·F = budget, where the method can send n."""
+        from softbits.methods import get_method
+
+        low = get_method(self.method).min_bits
+        return {b: b // self.n_features for b in self.budgets
+                if b % self.n_features == 0 and low <= b // self.n_features <= MAX_BITS}
+
+    def _task(self, r: int, method: str, bits: int, evaluations: Sequence[Evaluation],
+              budget: int | None = None) -> Task:
+        from softbits.experiments.tasks import TEST_PHASE, Task
+
+        return Task(dataset=self.dataset, train_method=method, train_bits=bits, setting=self.setting,
+                    phase=TEST_PHASE, index=r, seed=self.seed + r, evaluations=tuple(evaluations),
+                    data_dir=self.data_dir, split_seed=self.seed, device=self.device,
+                    threads=self.threads, budget=budget)
+
+    def tasks(self) -> list[Task]:
+        """Allocated trainings first (the longest), then the uniform ones, then FP, per seed.
+
+        Po-* methods quantize an FP network after training, so their uniform points are
+        evaluations of the seed's FP training (as in the protocol)."""
+        from softbits.experiments.protocol import shares_fp_training
+        from softbits.experiments.tasks import Evaluation
+
+        widths = sorted(self.uniform.values())
+        shared = shares_fp_training(self.method)
+        tasks: list[Task] = []
+        for r in range(self.seeds):
+            for b in self.budgets:
+                mean_width = min(MAX_BITS, -(-b // self.n_features))  # the config's bits; widths come from b
+                tasks.append(self._task(r, self.method, mean_width, [Evaluation(self.method, b)], budget=b))
+            if not shared:
+                tasks.extend(self._task(r, self.method, n, [Evaluation(self.method, n)]) for n in widths)
+            fp_evaluations = [Evaluation("fp", FP_BITS)]
+            if shared:
+                fp_evaluations += [Evaluation(self.method, n) for n in widths]
+            tasks.append(self._task(r, "fp", min(widths, default=1), fp_evaluations))
+        return tasks
+
+    def labels(self) -> dict[ResultKey, tuple[str, int]]:
+        """Each result key of :meth:`tasks` → (kind, budget bits) of the frontier row it feeds."""
+        labels: dict[ResultKey, tuple[str, int]] = {}
+        for t in self.tasks():
+            for key in t.keys():
+                if t.budget is not None:
+                    labels[key] = ("allocated", t.budget)
+                elif key.method == "fp":
+                    labels[key] = ("fp", FP_BITS * self.n_features)
+                else:
+                    labels[key] = ("uniform", key.bits * self.n_features)
+        return labels
+
+
+@dataclass(frozen=True)
+class FrontierPaths:
+    """Files one frontier wrote."""
+
+    csv: Path
+    md: Path
+    figure: Path
+
+
+@dataclass(frozen=True)
+class FrontierOutcome:
+    """What one frontier run did: the store, the files, the table, and how much it trained."""
+
+    store: Path
+    paths: FrontierPaths
+    table: pd.DataFrame
+    rows_added: int
+    runs: int
+    seconds: float
+    backend: str
+
+
+class _NoProgress:
+    def add_task(self, description: str, *, total: int) -> int:
+        return 0
+
+    def advance(self, task_id: Any) -> None:
+        return None
+
+
+def _regression_dataset(name: str, data_dir: Path | None) -> int:
+    """Known, regression, loadable now (so a missing file fails before training): its width."""
+    from softbits.data import get_dataset_info
+    from softbits.experiments.tasks import load_cached
+
+    info = get_dataset_info(name)
+    if info.task != "regression":
+        raise DataError(f"dataset {name} is a {info.task} task; the frontier reports regression MSE")
+    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
+
+
+def _at_least(value: int, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"--{what} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def run_frontier(
+    *,
+    store: str | os.PathLike[str],
+    dataset: str,
+    out_dir: str | os.PathLike[str] | None = None,
+    method: str = "bw-sq",
+    budgets: Sequence[int | str] = ("uniform",),
+    seeds: int = 5,
+    seed: int = 42,
+    layers: int = 5,
+    neurons: int = 128,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    dropout: float = 0.0,
+    decrease_factor: float = 1e-3,
+    weight_decay: float = 0.0,
+    jobs: int = 0,
+    scheduler: str | None = None,
+    connect_timeout: float = 5.0,
+    device: str = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressSink | None = None,
+) -> FrontierOutcome:
+    """Train the frontier's models (resuming from ``store``) and write its table and plot.
+
+    Parameters
+    ----------
+    store
+        SQLite results store (the protocol's format); a re-run skips the trainings it holds.
+    dataset, method
+        A regression dataset and a threshold method that takes per-feature widths.
+    out_dir
+        Where ``frontier.csv``, ``frontier.md`` and ``frontier.png`` go (default:
+        ``<store>_report`` next to the store).
+    budgets
+        Code bits per sample (1..16·F), and ``"uniform"`` for n·F with n in 1..4.
+    seeds, seed
+        Repeats: repeat r splits 90/10 and trains with seed ``seed + r``.
+    layers, neurons, epochs, lr, dropout, decrease_factor, weight_decay
+        The one network and training every model of the frontier shares.
+    jobs, scheduler, connect_timeout, device, data_dir
+        As for :func:`softbits.experiments.run.run_protocol`.
+    progress
+        Receives one ``add_task`` and one ``advance`` per finished training; a context manager
+        (a rich ``Progress``) is entered for the trainings only, after all validation.
+
+    Every input is checked before the store is opened; problems are one-line
+    :class:`~softbits.errors.SoftbitsError`\\ s, and nothing is written.
+    """
+    from softbits.cliutil import check_output_dir, writing
+    from softbits.engine import resolve_device
+    from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
+    from softbits.experiments.settings import Setting
+    from softbits.experiments.store import ResultStore, check_store
+    from softbits.methods import get_method
+
+    started = time.perf_counter()
+    store = Path(store)
+    the_method = get_method(method)
+    data_path = Path(data_dir) if data_dir is not None else None
+    n_features = _regression_dataset(dataset, data_path)
+    the_method.check_widths((the_method.min_bits,) * n_features)  # takes per-feature widths at all
+    budget_values = budget_list(budgets, n_features, the_method)
+    seeds = _at_least(seeds, "seeds")
+    jobs = _at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    given = Setting(learning_rate=lr, hidden_layers=layers, hidden_neurons=neurons, num_epochs=epochs,
+                    decrease_factor=decrease_factor, dropout_rate=dropout, weight_decay=weight_decay)
+    for name in (the_method.name, "fp"):  # the training config checks each value and its type
+        given.train_config(name, the_method.min_bits, seed, device)
+    setting = Setting.from_mapping(given.to_dict())  # 1 and 1.0 are one setting (and one id)
+    resolve_device(device)
+    check_store(store)
+    out = Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
+    check_output_dir(out, "--out-dir")
+    parallel = scheduler is not None or jobs > 1
+    frontier = Frontier(dataset=dataset, method=the_method.name, n_features=n_features,
+                        budgets=tuple(budget_values), setting=setting, seeds=seeds, seed=seed,
+                        data_dir=str(data_path) if data_path else None, device=device,
+                        threads=1 if parallel else None)
+    tasks = frontier.tasks()
+    sink = progress if progress is not None else _NoProgress()
+    backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
+    result_store = ResultStore(store)
+    runs = 0
+    try:
+        with sink if isinstance(sink, AbstractContextManager) else nullcontext():
+            result_store.add_settings([setting])
+            todo = pending(tasks, result_store)
+            bar = sink.add_task(f"frontier · {backend.name}", total=len(todo))
+
+            def advance(_: Any) -> None:
+                nonlocal runs
+                runs += 1
+                sink.advance(bar)
+
+            added = execute(list(todo), result_store, backend, advance)
+        table = summarize(frontier, result_store.results())
+        with writing("--out-dir"):
+            paths = write_frontier(frontier, table, out)
+    finally:
+        backend.close()
+        result_store.close()
+    return FrontierOutcome(store=store, paths=paths, table=table, rows_added=added, runs=runs,
+                           seconds=time.perf_counter() - started, backend=backend.name)
+
+
+def summarize(frontier: Frontier, results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (kind, budget) of ``frontier`` from the store's rows of its keys, in the
+    order FP, uniform by budget, allocated by budget (:data:`FRONTIER_COLUMNS`)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from softbits.device.wire import COMPACT_FRAMING
+    from softbits.experiments.report import t_interval
+    from softbits.experiments.tasks import ResultKey
+
+    labels = frontier.labels()
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in results.to_dict("records"):
+        key = ResultKey(row["dataset"], row["method"], int(row["bits"]), row["setting_id"], row["phase"],
+                        int(row["idx"]), int(row["seed"]))
+        if key in labels:
+            groups.setdefault(labels[key], []).append(row)
+    if not groups:
+        raise SoftbitsError(f"the store holds no results of this frontier ({frontier.dataset}, {frontier.method})")
+    f = frontier.n_features
+    uniform_means: dict[int, float] = {}
+    rows = []
+    for kind, budget in sorted(groups, key=lambda label: (_KINDS.index(label[0]), label[1])):
+        mine = groups[(kind, budget)]
+        mean, low, high = t_interval(np.array([r["test_mse"] for r in mine], dtype=np.float64))
+        if kind == "fp":
+            width, code_bits, payload = FP_BITS, float(FP_BITS * f), 4 * f
+        elif kind == "uniform":
+            width, code_bits = budget // f, float(budget)
+            payload = COMPACT_FRAMING + payload_bytes(f, budget // f)
+            uniform_means[budget] = mean
+        else:
+            chosen = [json.loads(r["metrics"])["allocation"] for r in mine]
+            width, code_bits = None, float(np.mean([c["code_bits"] for c in chosen]))
+            payload = COMPACT_FRAMING + max(c["payload_bytes_per_sample"] for c in chosen)
+        ratio = mean / uniform_means[budget] if kind == "allocated" and budget in uniform_means else None
+        rows.append({"dataset": frontier.dataset, "method": frontier.method, "kind": kind, "budget_bits": budget,
+                     "bits_per_feature": width, "code_bits_mean": code_bits, "payload_bytes": payload,
+                     "n_runs": len(mine), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high,
+                     "vs_uniform": ratio, "seconds_mean": float(np.mean([r["seconds"] for r in mine]))})
+    table = pd.DataFrame(rows, columns=list(FRONTIER_COLUMNS))
+    table["bits_per_feature"] = table["bits_per_feature"].astype("Int64")
+    return table
+
+
+def _number(x: Any, digits: int = 6) -> str:
+    """``x`` to ``digits`` significant digits; a dash where there is no number."""
+    import pandas as pd
+
+    return "—" if x is None or pd.isna(x) else f"{x:.{digits}g}"
+
+
+def _markdown(frontier: Frontier, table: pd.DataFrame) -> str:
+    """A heading that says what ran, then one table row per CSV row."""
+    import pandas as pd
+
+    s = frontier.setting
+    lines = [f"# Frontier: {frontier.dataset} · {frontier.method}", "",
+             f"Test MSE (standardized target) against code bits per sample: mean over "
+             f"{frontier.seeds} seed{'s' if frontier.seeds > 1 else ''} ({frontier.seed}.."
+             f"{frontier.seed + frontier.seeds - 1}, a fresh 90/10 split each) with the 95% t-interval. "
+             f"Every model: {s.hidden_layers}×{s.hidden_neurons} network, {s.num_epochs} epochs, lr "
+             f"{s.learning_rate:g}, dropout {s.dropout_rate:g}, decrease factor {s.decrease_factor:g}, "
+             f"weight decay {s.weight_decay:g}. Payload bytes: one sample in the compact frame (FP: "
+             f"float32 features); allocated: the widest choice over the seeds. vs uniform: allocated "
+             f"mean / uniform mean at the same budget.", "",
+             "| kind | budget bits | bits per feature | code bits (mean) | payload bytes | runs "
+             "| test MSE | 95% CI | vs uniform |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in table.to_dict("records"):
+        width = "mixed" if pd.isna(r["bits_per_feature"]) else str(r["bits_per_feature"])
+        lines.append(f"| {r['kind']} | {r['budget_bits']} | {width} | {_number(r['code_bits_mean'], 4)} | "
+                     f"{r['payload_bytes']} | {r['n_runs']} | {_number(r['test_mse_mean'])} | "
+                     f"[{_number(r['ci95_low'])}, {_number(r['ci95_high'])}] | {_number(r['vs_uniform'], 4)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _figure(frontier: Frontier, table: pd.DataFrame, path: Path) -> None:
+    """Test MSE against code bits per sample: uniform points with CI bars, the allocated curve
+    with its CI band, FP as a dashed line with its band."""
+    import numpy as np
+
+    try:
+        import matplotlib
+    except ImportError:
+        raise SoftbitsError("frontier.png needs matplotlib: pip install 'softbits[report]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fp = table[table["kind"] == "fp"]
+    if not fp.empty:
+        r = fp.iloc[0]
+        ax.axhline(r["test_mse_mean"], color="black", linestyle="--", label=f"FP ({r['budget_bits']} bits)")
+        if np.isfinite(r["ci95_low"]) and np.isfinite(r["ci95_high"]):
+            ax.axhspan(r["ci95_low"], r["ci95_high"], color="black", alpha=0.08)
+    allocated = table[table["kind"] == "allocated"]
+    if not allocated.empty:
+        line, = ax.plot(allocated["budget_bits"], allocated["test_mse_mean"], marker="o",
+                        label=f"allocated ({frontier.method})")
+        ok = np.isfinite(allocated["ci95_low"]) & np.isfinite(allocated["ci95_high"])
+        if ok.any():
+            ax.fill_between(allocated["budget_bits"][ok], allocated["ci95_low"][ok], allocated["ci95_high"][ok],
+                            color=line.get_color(), alpha=0.2)
+    uniform = table[table["kind"] == "uniform"]
+    if not uniform.empty:
+        below = (uniform["test_mse_mean"] - uniform["ci95_low"]).fillna(0)
+        above = (uniform["ci95_high"] - uniform["test_mse_mean"]).fillna(0)
+        ax.errorbar(uniform["budget_bits"], uniform["test_mse_mean"], yerr=[below, above], fmt="s",
+                    capsize=4, color="tab:red", label=f"uniform ({frontier.method}, n bits × {frontier.n_features})")
+        for r in uniform.to_dict("records"):
+            ax.annotate(f"n={r['bits_per_feature']}", (r["budget_bits"], r["test_mse_mean"]),
+                        textcoords="offset points", xytext=(6, 6), fontsize="small")
+    quantized = table[table["kind"] != "fp"]
+    ax.set_xticks(sorted(quantized["budget_bits"].unique()))
+    ax.set_xlabel("code bits per sample (payload budget)")
+    ax.set_ylabel("test MSE (standardized target)")
+    ax.set_title(f"{frontier.dataset} · {frontier.seeds} seed{'s' if frontier.seeds > 1 else ''}")
+    if (table["test_mse_mean"] > 0).all():
+        ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_frontier(frontier: Frontier, table: pd.DataFrame, out: Path) -> FrontierPaths:
+    """Write ``frontier.csv``, ``frontier.md`` and ``frontier.png`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = FrontierPaths(out / "frontier.csv", out / "frontier.md", out / "frontier.png")
+    table.to_csv(paths.csv, index=False)
+    paths.md.write_text(_markdown(frontier, table), encoding="utf-8")
+    _figure(frontier, table, paths.figure)
+    return paths
