@@ -130,6 +130,8 @@ def reproduce(
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     stack: Annotated[str, typer.Option(help="Trainings of one architecture trained as one stacked model: K (1 = one at a time), or auto (by device and width; see docs/reproduce.md). Same results, fewer hours.")] = "1",
+    recipe: Annotated[str, typer.Option(help="Training recipe of every method: paper or best (docs/training.md). The grid's or settings file's values win, except a weight decay of 0, which takes the recipe's.")] = "paper",
+    members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer of ensemble methods such as bw-sq-ens (default: the method's, 4); other methods ignore it.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -143,7 +145,8 @@ def reproduce(
         bits=parse_bits(bits) if bits is not None else None,
         settings=settings, n_settings=n_settings, grid=grid, folds=folds, repeats=repeats,
         seed=seed, quick=quick, compare=compare, jobs=jobs, scheduler=scheduler,
-        connect_timeout=connect_timeout, device=device, stack=stack, data_dir=data_dir,
+        connect_timeout=connect_timeout, device=device, stack=stack, recipe=recipe,
+        members=members, data_dir=data_dir,
         progress=_progress(), notes=lambda line: err_console.print(f"note: {line}", highlight=False,
                                                                    soft_wrap=True))
     paths = outcome.report
@@ -151,6 +154,7 @@ def reproduce(
         print_json({"store": str(store), "report": str(paths.table_csv.parent),
                     "rows_added": outcome.rows_added, "runs": outcome.runs,
                     "seconds": outcome.seconds, "backend": outcome.backend,
+                    "recipe": outcome.recipe, "members": outcome.members,
                     "compare": str(paths.compare_csv) if paths.compare_csv else None})
         return
     console.print(paths.table_md.read_text(), soft_wrap=True)

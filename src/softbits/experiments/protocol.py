@@ -3,6 +3,9 @@
 One full-precision training serves FP, Po-MQ and Po-QQ (they differ only in the quantizer put
 in front of the trained network at test time), so those methods share tasks: per (dataset,
 setting, fold) in the search and per (dataset, chosen setting, repeat) in the final test.
+
+Every task trains a :class:`~softbits.experiments.settings.TrainedSetting`: the drawn or given
+setting under the protocol's recipe and, for ensemble methods, its member count.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from softbits.experiments.settings import Setting
+from softbits.experiments.settings import Setting, TrainedSetting
 from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase
 from softbits.methods import get_method
 
@@ -32,7 +35,8 @@ def shares_fp_training(method: str) -> bool:
 
 @dataclass(frozen=True)
 class Protocol:
-    """What to run: datasets × methods × bits, and how (folds, repeats, seeds, device, threads)."""
+    """What to run: datasets × methods × bits, and how (folds, repeats, seeds, device, threads,
+    the training recipe, and the members of ensemble methods: None takes their default)."""
 
     datasets: tuple[str, ...]
     methods: tuple[str, ...]
@@ -44,9 +48,15 @@ class Protocol:
     data_dir: str | None = None
     device: str = "auto"
     threads: int | None = None
+    recipe: str = "paper"
+    members: int | None = None
 
     def cells(self) -> list[Cell]:
         return [(d, m, b) for d in self.datasets for m in self.methods for b in self.bits]
+
+    def trained(self, setting: Setting, method: str) -> TrainedSetting:
+        """``setting`` as ``method`` trains it under this protocol's recipe and members."""
+        return setting.trained_as(method, self.recipe, self.members)
 
     def _task(self, dataset: str, train_method: str, train_bits: int, setting: Setting,
               phase: str, index: int, seed: int, evaluations: list[Evaluation]) -> Task:
@@ -65,7 +75,7 @@ def _groups(protocol: Protocol, cells: list[Cell], setting_of: Mapping[Cell, Set
     settings: dict[str, Setting] = {}
     for cell in cells:
         dataset, method, bits = cell
-        setting = setting_of[cell]
+        setting = protocol.trained(setting_of[cell], method)
         if shares_fp_training(method):
             shared[(dataset, setting.id)].append(Evaluation(method, bits))
             settings[setting.id] = setting
@@ -77,12 +87,20 @@ def _groups(protocol: Protocol, cells: list[Cell], setting_of: Mapping[Cell, Set
 
 
 def search_tasks(protocol: Protocol, settings: list[Setting]) -> list[Task]:
-    """Every setting on every fold of every cell (the same settings for all datasets and bits)."""
+    """Every setting on every fold of every cell (the same settings for all datasets and bits).
+
+    Two drawn settings that train alike (a grid searching weight decay 0 and the recipe's value)
+    train once.
+    """
     tasks: list[Task] = []
     cells = protocol.cells()
+    seen: set[tuple[str, str, int, str]] = set()
     for setting in settings:
         for dataset, method, bits, s, evaluations in _groups(
                 protocol, cells, {c: setting for c in cells}):
+            if (dataset, method, bits, s.id) in seen:
+                continue
+            seen.add((dataset, method, bits, s.id))
             for fold in range(protocol.n_folds):
                 tasks.append(protocol._task(dataset, method, bits, s, cv_phase(protocol.n_folds),
                                             fold, protocol.seed, evaluations))
@@ -101,23 +119,31 @@ def final_tasks(protocol: Protocol, chosen: Mapping[Cell, Setting]) -> list[Task
 
 def choose_settings(protocol: Protocol, settings: list[Setting], results: pd.DataFrame
                     ) -> dict[Cell, tuple[Setting, float]]:
-    """Per cell, the setting with the lowest mean validation MSE over all folds.
+    """Per cell, the setting of ``settings`` with the lowest mean validation MSE over all folds.
 
-    Diverged runs (NaN) rank last; ties keep the earlier setting of the draw.
+    Diverged runs (NaN) rank last; ties keep the earlier setting of the draw. Only rows of this
+    protocol's recipe and members count (the ids of :meth:`Protocol.trained`): a store may also
+    hold runs of other ones.
     """
     phase = cv_phase(protocol.n_folds)
     rows = results[results["phase"] == phase]
-    by_id = {s.id: s for s in settings}
-    rows = rows[rows["setting_id"].isin(list(by_id))]
     mse = rows["test_mse"].astype(float).where(np.isfinite(rows["test_mse"].astype(float)), np.inf)
     means = mse.groupby([rows["dataset"], rows["method"], rows["bits"], rows["setting_id"]]).mean()
-    order = {s.id: i for i, s in enumerate(settings)}
+    trained: dict[str, dict[str, tuple[int, Setting]]] = {}
+    for method in protocol.methods:
+        trained[method] = {}
+        for i, s in enumerate(settings):
+            trained[method].setdefault(protocol.trained(s, method).id, (i, s))
     chosen: dict[Cell, tuple[Setting, float]] = {}
     for cell in protocol.cells():
+        mine = trained[cell[1]]
         try:
             cell_means = means.loc[cell]
         except KeyError:
             continue
-        best = min(cell_means.index, key=lambda sid: (cell_means[sid], order[sid]))
-        chosen[cell] = (by_id[best], float(cell_means[best]))
+        ids = [sid for sid in cell_means.index if sid in mine]
+        if not ids:
+            continue
+        best = min(ids, key=lambda sid: (cell_means[sid], mine[sid][0]))
+        chosen[cell] = (mine[best][1], float(cell_means[best]))
     return chosen

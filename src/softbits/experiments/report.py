@@ -1,9 +1,11 @@
 """Table 2 and Figure 4 from a results store: means, 95% t-intervals, comparison to a reference.
 
 ``table.csv`` has exactly the columns dataset, method, bits, n_runs, test_mse_mean, ci95_low,
-ci95_high and then the chosen setting (the paper's column names). The interval is the 95%
-Student-t interval of the mean over the final-test repeats, df = n − 1; with a single run it is
-undefined and written as NaN (empty in the CSV).
+ci95_high and then the chosen setting (the paper's column names); when a chosen setting trained
+under another recipe than ``paper`` or with another member count than 4, also ``recipe`` and
+``members`` (:data:`VARIANT_COLUMNS`) for every row, and the Markdown table's method columns say
+which. The interval is the 95% Student-t interval of the mean over the final-test repeats,
+df = n − 1; with a single run it is undefined and written as NaN (empty in the CSV).
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import pandas as pd
 from scipy import stats
 
 from softbits.errors import DataError, SoftbitsError
-from softbits.experiments.settings import SETTING_COLUMNS, read_csv_table
+from softbits.experiments.settings import SETTING_COLUMNS, UNKEYED_MEMBERS, read_csv_table
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
 
-__all__ = ["TABLE_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
+__all__ = ["TABLE_COLUMNS", "VARIANT_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
            "write_report"]
 
 TABLE_COLUMNS = ("dataset", "method", "bits", "n_runs", "test_mse_mean", "ci95_low", "ci95_high")
+#: what a row trained with, added after the setting's columns when some row is not paper/4 members
+VARIANT_COLUMNS = ("recipe", "members")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,18 @@ def _chosen_runs(store: ResultStore) -> ChosenRuns:
     return runs
 
 
+def _variant(choice: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The recipe and member count a chosen setting trained with, and whether its stored values
+    name them (they do only where they differ from the ``paper`` recipe and 4 members)."""
+    recipe, members = choice.get("recipe"), choice.get("members")
+    named_recipe = isinstance(recipe, str)
+    if isinstance(members, (int, float)) and not np.isnan(members):  # NaN: no value for this row
+        count, named_members = int(members), True
+    else:
+        count, named_members = UNKEYED_MEMBERS if METHODS[choice["method"]].ensemble else 1, False
+    return {"recipe": recipe if named_recipe else "paper", "members": count}, named_recipe or named_members
+
+
 def _mses(rows: pd.DataFrame) -> np.ndarray:
     return rows["test_mse"].to_numpy(dtype=np.float64)
 
@@ -84,14 +100,18 @@ def summarize(store: ResultStore) -> pd.DataFrame:
 
 def _summary(runs: ChosenRuns) -> pd.DataFrame:
     rows = []
+    varied = False
     for c, mine in runs:
         mses = _mses(mine)
         mean, low, high = t_interval(mses)
         row = {"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
                "n_runs": len(mses), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high}
         row.update({k: c[k] for k in SETTING_COLUMNS})
+        variant, named = _variant(c)
+        row.update(variant)
+        varied = varied or named
         rows.append(row)
-    columns = [*TABLE_COLUMNS, *SETTING_COLUMNS]
+    columns = [*TABLE_COLUMNS, *SETTING_COLUMNS, *(VARIANT_COLUMNS if varied else ())]
     table = pd.DataFrame(rows, columns=columns)
     if table.empty:
         return table
@@ -106,20 +126,34 @@ def _fmt(x: float) -> str:
     return "—" if not np.isfinite(x) else f"{x:.5f}"
 
 
+def _column(row: dict[str, Any]) -> str:
+    """A row's column title in table.md: the method, and with :data:`VARIANT_COLUMNS` the recipe
+    and (ensembles) the members it trained with, so rows of different runs never share a column."""
+    if "recipe" not in row:
+        return str(row["method"])
+    ensemble = next(m.ensemble for m in METHODS.values() if m.display == row["method"])
+    return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")")
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     """Rows dataset × bits, columns methods; best quantized method per row in bold."""
     order = _method_order()
-    methods = sorted(table["method"].unique(), key=lambda m: order.get(m, len(order)))
-    lines = ["| dataset | bits | " + " | ".join(methods) + " |",
-             "|---|---:|" + "---:|" * len(methods)]
+    records = table.to_dict("records")
+    columns = sorted({_column(r): r["method"] for r in records}.items(),
+                     key=lambda item: (order.get(item[1], len(order)), item[0]))
+    titles = [title for title, _ in columns]
+    lines = ["| dataset | bits | " + " | ".join(titles) + " |",
+             "|---|---:|" + "---:|" * len(titles)]
     for (dataset, bits), group in table.groupby(["dataset", "bits"], sort=False):
-        means = dict(zip(group["method"], group["test_mse_mean"], strict=True))
-        quantized = {m: v for m, v in means.items() if m != "FP" and np.isfinite(v)}
+        group_rows = group.to_dict("records")
+        means = {_column(r): r["test_mse_mean"] for r in group_rows}
+        quantized = {_column(r): r["test_mse_mean"] for r in group_rows
+                     if r["method"] != "FP" and np.isfinite(r["test_mse_mean"])}
         best = min(quantized, key=quantized.__getitem__) if quantized else None
         cells = []
-        for m in methods:
-            text = _fmt(means[m]) if m in means else ""
-            cells.append(f"**{text}**" if m == best else text)
+        for title in titles:
+            text = _fmt(means[title]) if title in means else ""
+            cells.append(f"**{text}**" if title == best else text)
         lines.append(f"| {dataset} | {bits} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -221,7 +255,8 @@ def _provenance(runs: ChosenRuns, store_path: Path) -> dict[str, Any]:
     cells, devices, versions = [], set(), set()
     for c, mine in runs:
         cells.append({"dataset": c["dataset"], "method": METHODS[c["method"]].display,
-                      "bits": int(c["bits"]), "setting_id": c["setting_id"], "chosen_by": c["source"],
+                      "bits": int(c["bits"]), "setting_id": c["setting_id"], **_variant(c)[0],
+                      "chosen_by": c["source"],
                       "seeds": sorted(int(s) for s in mine["seed"]),
                       "finished": [str(mine["finished_at"].min()), str(mine["finished_at"].max())]})
         devices.update(mine["device"])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
 from softbits.codes import check_bits
+from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.experiments.report import ReportPaths
 
@@ -96,6 +97,8 @@ class ProtocolOutcome:
     runs: int
     seconds: float
     backend: str
+    recipe: str
+    members: dict[str, int]
 
 
 def _trainings(units: Sequence[Unit]) -> int:
@@ -136,6 +139,31 @@ def _methods(names: Sequence[str], bits: list[int]) -> list[str]:
     return list(dict.fromkeys(m.name for m in methods))
 
 
+def _members(members: int | None) -> int | None:
+    if members is not None and (isinstance(members, bool) or not isinstance(members, int)
+                                or not 1 <= members <= MAX_MEMBERS):
+        raise ConfigError(f"--members must be an integer in 1..{MAX_MEMBERS}, got {members!r}")
+    return members
+
+
+def _check_ensemble_memory(configs: Sequence[tuple[TrainConfig, int]], device: str) -> None:
+    """Refuse, before anything trains, an ensemble whose members cannot fit the device's memory
+    (:func:`softbits.train.check_training_memory` on each distinct shape; the networks are built
+    on torch's meta device, so nothing is allocated). ``configs`` pairs a config with the data's
+    feature count."""
+    import torch
+
+    from softbits.engine import resolve_device
+    from softbits.train import build_model
+
+    target = resolve_device(device)
+    shapes = {(c.method, c.bits, c.layers, c.neurons, c.members, c.batch_size, n): (c, n)
+              for c, n in configs}
+    for config, n_features in shapes.values():
+        with torch.device("meta"):
+            build_model(config, n_features, 1, device=target)
+
+
 def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
     """Known, regression, and loadable now (so a missing file fails before any training)."""
     from softbits.data import get_dataset_info
@@ -170,6 +198,8 @@ def run_protocol(
     connect_timeout: float = 5.0,
     device: str = "auto",
     stack: int | str = 1,
+    recipe: str = "paper",
+    members: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     progress: ProgressSink | None = None,
     notes: Callable[[str], None] | None = None,
@@ -196,6 +226,15 @@ def run_protocol(
         Trainings per stacked model (:mod:`softbits.experiments.stacking`): 1 trains one at a
         time, K stacks up to K compatible trainings (refused before training when K cannot fit
         the device's memory), ``"auto"`` sizes stacks by device and network width.
+    recipe
+        Training recipe of every method (:data:`softbits.recipes.RECIPES`); values of the grid or
+        settings table win over its defaults, except a weight decay of 0 (see
+        :meth:`~softbits.experiments.settings.Setting.trained_as`).
+    members
+        MLPs of each ensemble method (None: :data:`softbits.methods.DEFAULT_MEMBERS`); other
+        methods ignore it. An ensemble that cannot fit the device's memory is refused up front.
+        Runs of another recipe or member count than ``paper`` and 4 get their own setting ids,
+        so one store can hold both without mixing them.
     progress
         Receives one ``add_task`` per phase and one ``advance`` per finished training; a context
         manager (a rich ``Progress``) is entered for the trainings only, after all validation.
@@ -227,7 +266,8 @@ def run_protocol(
     from softbits.experiments.stacking import check_stack, plan
     from softbits.experiments.store import ResultStore, check_store
     from softbits.experiments.tasks import load_cached
-    from softbits.methods import get_method
+    from softbits.methods import DEFAULT_MEMBERS, get_method
+    from softbits.recipes import check_recipe
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET
@@ -238,6 +278,9 @@ def run_protocol(
     repeats = _positive(repeats if repeats is not None else preset.repeats, "repeats")
     _positive(folds, "folds", 2)
     jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    check_recipe(recipe)
+    members = _members(members)
+    ensembles = [m for m in method_list if get_method(m).ensemble]
     resolve_device(device)
     stack_size = check_stack(stack)
     check_store(store)
@@ -252,7 +295,10 @@ def run_protocol(
     protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
                         bits=tuple(bit_list), n_folds=folds, repeats=repeats, seed=seed,
                         data_dir=str(data_dir) if data_dir else None, device=device,
-                        threads=1 if parallel else None)
+                        threads=1 if parallel else None, recipe=recipe, members=members)
+    if members is not None and not ensembles and notes is not None:
+        notes(f"--members {members} is ignored: none of the methods is an ensemble")
+    n_features = {d: load_cached(d, str(data_dir) if data_dir else None).X.shape[1] for d in dataset_list}
 
     search = str(settings).strip().lower() == "search"
     candidates = []
@@ -265,20 +311,22 @@ def run_protocol(
         else:
             search_grid = load_grid(Path(grid))
         candidates = draw_settings(n_settings, seed=seed, grid=search_grid)
-        for s in candidates:
-            for m in method_list:
-                s.train_config(m, max(bit_list), seed, device)
+        trained = [(m, protocol.trained(s, m)) for s in candidates for m in method_list]
+        # every config is validated here; the widest bit width bounds an ensemble's memory
+        configs = [t.train_config(m, max(bit_list), seed, device) for m, t in trained]
+        sized = [(c, n_features[d]) for c in configs for d in dataset_list if c.method in ensembles]
     else:
         needed = [(d, get_method(m).display, b) for d, m, b in protocol.cells()]
         table = read_settings_table(Path(settings), needed)
-        chosen_from_file = {(d, m, b): table[(d, get_method(m).display, b)]
+        chosen_from_file = {(d, m, b): protocol.trained(table[(d, get_method(m).display, b)], m)
                             for d, m, b in protocol.cells()}
-        for (_, m, b), s in chosen_from_file.items():
-            s.train_config(m, b, seed, device)
+        configs_of = {cell: s.train_config(cell[1], cell[2], seed, device)
+                      for cell, s in chosen_from_file.items()}
+        sized = [(c, n_features[d]) for (d, m, _), c in configs_of.items() if m in ensembles]
+    _check_ensemble_memory(sized, device)
 
     def units(tasks: list[Task]) -> tuple[list[Unit], list[str]]:
-        return plan(tasks, stack_size, n_features=lambda name: load_cached(
-            name, str(data_dir) if data_dir else None).X.shape[1])
+        return plan(tasks, stack_size, n_features=n_features.__getitem__)
 
     # the search's settings are the final test's too, so planning the first phase checks every
     # stack against the device's memory before anything trains or the store is touched
@@ -294,7 +342,7 @@ def run_protocol(
     try:
         with sink if isinstance(sink, AbstractContextManager) else nullcontext():
             if search:
-                result_store.add_settings(candidates)
+                result_store.add_settings(t for _, t in trained)
                 todo = units(pending(search_tasks(protocol, candidates), result_store))[0]
             else:
                 result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
@@ -313,7 +361,8 @@ def run_protocol(
                 missing = [c for c in protocol.cells() if c not in choices]
                 if missing:
                     raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
-                result_store.set_choices((d, m, b, s, "search", val) for (d, m, b), (s, val) in choices.items())
+                result_store.set_choices((d, m, b, protocol.trained(s, m), "search", val)
+                                         for (d, m, b), (s, val) in choices.items())
                 todo = units(pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}),
                                      result_store))[0]
                 bar = sink.add_task(f"test · {backend.name}", total=_trainings(todo))
@@ -324,4 +373,5 @@ def run_protocol(
         backend.close()
         result_store.close()
     return ProtocolOutcome(store=store, report=paths, rows_added=added, runs=runs,
-                           seconds=time.perf_counter() - started, backend=backend.name)
+                           seconds=time.perf_counter() - started, backend=backend.name,
+                           recipe=recipe, members={m: members or DEFAULT_MEMBERS for m in ensembles})

@@ -2,7 +2,10 @@
 
 A :class:`Setting` holds the seven values the paper searches (named as in its result files:
 learning_rate, hidden_layers, …); its ``id`` is a hash of those values, so a store can tell
-results of different settings apart without trusting an index into a draw.
+results of different settings apart without trusting an index into a draw. A
+:class:`TrainedSetting` is a setting as one method trains it under a recipe (and, for an ensemble,
+with a member count); its id folds those in only where they differ from what every store held
+before ``reproduce --recipe/--members`` existed, so old stores keep their keys.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ __all__ = [
     "QUICK_GRID",
     "SETTING_COLUMNS",
     "Setting",
+    "TrainedSetting",
+    "UNKEYED_MEMBERS",
     "draw_settings",
     "load_grid",
     "read_csv_table",
@@ -93,12 +98,66 @@ class Setting:
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def train_config(self, method: str, bits: int, seed: int, device: str = "auto") -> TrainConfig:
-        """The validated training config of this setting for one method, bit width and seed."""
-        return TrainConfig(method=method, bits=bits, layers=self.hidden_layers,
-                           neurons=self.hidden_neurons, epochs=self.num_epochs,
-                           lr=self.learning_rate, weight_decay=self.weight_decay,
-                           dropout=self.dropout_rate, decrease_factor=self.decrease_factor,
-                           seed=seed, device=device, task="regression")
+        """The validated training config of this setting for one method, bit width and seed
+        (the ``paper`` recipe; a :class:`TrainedSetting` names another)."""
+        return self._config(method, bits, seed, device, "paper", None)
+
+    def _config(self, method: str, bits: int, seed: int, device: str, recipe: str,
+                members: int | None) -> TrainConfig:
+        """The setting's values as explicit options over ``recipe``'s defaults."""
+        from softbits.recipes import resolve
+
+        return resolve(recipe, method=method, bits=bits, layers=self.hidden_layers,
+                       neurons=self.hidden_neurons, epochs=self.num_epochs, lr=self.learning_rate,
+                       weight_decay=self.weight_decay, dropout=self.dropout_rate,
+                       decrease_factor=self.decrease_factor, members=members, seed=seed,
+                       device=device, task="regression")
+
+    def trained_as(self, method: str, recipe: str = "paper", members: int | None = None) -> TrainedSetting:
+        """This setting as ``method`` trains it under ``recipe``, with ``members`` MLPs if it is an
+        ensemble (None: its default; single-network methods ignore ``members``).
+
+        Every value of a settings table or grid is explicit and wins over the recipe, except a
+        weight decay of 0: the paper's grid and result tables hold 0 because the paper's loop
+        trains without decay, so there it stands for "the recipe's weight decay" (docs/reproduce.md,
+        "Recipes and ensemble members").
+        """
+        from softbits.methods import DEFAULT_MEMBERS, get_method
+        from softbits.recipes import check_recipe
+
+        decay = self.weight_decay if self.weight_decay != 0.0 else float(check_recipe(recipe)["weight_decay"])
+        count = (members if members is not None else DEFAULT_MEMBERS) if get_method(method).ensemble else None
+        values = {**{k: getattr(self, k) for k in SETTING_COLUMNS}, "weight_decay": decay}
+        return TrainedSetting(**values, recipe=recipe, members=count)
+
+
+#: the member count that a setting id leaves out: stores written before ``reproduce --members``
+#: existed hold their ensemble runs under ids without one, trained with DEFAULT_MEMBERS = 4 (the
+#: default since the member study); a later change of that default must not reuse those ids
+UNKEYED_MEMBERS = 4
+
+
+@dataclass(frozen=True)
+class TrainedSetting(Setting):
+    """A setting as one method trains it: under ``recipe``, with ``members`` MLPs for an ensemble
+    method (None for a single network). Built by :meth:`Setting.trained_as`."""
+
+    recipe: str = "paper"
+    members: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seven values, plus ``recipe`` and ``members`` where they are not the ``paper``
+        recipe and 4 members: then the id and the stored values are exactly a plain setting's."""
+        out = {k: getattr(self, k) for k in SETTING_COLUMNS}
+        if self.recipe != "paper":
+            out["recipe"] = self.recipe
+        if self.members not in (None, UNKEYED_MEMBERS):
+            out["members"] = self.members
+        return out
+
+    def train_config(self, method: str, bits: int, seed: int, device: str = "auto") -> TrainConfig:
+        """The validated training config under this setting's recipe and member count."""
+        return self._config(method, bits, seed, device, self.recipe, self.members)
 
 
 def _grid_size(grid: Mapping[str, Sequence[float]]) -> int:
