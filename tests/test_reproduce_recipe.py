@@ -128,8 +128,10 @@ def test_default_rerun_skips_all_and_other_recipe_keeps_its_own_rows(
     first = _reproduce(capsys, *_search(grid, store, "fp,bw-sq"))
     assert (first["recipe"], first["members"]) == ("paper", {})
     paper_rows = _query(store, "SELECT * FROM results")
-    # default keys are the plain settings' ids, as before the option existed
-    assert set(paper_rows["setting_id"]) <= {s.id for s in draw_settings(2, seed=42, grid=GRID)}
+    # default keys are the plain settings' ids and values, as before the option existed
+    plain = {s.id: s.to_dict() for s in draw_settings(2, seed=42, grid=GRID)}
+    assert set(paper_rows["setting_id"]) <= set(plain)
+    assert _params(store) == plain
     assert set(pd.read_csv(tmp_path / "s_report" / "table.csv").columns) \
         == {*TABLE_COLUMNS, *SETTING_COLUMNS}
 
@@ -204,6 +206,20 @@ def test_members_and_recipe_with_a_settings_file_lent_by_bw_sq(
         == {("Bw-SQ", "best", 1), ("Bw-SQ-Ens", "best", 2)}
     assert "| Bw-SQ (best) | Bw-SQ-Ens (best, 2 members) |" \
         in (tmp_path / "s_report" / "table.md").read_text()
+
+
+def test_members_without_an_ensemble_is_ignored_with_a_note(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "chosen.csv"
+    settings.write_text(SETTINGS_HEADER + "diabetes,Bw-SQ,2,0.001,1,8,2,0.001,0.0,0.0\n")
+    code, out, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "bw-sq",
+                              "--bits", "2", "--settings", settings, "--repeats", "1", "--jobs", "1",
+                              "--store", tmp_path / "s.sqlite", "--members", "3", "--json")
+    assert code == 0, err
+    assert "note: --members 3 is ignored: none of the methods is an ensemble" in err
+    assert json.loads(out)["members"] == {}
+    ids = _query(tmp_path / "s.sqlite", "SELECT setting_id FROM results")["setting_id"]
+    assert set(ids) == {Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0).id}
 
 
 # ---- bad input ----------------------------------------------------------------------------------
