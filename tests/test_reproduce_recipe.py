@@ -102,6 +102,21 @@ def test_weight_decay_of_a_grid_or_table_wins_unless_it_is_zero() -> None:
     assert best.trained_as("bw-sq", "best") == best
 
 
+def test_tasks_train_with_the_protocols_recipe_and_members() -> None:
+    """What a worker trains (tasks.prepare) for each method of one protocol."""
+    from softbits.experiments.protocol import final_tasks, search_tasks
+    from softbits.experiments.tasks import prepare
+
+    protocol = Protocol(datasets=("diabetes",), methods=("fp", "bw-sq", "bw-sq-ens"), bits=(2,),
+                        n_folds=2, repeats=1, recipe="best", members=2)
+    setting = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
+    for tasks in (search_tasks(protocol, [setting]),
+                  final_tasks(protocol, {c: setting for c in protocol.cells()})):
+        configs = {t.train_method: prepare(t)[2] for t in tasks}
+        assert {m: (c.recipe, c.weight_decay, c.members) for m, c in configs.items()} == {
+            "fp": ("best", 1e-4, 1), "bw-sq": ("best", 1e-4, 1), "bw-sq-ens": ("best", 1e-4, 2)}
+
+
 def test_search_choice_counts_only_this_protocols_runs() -> None:
     """A store holding the same settings under two recipes: each protocol chooses among its own
     rows, even when the other recipe's rows have lower MSE."""
