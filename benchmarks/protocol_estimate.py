@@ -44,6 +44,8 @@ from softbits.experiments.stacking import auto_size
 from softbits.methods import get_method
 
 BATCH = 512
+#: dense peak rates of an H100/H200 (SXM) by precision; softbits trains in float32
+PEAK_TFLOPS = {"fp32": 67, "tf32": 495, "bf16": 989}
 _CONFIG = TrainConfig(method="bw-sq", device="cpu")
 _CUDA = torch.device("cuda")
 BITWISE = ("bw-mq", "bw-qq", "bw-sq")
@@ -93,7 +95,7 @@ def estimate(coef: np.ndarray, max_neurons: int | None = None) -> dict[str, Any]
     settings = [s for s in draw_settings(100, seed=42)
                 if max_neurons is None or s.hidden_neurons <= max_neurons]
     trained = ["fp"] + [m for m in FULL_PRESET.methods if not shares_fp_training(m)]
-    out: dict[str, Any] = {"alone": 0.0, "stacked": 0.0, "trainings": 0, "by_neurons_alone": defaultdict(float),
+    out: dict[str, Any] = {"alone": 0.0, "stacked": 0.0, "trainings": 0, "flop": 0.0, "by_neurons_alone": defaultdict(float),
                            "by_neurons_stacked": defaultdict(float)}
     for dataset in PAPER_DATASETS:
         info = get_dataset_info(dataset)
@@ -128,9 +130,14 @@ def estimate(coef: np.ndarray, max_neurons: int | None = None) -> dict[str, Any]
                         out["by_neurons_alone"][neurons] += weight * alone
                         out["by_neurons_stacked"][neurons] += weight * stacked
                         out["trainings"] += weight * len(epochs)
+                        out["flop"] += weight * sum(epochs) * 6 * n_train * params(layers, neurons, d_in)
     hours = {k: v / 3600 for k, v in out.items() if k in ("alone", "stacked")}
     return {"gpu_hours_one_at_a_time": round(hours["alone"], 1), "gpu_hours_stacked": round(hours["stacked"], 1),
             "trainings": round(out["trainings"]),
+            "flop": float(f"{out['flop']:.3g}"),
+            # the arithmetic alone at a dense rate: what no scheduling can beat
+            "gpu_hours_floor": {f"{name} {rate} TFLOP/s": round(out["flop"] / (rate * 1e12) / 3600, 1)
+                                for name, rate in PEAK_TFLOPS.items()},
             "gpu_hours_by_width_one_at_a_time": {n: round(v / 3600, 2) for n, v in sorted(out["by_neurons_alone"].items())},
             "gpu_hours_by_width_stacked": {n: round(v / 3600, 2) for n, v in sorted(out["by_neurons_stacked"].items())}}
 
