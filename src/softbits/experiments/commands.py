@@ -26,7 +26,7 @@ from softbits.cliutil import (
 from softbits.codes import check_bits
 from softbits.errors import ConfigError
 
-__all__ = ["reproduce", "report", "parse_bits", "parse_names", "LineProgress"]
+__all__ = ["reproduce", "report", "parse_bits", "parse_names", "progress_display", "LineProgress"]
 
 def parse_names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -93,7 +93,7 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
 
 
-def _progress() -> Progress | LineProgress:
+def progress_display() -> Progress | LineProgress:
     """Completed/total trainings with elapsed time and ETA on stderr: a live bar on a terminal,
     plain lines every 30 s otherwise."""
     from rich.progress import (
@@ -147,7 +147,7 @@ def reproduce(
         seed=seed, quick=quick, compare=compare, jobs=jobs, scheduler=scheduler,
         connect_timeout=connect_timeout, device=device, stack=stack, recipe=recipe,
         members=members, data_dir=data_dir,
-        progress=_progress(), notes=lambda line: err_console.print(f"note: {line}", highlight=False,
+        progress=progress_display(), notes=lambda line: err_console.print(f"note: {line}", highlight=False,
                                                                    soft_wrap=True))
     paths = outcome.report
     if as_json:

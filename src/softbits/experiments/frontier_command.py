@@ -38,14 +38,14 @@ def frontier(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Test MSE against payload bits: uniform and allocated widths at each budget, and FP, over several seeds."""
-    from softbits.experiments.commands import _progress
+    from softbits.experiments.commands import progress_display
     from softbits.experiments.frontier import run_frontier
 
     outcome = run_frontier(
         store=store, dataset=dataset, out_dir=out_dir, method=method.lower(), budgets=budgets.split(","),
         seeds=seeds, seed=seed, layers=layers, neurons=neurons, epochs=epochs, lr=lr, dropout=dropout,
         decrease_factor=decrease_factor, weight_decay=weight_decay, jobs=jobs, scheduler=scheduler,
-        connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=_progress())
+        connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=progress_display())
     paths = outcome.paths
     if as_json:
         print_json({"store": str(store), "csv": str(paths.csv), "md": str(paths.md), "png": str(paths.figure),
