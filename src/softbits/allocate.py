@@ -221,35 +221,42 @@ class _Probe:
 
     The network input of the current rows and, when the network starts with a linear layer,
     that layer's output are kept; a candidate changes one feature, so only the input columns it
-    changes go through the first layer again (a few of F·(2^n − 1) for bitwise quantizers).
+    changes go through the first layer again (a few of F·(2^n − 1) for bitwise quantizers). A
+    tried candidate's state becomes the current one without another forward pass.
     """
 
-    def __init__(self, module: QuantizedMLP, y: torch.Tensor, task: str) -> None:
+    def __init__(self, module: QuantizedMLP, x: np.ndarray, y: torch.Tensor, task: str) -> None:
         self.module, self.y, self.task = module.eval(), y, task
         first = module.network[0]
         self.first = first if isinstance(first, torch.nn.Linear) else None
         self.rest = torch.nn.Sequential(*list(module.network)[1:]) if self.first is not None else module.network
+        with torch.no_grad():
+            rows = torch.as_tensor(x, device=y.device)
+            inputs = self._inputs(rows)
+            self.state: tuple[torch.Tensor, ...] = (rows, inputs, inputs if self.first is None else self.first(inputs))
+            self.loss = self._loss(self.state[2])
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.quantizer(x) if self.module.quantizer is not None else x
 
     @torch.no_grad()
-    def set_rows(self, x: np.ndarray) -> float:
-        """Make ``x`` the current rows; their loss."""
-        self.x = torch.as_tensor(x, device=self.y.device)
-        self.inputs = self.module.quantizer(self.x) if self.module.quantizer is not None else self.x
-        self.hidden = self.inputs if self.first is None else self.first(self.inputs)
-        return self._loss(self.hidden)
-
-    @torch.no_grad()
-    def loss_with(self, f: int, column: np.ndarray) -> float:
-        """The loss of the current rows with feature ``f`` replaced by ``column``."""
-        x = self.x.clone()
+    def try_column(self, f: int, column: np.ndarray) -> tuple[float, tuple[torch.Tensor, ...]]:
+        """The loss of the current rows with feature ``f`` replaced by ``column``, and the state
+        that :meth:`accept` makes current."""
+        rows, inputs, hidden = self.state
+        x = rows.clone()
         x[:, f] = torch.as_tensor(column, device=x.device)
-        inputs = self.module.quantizer(x) if self.module.quantizer is not None else x
+        new_inputs = self._inputs(x)
         if self.first is None:
-            return self._loss(inputs)
-        delta = inputs - self.inputs
-        changed = torch.nonzero(delta.abs().sum(0))[:, 0]
-        hidden = self.hidden + delta[:, changed] @ self.first.weight[:, changed].T
-        return self._loss(hidden)
+            new_hidden = new_inputs
+        else:
+            delta = new_inputs - inputs
+            changed = torch.nonzero(delta.abs().sum(0))[:, 0]
+            new_hidden = hidden + delta[:, changed] @ self.first.weight[:, changed].T
+        return self._loss(new_hidden), (x, new_inputs, new_hidden)
+
+    def accept(self, loss: float, state: tuple[torch.Tensor, ...]) -> None:
+        self.loss, self.state = loss, state
 
     def _loss(self, hidden: torch.Tensor) -> float:
         out = network_eval(self.rest, hidden)
@@ -314,15 +321,13 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
         raise ConfigError(f"method {config.method} sends no codes")
     coarse = Coarsener(X_train[fit_rows], module.quantizer.sorted_thresholds(), start)
     widths = [start] * n_features
-    current = X_val.copy()
-    probe = _Probe(module, y_val, task)
-    loss = start_loss = probe.set_rows(current)
-    trace = []
+    probe = _Probe(module, X_val, y_val, task)
+    start_loss, trace = probe.loss, []
     # lazy greedy: a feature's cost per freed bit from an earlier step stands in until it might
     # be the cheapest, then it is re-evaluated at the current widths (-inf: never evaluated)
     stale = dict.fromkeys(range(n_features), -np.inf)
     while sum(widths) > budget:
-        fresh: dict[int, tuple[float, float, np.ndarray]] = {}  # f → (cost per bit, loss, column)
+        fresh: dict[int, tuple[float, float, tuple[torch.Tensor, ...]]] = {}  # f → (cost per bit, loss, state)
         while True:
             waiting = sorted((c, f) for f, c in stale.items() if widths[f] and f not in fresh)
             cheapest = min(fresh.items(), key=lambda item: item[1][0]) if fresh else None
@@ -330,17 +335,15 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
                 break
             f = waiting[0][1]
             w = _narrower(widths[f], method.min_bits)
-            column = coarse.snap(X_val[:, f], f, w)
-            candidate = probe.loss_with(f, column)
-            if not np.isfinite(candidate):
+            loss, state = probe.try_column(f, coarse.snap(X_val[:, f], f, w))
+            if not np.isfinite(loss):
                 raise DataError("the allocation probe's validation loss is not finite; training diverged, "
                                 "try a lower learning rate")
-            stale[f] = (candidate - loss) / (widths[f] - w)
-            fresh[f] = (stale[f], candidate, column)
-        f = cheapest[0]
+            stale[f] = (loss - probe.loss) / (widths[f] - w)
+            fresh[f] = (stale[f], loss, state)
+        f, (_, loss, state) = cheapest
         widths[f] = _narrower(widths[f], method.min_bits)
-        current[:, f] = cheapest[1][2]
-        loss = probe.set_rows(current)
+        probe.accept(loss, state)
         stale[f] = -np.inf  # its next step is another one
         trace.append((f, widths[f], loss))
     return Allocation(widths=tuple(widths), budget_bits=budget, start_bits=start, validation_rows=n_val,
