@@ -30,7 +30,7 @@ def test_budget_in_bits_and_compact_frame_bytes():
     assert budget_bits(20, None, 8) == 20
     assert budget_bits(None, 11, 21) == 72  # 11 bytes less the 2 bytes of compact framing
     for args, match in [((0, None), "1..128"), ((129, None), "1..128"), ((None, 2), "no room for codes"),
-                        ((None, 19), "1..128"), ((8, 3), "not both")]:
+                        ((None, 19), "--budget-bytes 19 gives 136"), ((8, 3), "not both")]:
         with pytest.raises(ConfigError, match=match):
             budget_bits(*args, 8)
 
@@ -155,3 +155,11 @@ def test_bad_budgets_are_one_line_errors_and_write_nothing(tmp_path, softbits_cm
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not path.exists()
+
+
+def test_an_empty_coarser_bin_snaps_to_a_value_inside_it():
+    x = np.array([-3.0, -2.0, 2.0, 3.0])  # nothing between the 1st and 3rd thresholds
+    table = np.array([[-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 1.75]], dtype=np.float32)
+    coarse = Coarsener(x[:, None], table, start=3)
+    bounds, values = coarse.bins(0, 2)  # bounds -0.5, 0.5, 1.5
+    assert (np.searchsorted(bounds.astype(np.float32), values.astype(np.float32)) == np.arange(4)).all()

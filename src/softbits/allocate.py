@@ -114,10 +114,10 @@ def budget_bits(bits: int | None, payload_bytes: int | None, n_features: int) ->
     if bits is None:
         return None
     if not 1 <= bits <= MAX_BITS * n_features:
+        given = f"--budget-bytes {payload_bytes} gives {bits}" if payload_bytes is not None else f"got {bits}"
         raise ConfigError(f"a budget must be 1..{MAX_BITS * n_features} code bits for {n_features} features "
-                          f"({MAX_BITS} bits each at most), got {bits}")
+                          f"({MAX_BITS} bits each at most); {given}")
     return bits
-
 
 
 #: share of the training rows the allocator validates its choices on (never the test split)
@@ -175,6 +175,14 @@ def start_bits(budget: int, n_features: int, min_bits: int) -> int:
     return max(min_bits, min(mean + HEADROOM_BITS, MAX_START_BITS))
 
 
+def _inside_edge(bounds: np.ndarray, k: int) -> float:
+    """A value in bin k of sorted ``bounds`` (x > bounds[k − 1] and x ≤ bounds[k], compared in
+    float32 as the model does): bin 0 its upper bound, any other the float32 just above its lower."""
+    if k == 0:
+        return float(bounds[0])
+    return float(np.nextafter(np.float32(bounds[k - 1]), np.float32(np.inf)))
+
+
 class Coarsener:
     """Feature f at a width w below the probe's: its raw values snapped to the training median
     of their bin in the coarser quantizer nested in the probe's thresholds.
@@ -182,7 +190,7 @@ class Coarsener:
     The coarser quantizer keeps every 2^(start − w)-th of the probe's sorted thresholds (for
     quantile thresholds, exactly the quantiles of width w), so the probe, run on snapped values,
     sees what a w-bit code can tell it about the feature, without retraining. Width 0 is one bin:
-    the feature's training median. An empty bin stands at its nearest boundary.
+    the feature's training median. An empty bin stands at its edge (inside it).
     """
 
     def __init__(self, x_fit: np.ndarray, sorted_thresholds: np.ndarray, start: int) -> None:
@@ -202,7 +210,7 @@ class Coarsener:
             values = np.empty(n_thresholds(width) + 1)
             for k in range(values.size):
                 inside = column[codes == k]
-                values[k] = np.median(inside) if inside.size else bounds[min(max(k - 1, 0), bounds.size - 1)]
+                values[k] = np.median(inside) if inside.size else _inside_edge(bounds, k)
             self._bins[key] = (bounds, values)
         return self._bins[key]
 
