@@ -299,3 +299,22 @@ def test_mixed_widths_are_refused_by_stacked_training():
 
     check = can_stack([TrainConfig(bits_per_feature=(3, 0, 2)), TrainConfig(bits_per_feature=(3, 0, 2))])
     assert not check.ok and "per-feature widths" in check.reason
+
+
+def test_mixed_width_bitwise_forward_computes_the_used_slots_of_the_dense_form(rng):
+    """Only the used slots are computed, with the same elementwise operations as the dense
+    [B, F, M] form: the hard bits are those of the dense form at the used slots exactly, the
+    sigmoids up to the vectorized sigmoid's last bit (its SIMD and scalar paths can differ)."""
+    x = _data(rng)[10:]
+    q = _make("bw-sq", WIDTHS)
+    q.init_from_data(x)
+    with torch.no_grad():
+        q.thresholds.add_(torch.as_tensor(rng.normal(scale=0.1, size=tuple(q.thresholds.shape)), dtype=torch.float32))
+    q.set_temperature(0.37)
+    inv_t = q.temperature.reciprocal()
+    dense_soft = torch.sigmoid((x * inv_t).unsqueeze(-1) + q.thresholds * -inv_t)[:, q.active]
+    dense_hard = (x.unsqueeze(-1) > q.thresholds)[:, q.active].to(x.dtype)
+    q.train()
+    torch.testing.assert_close(q(x), dense_soft, rtol=1e-6, atol=0)
+    q.eval()
+    assert torch.equal(q(x), dense_hard)

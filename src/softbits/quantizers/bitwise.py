@@ -26,6 +26,7 @@ class BitwiseQuantizer(ThresholdQuantizer):
     kind: ClassVar[str] = "bitwise"
 
     _outputs: torch.Tensor
+    _output_features: torch.Tensor
 
     def __init__(self, n_features: int, bits: int, *, soft: bool = True, trainable: bool = True,
                  init: str = "quantile", widths: tuple[int, ...] | None = None) -> None:
@@ -34,8 +35,11 @@ class BitwiseQuantizer(ThresholdQuantizer):
         # the used slots' positions in the flattened [F·M] layout, feature by feature (from the
         # widths, not the mask: a model file is first built on the meta device, which has no values)
         m = self.thresholds.shape[1]
-        used = [f * m + j for f, w in enumerate(self.widths or ()) for j in range(n_thresholds(w))]
-        self.register_buffer("_outputs", torch.tensor(used, dtype=torch.long), persistent=False)
+        used = [(f, f * m + j) for f, w in enumerate(self.widths or ()) for j in range(n_thresholds(w))]
+        self.register_buffer("_outputs", torch.tensor([i for _, i in used], dtype=torch.long), persistent=False)
+        # the feature each used slot compares, so that a forward pass computes only the used slots
+        self.register_buffer("_output_features", torch.tensor([f for f, _ in used], dtype=torch.long),
+                             persistent=False)
 
     @property
     def uses_temperature(self) -> bool:  # type: ignore[override]
@@ -54,13 +58,25 @@ class BitwiseQuantizer(ThresholdQuantizer):
         return {**super().config(), "soft": self.soft}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.widths is not None:
+            return self._forward_used(x)
         if self.training and self.soft:
             # (x − a)/τ as x/τ + (−a/τ): scaling and negation stay on the small tensors, so the
             # [B, F, M] tensor sees one add forward and a plain sum backward
             inv_t = self.temperature.reciprocal()
             z = (x * inv_t).unsqueeze(-1) + self.thresholds * -inv_t
-            return self._used(torch.sigmoid(z))
-        return self._used(self._exceeds(x).to(x.dtype))
+            return torch.sigmoid(z).flatten(1)
+        return self._exceeds(x).to(x.dtype).flatten(1)
+
+    def _forward_used(self, x: torch.Tensor) -> torch.Tensor:
+        """Mixed widths: the same elementwise operations as the dense forward, on the used slots
+        only ([B, Σ (2^w_f − 1)] instead of [B, F, 2^n − 1]), so their cost follows the widths."""
+        xs = x.index_select(1, self._output_features)
+        a = self.thresholds.flatten().index_select(0, self._outputs)
+        if self.training and self.soft:
+            inv_t = self.temperature.reciprocal()
+            return torch.sigmoid(xs * inv_t + a * -inv_t)
+        return (xs > a).to(x.dtype)
 
     def _ranks(self) -> torch.Tensor:
         """Position of each threshold in its feature's (stable) sorted order, [F, M].
