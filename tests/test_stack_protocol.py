@@ -50,7 +50,7 @@ def _assert_same_table(a: Path, b: Path) -> None:
 def test_stacked_protocol_equals_unstacked(tmp_path: Path, tiny_grid: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     alone, stacked = tmp_path / "alone.sqlite", tmp_path / "stacked.sqlite"
-    code, out_alone, err = run_main(capsys, *_tiny_args(tiny_grid, alone, "--jobs", "1"))
+    code, out_alone, err = run_main(capsys, *_tiny_args(tiny_grid, alone, "--jobs", "1", "--stack", "1"))
     assert code == 0, err
     code, out, err = run_main(capsys, *_tiny_args(tiny_grid, stacked, "--jobs", "1", "--stack", "4"))
     assert code == 0, err
@@ -87,7 +87,7 @@ def test_killed_stack_loses_only_its_members(tmp_path: Path, tiny_grid: Path, mo
                                                 "--methods", "bw-sq"))
     assert code == 0, err
     full = tmp_path / "full.sqlite"
-    code, _, err = run_main(capsys, *_tiny_args(tiny_grid, full, "--jobs", "1", "--methods", "bw-sq"))
+    code, _, err = run_main(capsys, *_tiny_args(tiny_grid, full, "--jobs", "1", "--stack", "1", "--methods", "bw-sq"))
     assert code == 0, err
     _assert_same_table(full, store)
 
@@ -127,6 +127,14 @@ def test_cuda_without_cuda_is_refused(tmp_path: Path, tiny_grid: Path, monkeypat
     code, _, err = run_main(capsys, *_tiny_args(tiny_grid, store, "--stack", "auto", "--device", "cuda"))
     assert code == 2 and "cuda" in err.lower() and err.count("\n") == 1
     assert not store.exists()
+
+
+def test_stacking_is_the_default_where_it_helps(tmp_path: Path, tiny_grid: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "s.sqlite"
+    code, _, err = run_main(capsys, *_tiny_args(tiny_grid, store, "--jobs", "1", "--methods", "bw-sq"))
+    assert code == 0, err
+    assert _stacked_counts(store).max() > 1  # one-layer 8/16-neuron nets on a CPU: stacks of up to 8
 
 
 def test_check_stack() -> None:

@@ -129,7 +129,7 @@ def reproduce(
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
-    stack: Annotated[str, typer.Option(help="Trainings of one architecture trained as one stacked model: K (1 = one at a time), or auto (by device and width; see docs/reproduce.md). Same results, fewer hours.")] = "1",
+    stack: Annotated[str, typer.Option(help="Trainings of one architecture trained as one stacked model: auto (by device and network width, where measured to help; see docs/gpu.md), K (at most K), or 1 (one at a time). Without dropout each member equals its single training up to float rounding.")] = "auto",
     recipe: Annotated[str, typer.Option(help="Training recipe of every method: paper or best (docs/training.md). The grid's or settings file's values win, except a weight decay of 0, which takes the recipe's.")] = "paper",
     members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer of ensemble methods such as bw-sq-ens (default: the method's, 4); other methods ignore it.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,

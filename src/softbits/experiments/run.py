@@ -197,7 +197,7 @@ def run_protocol(
     scheduler: str | None = None,
     connect_timeout: float = 5.0,
     device: str = "auto",
-    stack: int | str = 1,
+    stack: int | str = "auto",
     recipe: str = "paper",
     members: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
@@ -223,9 +223,10 @@ def run_protocol(
     jobs, scheduler, connect_timeout
         Local worker processes (0: one per CPU core), or a Dask scheduler ``tcp://HOST:PORT``.
     stack
-        Trainings per stacked model (:mod:`softbits.experiments.stacking`): 1 trains one at a
-        time, K stacks up to K compatible trainings (refused before training when K cannot fit
-        the device's memory), ``"auto"`` sizes stacks by device and network width.
+        Trainings per stacked model (:mod:`softbits.experiments.stacking`): ``"auto"`` (the
+        default) sizes stacks by device and network width where stacking was measured to help,
+        K stacks up to K compatible trainings (refused before training when K cannot fit the
+        device's memory), 1 trains one at a time.
     recipe
         Training recipe of every method (:data:`softbits.recipes.RECIPES`); values of the grid or
         settings table win over its defaults, except a weight decay of 0 (see
@@ -330,12 +331,13 @@ def run_protocol(
 
     # the search's settings are the final test's too, so planning the first phase checks every
     # stack against the device's memory before anything trains or the store is touched
-    for line in units(search_tasks(protocol, candidates) if search
-                      else final_tasks(protocol, chosen_from_file))[1]:
-        if notes is not None:
-            notes(line)
+    planned_notes = units(search_tasks(protocol, candidates) if search
+                          else final_tasks(protocol, chosen_from_file))[1]
     sink = progress if progress is not None else _NoProgress()
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
+    if notes is not None:  # after the last check that can fail, so an error stays one line
+        for line in planned_notes:
+            notes(line)
     result_store = ResultStore(store)
     added = 0
     runs = 0
