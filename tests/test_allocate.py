@@ -15,6 +15,8 @@ from softbits.allocate import Coarsener, allocate, budget_bits, start_bits, trai
 from softbits.data import scale_split
 from softbits.errors import ConfigError
 
+from conftest import run_main
+
 SMALL = dict(layers=1, neurons=32, epochs=12, lr=1e-2, device="cpu")
 
 
@@ -149,11 +151,19 @@ def test_train_without_a_budget_keeps_the_uniform_record(tmp_path, softbits_cmd,
     (["--budget-bits", "8", "--method", "fp"], "per-feature bit widths do not apply"),
     (["--budget-bits", "1", "--method", "pr-qq"], "at least 2 bits"),
 ])
-def test_bad_budgets_are_one_line_errors_and_write_nothing(tmp_path, softbits_cmd, cli_env, args, message):
+def test_bad_budgets_are_one_line_errors_and_write_nothing(tmp_path, capsys, args, message):
     path = tmp_path / "m.safetensors"
-    run = _train(softbits_cmd, cli_env, *args, "--save", str(path))
-    assert run.returncode == 2, run.stderr
-    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "4", "--layers", "1",
+                            "--neurons", "16", "--device", "cpu", *args, "--save", str(path))
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not path.exists()
+
+
+def test_bad_budget_exits_2_from_a_real_process(tmp_path, softbits_cmd, cli_env):
+    path = tmp_path / "m.safetensors"
+    run = _train(softbits_cmd, cli_env, "--budget-bytes", "2", "--save", str(path))
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and "no room for codes" in run.stderr
     assert not path.exists()
 
 

@@ -15,6 +15,8 @@ from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
 from softbits.errors import ConfigError, DataError
 from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, SoftQuantizer, build_quantizer
 
+from conftest import run_main
+
 SMALL = dict(layers=2, neurons=32, epochs=3, lr=3e-3, device="cpu")
 #: diabetes has 10 features: a mix of widths, two features not sent
 WIDTHS = (3, 0, 2, 4, 2, 0, 3, 2, 4, 2)
@@ -273,11 +275,20 @@ def test_widths_file_gives_the_same_widths_as_the_option(tmp_path, file_name, te
     (["--method", "lsq", "--bits-per-feature", "age=0"], "one bit width for every feature"),
     (["--bits-per-feature", "missing.json"], "cannot read --bits-per-feature file"),
 ])
-def test_bad_widths_are_one_line_errors_and_write_nothing(tmp_path, softbits_cmd, cli_env, args, message):
+def test_bad_widths_are_one_line_errors_and_write_nothing(tmp_path, capsys, args, message):
     path = tmp_path / "m.safetensors"
-    run = _train_cli(softbits_cmd, cli_env, *args, "--save", str(path))
-    assert run.returncode == 2, run.stderr
-    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "2", "--layers", "1",
+                            "--neurons", "8", "--device", "cpu", *args, "--save", str(path))
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not path.exists()
+
+
+def test_bad_widths_exit_2_from_a_real_process(tmp_path, softbits_cmd, cli_env):
+    path = tmp_path / "m.safetensors"
+    run = _train_cli(softbits_cmd, cli_env, "--bits-per-feature", "agex=1", "--save", str(path))
+    assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+        run.stderr.strip()] and "'agex', which is not a feature" in run.stderr
     assert not path.exists()
 
 
