@@ -17,6 +17,7 @@ payload budget, whose allocation probes and then trains at widths of its own.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -94,17 +95,14 @@ def _input_width(config: TrainConfig, n_features: int) -> int:
     return module.quantizer.out_features if module.quantizer is not None else n_features
 
 
-def _memory_cap(config: TrainConfig, n_features: int, device: torch.device) -> tuple[int, int, int | None]:
-    """The most members whose memory bound fits :data:`MEMORY_SHARE` of the free memory, the
-    bytes one member needs, and the free bytes (None when the system does not say)."""
-    from softbits.train import available_memory, training_memory
+@functools.cache
+def _member_bytes(d_in: int, layers: int, neurons: int, batch_size: int) -> int:
+    """The memory bound of one member. It builds the network on the meta device (milliseconds),
+    and a protocol has thousands of stack groups but a few hundred network shapes."""
+    from softbits.train import training_memory
 
-    d_in = _input_width(config, n_features)
-    one, _ = training_memory(config, d_in, 1, 1, batch_rows=config.batch_size)
-    free = available_memory(device)
-    if free is None:
-        return max(size for _, size in CUDA_STACK), one, None
-    return max(1, int(free * MEMORY_SHARE) // one), one, free
+    config = TrainConfig(layers=layers, neurons=neurons, batch_size=batch_size, device="cpu")
+    return training_memory(config, d_in, 1, 1, batch_rows=batch_size)[0]
 
 
 def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str], int]
@@ -116,10 +114,13 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
     """
     from softbits.engine import resolve_device
     from softbits.stack import StackCheck, can_stack
+    from softbits.train import available_memory
 
     if stack == 1 or not tasks:
         return list(tasks), []
     groups: dict[tuple[object, ...], list[tuple[Task, TrainConfig]]] = defaultdict(list)
+    input_widths: dict[tuple[object, ...], int] = {}
+    free_memory: dict[torch.device, int | None] = {}
     units: list[Unit] = []
     alone: dict[str, tuple[int, str]] = {}
     for task in tasks:
@@ -138,9 +139,17 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
         # longest first: a stack runs as long as its longest member, so members of similar
         # epochs share stacks (a stable sort keeps the protocol's order otherwise)
         members.sort(key=lambda tc: -tc[1].epochs)
-        config = members[0][1]
+        config, dataset = members[0][1], members[0][0].dataset
         device = resolve_device(config.device)
-        cap, one, free = _memory_cap(config, n_features(members[0][0].dataset), device)
+        if device not in free_memory:
+            free_memory[device] = available_memory(device)
+        free = free_memory[device]
+        shape = (config.method, config.bits, config.init, config.bits_per_feature, dataset)
+        if shape not in input_widths:
+            input_widths[shape] = _input_width(config, n_features(dataset))
+        one = _member_bytes(input_widths[shape], config.layers, config.neurons, config.batch_size)
+        # the most members whose bound fits MEMORY_SHARE of the free memory
+        cap = max(size for _, size in CUDA_STACK) if free is None else max(1, int(free * MEMORY_SHARE) // one)
         if stack == "auto":
             size = min(auto_size(config, device), cap)
         else:
@@ -148,7 +157,7 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
             if size > cap and free is not None:
                 raise ConfigError(
                     f"a stack of {size} trainings of {config.layers}x{config.neurons} ({config.method}, "
-                    f"{members[0][0].dataset}) needs at least {size * one / 2**30:.1f} GiB, but {device} "
+                    f"{dataset}) needs at least {size * one / 2**30:.1f} GiB, but {device} "
                     f"has {free / 2**30:.1f} GiB free; use --stack {cap} or less, or --stack auto")
         for start in range(0, len(members), size):
             chunk = tuple(t for t, _ in members[start:start + size])
