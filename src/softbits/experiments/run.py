@@ -331,8 +331,14 @@ def run_protocol(
 
     # the search's settings are the final test's too, so planning the first phase checks every
     # stack against the device's memory before anything trains or the store is touched
-    planned_notes = units(search_tasks(protocol, candidates) if search
-                          else final_tasks(protocol, chosen_from_file))[1]
+    first_tasks = search_tasks(protocol, candidates) if search else final_tasks(protocol, chosen_from_file)
+    first_units, planned_notes = units(first_tasks)
+
+    def first_phase(store: ResultStore) -> list[Unit]:
+        """The first phase's pending units; a fresh store keeps the plan made above."""
+        todo = pending(first_tasks, store)
+        return first_units if len(todo) == len(first_tasks) else units(todo)[0]
+
     sink = progress if progress is not None else _NoProgress()
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
     if notes is not None:  # after the last check that can fail, so an error stays one line
@@ -345,11 +351,10 @@ def run_protocol(
         with sink if isinstance(sink, AbstractContextManager) else nullcontext():
             if search:
                 result_store.add_settings(t for _, t in trained)
-                todo = units(pending(search_tasks(protocol, candidates), result_store))[0]
             else:
                 result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
                                          for (d, m, b), s in chosen_from_file.items())
-                todo = units(pending(final_tasks(protocol, chosen_from_file), result_store))[0]
+            todo = first_phase(result_store)
             bar = sink.add_task(f"{'search' if search else 'test'} · {backend.name}", total=_trainings(todo))
 
             def advance(_: Any) -> None:
