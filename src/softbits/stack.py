@@ -304,13 +304,15 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
     train: list[tuple[torch.Tensor, torch.Tensor]] = []
     val: list[tuple[torch.Tensor | None, torch.Tensor | None]] = []
     inits: dict[tuple[object, ...], dict[str, torch.Tensor]] = {}
+    digests: list[bytes] = []  # members' training rows, to share inits and device copies
     for config, (X_train, y_train) in zip(configs, splits, strict=True):
         generator = seed_everything(config.seed)  # as fit_module: same init, same batches
         X, y = to_tensor(X_train, cpu), target_tensor(y_train, cpu, task)
         if X.shape[0] != y.shape[0] or X.shape[0] == 0:
             raise ConfigError(f"a training split has {X.shape[0]} rows and {y.shape[0]} targets")
         X_tr, y_tr, X_val, y_val = hold_out_validation(X, y, config)
-        members.append(_build_member(config, X_tr, n_outputs, inits))
+        digests.append(_fingerprint(X_tr))
+        members.append(_build_member(config, X_tr, digests[-1], n_outputs, inits))
         generators.append(generator)
         train.append((X_tr, y_tr))
         val.append((X_val, y_val))
@@ -323,8 +325,8 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
     histories = _train(stacked, configs, generators, train, val, task=task, batch_size=batch_size, device=device)
     unstack_into(stacked.to(cpu), members)
     rows: dict[bytes, torch.Tensor] = {}
-    return [FittedModule(module=m.to(device), fit=h, X_train=_on_device(X, device, rows))
-            for m, h, (X, _) in zip(members, histories, train, strict=True)]
+    return [FittedModule(module=m.to(device), fit=h, X_train=_on_device(X, digest, device, rows))
+            for m, h, (X, _), digest in zip(members, histories, train, digests, strict=True)]
 
 
 def _fingerprint(X: torch.Tensor) -> bytes:
@@ -334,13 +336,14 @@ def _fingerprint(X: torch.Tensor) -> bytes:
     return digest.digest()
 
 
-def _build_member(config: TrainConfig, X_tr: torch.Tensor, n_outputs: int,
+def _build_member(config: TrainConfig, X_tr: torch.Tensor, digest: bytes, n_outputs: int,
                   inits: dict[tuple[object, ...], dict[str, torch.Tensor]]) -> QuantizedMLP:
     """``build_model`` on the CPU, as the single training builds it. Members whose quantizer
     initialises on the same rows take the first one's initial quantizer state instead of
     recomputing its quantiles: the initialisation is deterministic and draws no random numbers,
-    so the network's initialisation (the RNG's next draws) is unchanged."""
-    key = (config.method, config.bits, config.init, config.bits_per_feature, _fingerprint(X_tr))
+    so the network's initialisation (the RNG's next draws) is unchanged. ``digest`` is
+    :func:`_fingerprint` of ``X_tr``."""
+    key = (config.method, config.bits, config.init, config.bits_per_feature, digest)
     state = inits.get(key)
     module = build_model(config, X_tr.shape[1], n_outputs, X_tr if state is None else None)
     if module.quantizer is not None:
@@ -351,14 +354,15 @@ def _build_member(config: TrainConfig, X_tr: torch.Tensor, n_outputs: int,
     return module
 
 
-def _on_device(X: torch.Tensor, device: torch.device, moved: dict[bytes, torch.Tensor]) -> torch.Tensor:
-    """``X`` on ``device``, one copy per distinct row set (members often share their rows)."""
+def _on_device(X: torch.Tensor, digest: bytes, device: torch.device,
+               moved: dict[bytes, torch.Tensor]) -> torch.Tensor:
+    """``X`` (whose :func:`_fingerprint` is ``digest``) on ``device``, one copy per distinct row
+    set (members often share their rows)."""
     if device.type == "cpu":
         return X
-    key = _fingerprint(X)
-    if key not in moved:
-        moved[key] = X.to(device)
-    return moved[key]
+    if digest not in moved:
+        moved[digest] = X.to(device)
+    return moved[digest]
 
 
 @torch.no_grad()
