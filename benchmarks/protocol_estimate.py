@@ -22,6 +22,7 @@ neurons); a stack runs as long as its longest member; LSQ and LLT run alone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 from collections import defaultdict
@@ -42,6 +43,7 @@ from softbits.experiments.run import FULL_PRESET
 from softbits.experiments.settings import draw_settings
 from softbits.experiments.stacking import auto_size
 from softbits.methods import get_method
+from softbits.train import training_memory
 
 BATCH = 512
 #: dense peak rates of an H100/H200 (SXM) by precision; softbits trains in float32
@@ -51,8 +53,11 @@ _CUDA = torch.device("cuda")
 BITWISE = ("bw-mq", "bw-qq", "bw-sq")
 
 
+@functools.cache
 def params(layers: int, neurons: int, d_in: int) -> int:
-    return d_in * neurons + neurons + (layers - 1) * (neurons * neurons + neurons) + neurons + 1
+    """Parameters of one network, counted by the trainer's own builder (on the meta device)."""
+    config = TrainConfig(layers=layers, neurons=neurons, batch_size=BATCH, device="cpu")
+    return training_memory(config, d_in, 1, None, batch_rows=BATCH)[1]
 
 
 def _features(k: int, layers: int, neurons: int, d_in: int) -> list[float]:
