@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import torch
 from common import save_result
 
+from softbits.codes import n_thresholds
 from softbits.config import TrainConfig
 from softbits.data import load_dataset, split_and_scale
 from softbits.engine import resolve_device
@@ -80,7 +81,7 @@ def main() -> None:
     for threads, neurons in ((t, n) for t in args.threads for n in args.neurons):
         torch.set_num_threads(threads)
         config = _configs(1, neurons, args)[0]
-        one, _ = training_memory(config, data[0].shape[1] * (2 ** args.bits - 1), 1, 1, batch_rows=args.batch_size)
+        one, _ = training_memory(config, data[0].shape[1] * n_thresholds(args.bits), 1, 1, batch_rows=args.batch_size)
         free = available_memory(device)
         sizes = [k for k in args.members if free is None or k * one <= free / 2]
         # rounds interleave the single training and every stack, and each keeps its fastest round:
