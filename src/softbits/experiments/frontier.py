@@ -167,14 +167,6 @@ class FrontierOutcome:
     backend: str
 
 
-class _NoProgress:
-    def add_task(self, description: str, *, total: int) -> int:
-        return 0
-
-    def advance(self, task_id: Any) -> None:
-        return None
-
-
 def _regression_dataset(name: str, data_dir: Path | None) -> int:
     """Known, regression, loadable now (so a missing file fails before training): its width."""
     from softbits.data import get_dataset_info
@@ -244,6 +236,7 @@ def run_frontier(
     from softbits.cliutil import check_output_dir, writing
     from softbits.engine import resolve_device
     from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
+    from softbits.experiments.run import NoProgress
     from softbits.experiments.settings import Setting
     from softbits.experiments.store import ResultStore, check_store
     from softbits.methods import get_method
@@ -272,7 +265,7 @@ def run_frontier(
                         data_dir=str(data_path) if data_path else None, device=device,
                         threads=1 if parallel else None)
     tasks = frontier.tasks()
-    sink = progress if progress is not None else _NoProgress()
+    sink = progress if progress is not None else NoProgress()
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
     result_store = ResultStore(store)
     runs = 0

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
     from softbits.experiments.stacking import Unit
     from softbits.experiments.tasks import Task
 
-__all__ = ["FULL_PRESET", "QUICK_PRESET", "Preset", "ProgressSink", "ProtocolOutcome",
+__all__ = ["FULL_PRESET", "QUICK_PRESET", "NoProgress", "Preset", "ProgressSink", "ProtocolOutcome",
            "run_protocol"]
 
 
@@ -79,7 +79,9 @@ class ProgressSink(Interface):
     def advance(self, task_id: Any) -> None: ...
 
 
-class _NoProgress:
+class NoProgress:
+    """The sink of a caller that passes none: it drops every report."""
+
     def add_task(self, description: str, *, total: int) -> int:
         return 0
 
@@ -339,7 +341,7 @@ def run_protocol(
         todo = pending(first_tasks, store)
         return first_units if len(todo) == len(first_tasks) else units(todo)[0]
 
-    sink = progress if progress is not None else _NoProgress()
+    sink = progress if progress is not None else NoProgress()
     backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
     if notes is not None:  # after the last check that can fail, so an error stays one line
         for line in planned_notes:
