@@ -107,6 +107,7 @@ def train(
     lr_schedule: Annotated[str | None, typer.Option(help="constant (paper) or cosine: warm-up, then decay to about 0 (default: the recipe's).")] = None,
     warmup_epochs: Annotated[int | None, typer.Option(help="Linear warm-up epochs of --lr-schedule cosine (default: the recipe's share of the epochs).")] = None,
     members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
+    threshold_lr_scale: Annotated[float, typer.Option(help="The quantizer's thresholds (steps, tables) train at --lr times this; 1 = the paper's one rate. Small datasets (few steps per epoch) may gain from 3-30: choose it by CV (docs/training.md).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     task: Annotated[str, typer.Option(help="auto, regression or classification.")] = "auto",
@@ -128,7 +129,7 @@ def train(
                      decrease_factor=decrease_factor, schedule=schedule, batch_size=batch_size,
                      init=init, seed=seed, device=device, task=task, val_fraction=val_fraction,
                      members=members, optimizer=optimizer, lr_schedule=lr_schedule,
-                     warmup_epochs=warmup_epochs)
+                     warmup_epochs=warmup_epochs, threshold_lr_scale=threshold_lr_scale)
     if bits_per_feature is not None and (budget_bits is not None or budget_bytes is not None):
         raise ConfigError("give --bits-per-feature or a budget (--budget-bits, --budget-bytes), not both")
     if save is not None:

@@ -14,10 +14,12 @@ from softbits.schedules import SCHEDULES
 if TYPE_CHECKING:
     from softbits.methods import Method
 
-__all__ = ["TrainConfig", "MAX_BITS", "MAX_MEMBERS"]
+__all__ = ["TrainConfig", "MAX_BITS", "MAX_MEMBERS", "MAX_THRESHOLD_LR_SCALE"]
 
 #: ensemble members per training; the memory estimate before training bounds it further
 MAX_MEMBERS = 1024
+#: beyond this the thresholds' Adam steps (lr × scale) dwarf any standardized feature's range
+MAX_THRESHOLD_LR_SCALE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class TrainConfig:
     recipe : str
         The recipe (:data:`softbits.recipes.RECIPES`) whose defaults filled the options not given;
         the fields hold the resolved values (:func:`softbits.recipes.resolve`).
+    threshold_lr_scale : float
+        The quantizer's parameters (thresholds, LSQ steps, LLT tables) train at ``lr`` times this
+        (1, the paper's: one rate for everything); methods that learn a quantizer only. A larger
+        scale lets thresholds travel further when a small dataset gives few steps per epoch
+        (evidence and when to use it: docs/training.md, "Threshold learning rate").
     bits_per_feature : tuple of int or None
         One code width per feature in 0..16 (0: the feature is neither measured nor sent),
         threshold methods only; None gives every feature ``bits``. Equal widths are stored as
@@ -83,6 +90,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
     recipe: str = "paper"
+    threshold_lr_scale: float = 1.0
     bits_per_feature: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -116,6 +124,7 @@ class TrainConfig:
                 raise ConfigError(message)
         self._check_members(method)
         self._check_recipe()
+        self._check_threshold_lr_scale(method)
 
     def _check_types(self) -> None:
         """Settings arrive from the CLI, JSON files and model headers: text where a number belongs,
@@ -152,6 +161,19 @@ class TrainConfig:
             ensembles = ", ".join(m.name for m in METHODS.values() if m.ensemble)
             raise ConfigError(f"method {self.method} trains one network, so members must be 1, got "
                               f"{self.members}; ensemble methods: {ensembles}")
+
+    def _check_threshold_lr_scale(self, method: Method) -> None:
+        """A scale in (0, MAX_THRESHOLD_LR_SCALE]; another than 1 only where a quantizer learns."""
+        from softbits.methods import METHODS
+
+        if not 0 < self.threshold_lr_scale <= MAX_THRESHOLD_LR_SCALE:
+            raise ConfigError(f"threshold_lr_scale must be in (0, {MAX_THRESHOLD_LR_SCALE:g}], "
+                              f"got {self.threshold_lr_scale!r}")
+        if self.threshold_lr_scale != 1.0 and not method.learns_quantizer:
+            learners = ", ".join(m.name for m in METHODS.values() if m.learns_quantizer)
+            raise ConfigError(f"method {self.method} learns no quantizer parameters, so "
+                              f"threshold_lr_scale must be 1, got {self.threshold_lr_scale:g}; "
+                              f"methods that learn them: {learners}")
 
     def _check_recipe(self) -> None:
         """The optimizer, learning-rate schedule and recipe name; a warm-up that could not apply
@@ -193,9 +215,11 @@ class TrainConfig:
         return payload_bytes(n_features, self.bits)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; ``bits_per_feature`` only when set, so uniform model files and
-        results keep the form they had before widths existed."""
+        """JSON-ready fields; ``bits_per_feature`` only when set and ``threshold_lr_scale`` only
+        when not 1, so model files and results keep the form they had before these existed."""
         out = asdict(self)
+        if self.threshold_lr_scale == 1.0:
+            del out["threshold_lr_scale"]
         if self.bits_per_feature is None:
             del out["bits_per_feature"]
         else:

@@ -240,23 +240,36 @@ _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adam": torch.op
                                                         "adamw": torch.optim.AdamW}
 
 
+def _param_groups(model: QuantizedMLP, threshold_lr_scale: float) -> list[dict[str, Any]]:
+    """One group for everything, or with a scale other than 1 the network's parameters and the
+    quantizer's (with ``lr_scale``) apart; with 1 the optimizer is the paper's, step for step."""
+    learned = [] if model.quantizer is None else list(model.quantizer.parameters())
+    if threshold_lr_scale == 1.0 or not learned:
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in learned}
+    network = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": network}, {"params": learned, "lr_scale": threshold_lr_scale}]
+
+
 def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epochs: int,
         lr: float, weight_decay: float = 0.0, batch_size: int = 512,
         schedule: TemperatureSchedule | None = None, generator: torch.Generator,
         X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
         on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
         optimizer: str = "adam", lr_schedule: str = "constant",
-        warmup_epochs: int = 0) -> FitResult:
-    """``optimizer`` (Adam as in the paper, or AdamW) on the whole module (thresholds included,
-    same learning rate) for ``epochs`` epochs, the rate following ``lr_schedule``
-    (:func:`lr_factors`; ``logs["lr"]`` says each epoch's).
+        warmup_epochs: int = 0, threshold_lr_scale: float = 1.0) -> FitResult:
+    """``optimizer`` (Adam as in the paper, or AdamW) on the whole module for ``epochs`` epochs,
+    the rate following ``lr_schedule`` (:func:`lr_factors`; ``logs["lr"]`` says each epoch's).
+    The quantizer's parameters train at ``threshold_lr_scale`` times that rate (1: one rate for
+    everything, as in the paper).
 
     With validation tensors, the state with the lowest validation loss (hard quantization) is
     restored at the end; without them the last epoch's model is kept, as in the paper.
     """
     if optimizer not in _OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(_OPTIMIZERS)}")
-    opt = _OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = _OPTIMIZERS[optimizer](_param_groups(model, threshold_lr_scale), lr=lr,
+                                 weight_decay=weight_decay)
     factors = lr_factors(lr_schedule, epochs, warmup_epochs)
     quantizer = model.quantizer
     temps = schedule.values() if schedule is not None else None
@@ -269,7 +282,7 @@ def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epo
             quantizer.set_temperature(temps[epoch])
             result.temperatures.append(float(temps[epoch]))
         for group in opt.param_groups:
-            group["lr"] = lr * factors[epoch]
+            group["lr"] = lr * factors[epoch] * group.get("lr_scale", 1.0)
         loss = train_epoch(model, opt, X, y, task=task, batch_size=batch_size,
                            generator=generator)
         result.train_loss.append(loss)

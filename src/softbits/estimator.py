@@ -28,7 +28,9 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
     ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.recipes.RECIPES`)
     fills ``weight_decay``, ``val_fraction``, ``optimizer``, ``lr_schedule`` and
     ``warmup_epochs`` where they are None; a value given wins. ``bits_per_feature``: one code
-    width per column of X (0: the column is not sent), threshold methods only."""
+    width per column of X (0: the column is not sent), threshold methods only.
+    ``threshold_lr_scale``: the quantizer's parameters train at ``lr`` times this (methods that
+    learn a quantizer; 1 is the paper's one rate)."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
                  epochs: int = 30, lr: float = 1e-3, weight_decay: float | None = None,
@@ -38,7 +40,8 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
                  recipe: str = "paper", optimizer: str | None = None,
                  lr_schedule: str | None = None, warmup_epochs: int | None = None,
                  val_fraction: float | None = None,
-                 bits_per_feature: tuple[int, ...] | None = None) -> None:
+                 bits_per_feature: tuple[int, ...] | None = None,
+                 threshold_lr_scale: float = 1.0) -> None:
         self.method = method
         self.bits = bits
         self.layers = layers
@@ -60,6 +63,7 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.val_fraction = val_fraction
         self.bits_per_feature = bits_per_feature
+        self.threshold_lr_scale = threshold_lr_scale
 
     _task: str = "regression"
 

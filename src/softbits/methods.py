@@ -60,7 +60,8 @@ class Method:
     the mean of their losses and predict their mean (the device payload is the quantizer's, as
     for one MLP). ``settings_from``: a settings table without rows for this method lends it the
     rows of that method (same dataset and bits). ``per_feature_widths``: its quantizer takes one
-    code width per feature (the threshold family).
+    code width per feature (the threshold family). ``learns_quantizer``: its training
+    quantizer has trainable parameters (so ``TrainConfig.threshold_lr_scale`` applies).
     """
 
     name: str
@@ -73,6 +74,7 @@ class Method:
     ensemble: bool = False
     settings_from: str | None = None
     per_feature_widths: bool = True
+    learns_quantizer: bool = False
 
     @property
     def quantized(self) -> bool:
@@ -134,6 +136,7 @@ for _m in [
     Method("pr-qq", "Pr-QQ", train_quantizer=_quantizer("midpoint", init="quantile"),
            min_bits=2, min_bits_reason=_MIDPOINT, description="fixed quantile quantizer + midpoint decoder in training and test"),
     Method("sq", "SQ", train_quantizer=_quantizer("soft"),
+           learns_quantizer=True,
            description="soft quantization: summed sigmoids, trainable thresholds"),
     Method("bw-mq", "Bw-MQ",
            train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="minmax"),
@@ -142,18 +145,20 @@ for _m in [
            train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="quantile"),
            description="hard thermometer bits at fixed quantile thresholds"),
     Method("bw-sq", "Bw-SQ",
-           train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
+           train_quantizer=_quantizer("bitwise", soft=True, trainable=True), learns_quantizer=True,
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),
     Method("bw-sq-ens", "Bw-SQ-Ens",
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
-           ensemble=True, settings_from="bw-sq",
+           ensemble=True, settings_from="bw-sq", learns_quantizer=True,
            description="one Bw-SQ quantizer feeding an ensemble of independent MLPs (mean loss and prediction)"),
     Method("lsq", "LSQ", train_quantizer=_quantizer("lsq"), min_bits=2, per_feature_widths=False,
-           min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
+           learns_quantizer=True, min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
            description="learned step size quantization per feature (Esser et al. 2020)"),
     Method("llt4", "LLT4", train_quantizer=_quantizer("llt", granularity=4), per_feature_widths=False,
+           learns_quantizer=True,
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 4 (Wang et al. 2022)"),
     Method("llt9", "LLT9", train_quantizer=_quantizer("llt", granularity=9), per_feature_widths=False,
+           learns_quantizer=True,
            min_bits=2, min_bits_reason=_SYMMETRIC, description="learnable lookup table, granularity 9 (Wang et al. 2022)"),
 ]:
     register_method(_m)

@@ -215,7 +215,8 @@ def fit_module(
                  weight_decay=config.weight_decay, batch_size=config.batch_size,
                  schedule=schedule, generator=generator, X_val=X_val, y_val=y_val,
                  on_epoch_end=on_epoch_end, optimizer=config.optimizer,
-                 lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs)
+                 lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
+                 threshold_lr_scale=config.threshold_lr_scale)
     return FittedModule(module=module, fit=result, X_train=X_tr)
 
 
