@@ -15,7 +15,7 @@ from softbits.cli import train
 from softbits.config import TrainConfig
 from softbits.data import dataset_names
 from softbits.estimator import SoftbitsClassifier, SoftbitsRegressor
-from softbits.experiments.settings import SETTING_COLUMNS, Setting
+from softbits.experiments.settings import OPTIONAL_COLUMNS, SETTING_COLUMNS, Setting
 from softbits.methods import METHODS
 from softbits.quantizers import THRESHOLD_INITS
 from softbits.recipes import RECIPES
@@ -31,7 +31,9 @@ SEARCHED = {"learning_rate": "lr", "hidden_layers": "layers", "hidden_neurons": 
 #: fields the protocol does not search: its axes and run arguments, or kept at the default
 PROTOCOL_ARGUMENTS = {"method", "bits", "seed", "device", "task"}
 PROTOCOL_DEFAULTS = {"schedule", "batch_size", "init", "val_fraction", "members", "optimizer",
-                     "lr_schedule", "warmup_epochs", "recipe", "bits_per_feature", "threshold_lr_scale"}
+                     "lr_schedule", "warmup_epochs", "recipe", "bits_per_feature"}
+#: fields a grid or settings table may search (OPTIONAL_COLUMNS), at their default when absent
+OPTIONAL = {"threshold_lr_scale": "threshold_lr_scale"}
 
 
 def _defaults(func) -> dict[str, object]:
@@ -83,8 +85,11 @@ def test_recipe_filled_defaults_resolve_to_the_config_defaults() -> None:
 
 
 def test_every_field_is_searched_or_fixed_by_the_protocol() -> None:
-    assert set(SEARCHED) == set(SETTING_COLUMNS) == {f.name for f in fields(Setting)}
-    assert set(FIELDS) == set(SEARCHED.values()) | PROTOCOL_ARGUMENTS | PROTOCOL_DEFAULTS, (
+    assert set(SEARCHED) == set(SETTING_COLUMNS)
+    assert set(OPTIONAL) == set(OPTIONAL_COLUMNS)
+    assert {f.name for f in fields(Setting)} == set(SETTING_COLUMNS) | set(OPTIONAL_COLUMNS)
+    assert all(getattr(Setting, k) == FIELDS[v] for k, v in OPTIONAL.items())
+    assert set(FIELDS) == set(SEARCHED.values()) | set(OPTIONAL.values()) | PROTOCOL_ARGUMENTS | PROTOCOL_DEFAULTS, (
         "a TrainConfig field was added or renamed: map it to a Setting column or list it as "
         "fixed by the protocol here")
     assert not set(SEARCHED.values()) & (PROTOCOL_ARGUMENTS | PROTOCOL_DEFAULTS)

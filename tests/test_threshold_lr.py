@@ -5,18 +5,23 @@ cannot apply."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from softbits import TrainConfig, load_dataset, train_dataset
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
+from softbits.experiments.settings import PAPER_GRID, Setting, draw_settings, load_grid
 from softbits.stack import can_stack
 from softbits.train import build_model, fit_module
 from softbits.trained_model import TrainedModel
+
+from conftest import run_main
 
 SMALL = dict(method="bw-sq", bits=2, layers=1, neurons=8, epochs=1, lr=1e-3, device="cpu", seed=1)
 
@@ -122,3 +127,65 @@ def test_train_cli_records_the_scale_and_refuses_bad_ones(softbits_cmd, cli_env,
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
         assert not save.exists()
+
+
+# ---- reproduce: a settings-table column and an optional grid key ------------------------------
+
+SETTINGS_HEADER = ("dataset,method,bits,learning_rate,hidden_layers,hidden_neurons,num_epochs,"
+                   "decrease_factor,dropout_rate,weight_decay")
+
+
+def test_setting_ids_fold_in_the_scale_only_when_it_is_not_one():
+    plain = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
+    assert plain.id == "f6cb44dde07e"  # the id pinned before the scale existed
+    assert Setting.from_mapping({**plain.to_dict(), "threshold_lr_scale": float("nan")}) == plain
+    scaled = Setting.from_mapping({**plain.to_dict(), "threshold_lr_scale": "10"})
+    assert scaled.id != plain.id and scaled.to_dict()["threshold_lr_scale"] == 10.0
+    assert scaled.trained_as("bw-sq-ens").train_config("bw-sq-ens", 2, 0).threshold_lr_scale == 10.0
+    # a method that learns no quantizer trains scaled and plain settings alike, under one id
+    assert scaled.trained_as("fp").id == plain.trained_as("fp").id
+    assert scaled.trained_as("bw-qq").train_config("bw-qq", 2, 0).threshold_lr_scale == 1.0
+
+
+def test_reproduce_takes_the_scale_from_a_settings_column(tmp_path, capsys):
+    settings = tmp_path / "chosen.csv"
+    settings.write_text(SETTINGS_HEADER + ",threshold_lr_scale\n"
+                        "diabetes,Bw-SQ,2,0.001,1,8,2,0.001,0.0,0.0,10\n"
+                        "diabetes,FP,2,0.001,1,8,2,0.001,0.0,0.0,\n")
+    store = tmp_path / "s.sqlite"
+    code, out, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "fp,bw-sq,bw-sq-ens",
+                              "--bits", "2", "--settings", settings, "--repeats", "1", "--jobs", "1",
+                              "--store", store, "--json")
+    assert code == 0, err
+    with sqlite3.connect(store) as conn:
+        params = {m: json.loads(p) for m, p in conn.execute(
+            "SELECT r.method, s.params FROM results r JOIN settings s USING (setting_id)")}
+    assert params["bw-sq"]["threshold_lr_scale"] == 10.0
+    assert params["bw-sq-ens"]["threshold_lr_scale"] == 10.0  # lent by the Bw-SQ row
+    assert "threshold_lr_scale" not in params["fp"]
+    report = tmp_path / "s_report"
+    table = pd.read_csv(report / "table.csv").set_index("method")
+    assert table.loc["Bw-SQ", "threshold_lr_scale"] == 10.0 and table.loc["FP", "threshold_lr_scale"] == 1.0
+    assert "Bw-SQ [thresholds ×10]" in (report / "table.md").read_text()
+
+
+def test_a_grid_may_search_the_scale_and_bad_scales_stop_before_training(tmp_path, capsys):
+    grid = {"learning_rate": [1e-3], "hidden_layers": [1], "hidden_neurons": [8],
+            "num_epochs": [2], "decrease_factor": [1e-3], "dropout_rate": [0.0], "weight_decay": [0.0]}
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({**grid, "threshold_lr_scale": [1, 10]}))
+    drawn = draw_settings(2, seed=0, grid=load_grid(path))
+    assert sorted(s.threshold_lr_scale for s in drawn) == [1.0, 10.0]
+    # a grid without the key draws what it drew before the key existed
+    assert all(s.threshold_lr_scale == 1.0 for s in draw_settings(5, grid=PAPER_GRID))
+    path.write_text(json.dumps({**grid, "threshold_lr_scale": [0]}))
+    store = tmp_path / "s.sqlite"
+    code, _, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "bw-sq", "--bits", "2",
+                            "--grid", path, "--n-settings", "1", "--folds", "2", "--repeats", "1",
+                            "--jobs", "1", "--store", store)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "threshold_lr_scale must be in (0, 1000]" in lines[0], err
+    path.write_text(json.dumps({**grid, "threshold_lr_scale": ["fast"]}))
+    code, _, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "bw-sq", "--bits", "2",
+                            "--grid", path, "--store", store)
+    assert code == 2 and "threshold_lr_scale must be a non-empty list of numbers" in err

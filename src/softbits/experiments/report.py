@@ -89,6 +89,14 @@ def _variant(choice: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {"recipe": recipe if named_recipe else "paper", "members": count}, named_recipe or named_members
 
 
+def _threshold_lr_scale(choice: dict[str, Any]) -> float:
+    """The quantizer's learning-rate scale a chosen setting trained with (1 where not stored)."""
+    value = choice.get("threshold_lr_scale")
+    if isinstance(value, (int, float)) and not np.isnan(value):
+        return float(value)
+    return 1.0
+
+
 def _mses(rows: pd.DataFrame) -> np.ndarray:
     return rows["test_mse"].to_numpy(dtype=np.float64)
 
@@ -100,7 +108,7 @@ def summarize(store: ResultStore) -> pd.DataFrame:
 
 def _summary(runs: ChosenRuns) -> pd.DataFrame:
     rows = []
-    varied = False
+    varied = scaled = False
     for c, mine in runs:
         mses = _mses(mine)
         mean, low, high = t_interval(mses)
@@ -110,8 +118,11 @@ def _summary(runs: ChosenRuns) -> pd.DataFrame:
         variant, named = _variant(c)
         row.update(variant)
         varied = varied or named
+        row["threshold_lr_scale"] = _threshold_lr_scale(c)
+        scaled = scaled or row["threshold_lr_scale"] != 1.0
         rows.append(row)
-    columns = [*TABLE_COLUMNS, *SETTING_COLUMNS, *(VARIANT_COLUMNS if varied else ())]
+    columns = [*TABLE_COLUMNS, *SETTING_COLUMNS, *(("threshold_lr_scale",) if scaled else ()),
+               *(VARIANT_COLUMNS if varied else ())]
     table = pd.DataFrame(rows, columns=columns)
     if table.empty:
         return table
@@ -128,11 +139,14 @@ def _fmt(x: float) -> str:
 
 def _column(row: dict[str, Any]) -> str:
     """A row's column title in table.md: the method, and with :data:`VARIANT_COLUMNS` the recipe
-    and (ensembles) the members it trained with, so rows of different runs never share a column."""
+    and (ensembles) the members it trained with, and a threshold learning-rate scale other than 1,
+    so rows of different runs never share a column."""
+    scale = row.get("threshold_lr_scale", 1.0)
+    suffix = f" [thresholds ×{scale:g}]" if scale != 1.0 else ""
     if "recipe" not in row:
-        return str(row["method"])
+        return str(row["method"]) + suffix
     ensemble = next(m.ensemble for m in METHODS.values() if m.display == row["method"])
-    return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")")
+    return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")") + suffix
 
 
 def _markdown_table(table: pd.DataFrame) -> str:

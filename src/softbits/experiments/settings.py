@@ -1,8 +1,10 @@
 """Hyperparameter settings: the paper's random-search grid, its seeded draw, and settings tables.
 
 A :class:`Setting` holds the seven values the paper searches (named as in its result files:
-learning_rate, hidden_layers, …); its ``id`` is a hash of those values, so a store can tell
-results of different settings apart without trusting an index into a draw. A
+learning_rate, hidden_layers, …), and optionally an eighth, ``threshold_lr_scale`` (a grid key or
+settings-table column; 1, the paper's single learning rate, when absent); its ``id`` is a hash of
+those values, the eighth only when it is not 1, so a store can tell results of different settings
+apart without trusting an index into a draw, and stores written before it existed keep their keys. A
 :class:`TrainedSetting` is a setting as one method trains it under a recipe (and, for an ensemble,
 with a member count); its id folds those in only where they differ from what every store held
 before ``reproduce --recipe/--members`` existed, so old stores keep their keys.
@@ -24,6 +26,7 @@ from softbits.config import TrainConfig
 from softbits.errors import ConfigError
 
 __all__ = [
+    "OPTIONAL_COLUMNS",
     "PAPER_GRID",
     "QUICK_GRID",
     "SETTING_COLUMNS",
@@ -39,6 +42,9 @@ __all__ = [
 #: column names of the paper's result files, in the order of the Setting fields
 SETTING_COLUMNS = ("learning_rate", "hidden_layers", "hidden_neurons", "num_epochs",
                    "decrease_factor", "dropout_rate", "weight_decay")
+
+#: keys a grid or settings table may add: the quantizer's learning-rate scale (1 when absent)
+OPTIONAL_COLUMNS = ("threshold_lr_scale",)
 
 #: the paper's search grid (docs/reproduce.md, "What one command does"): each key drawn independently from these values
 PAPER_GRID: dict[str, tuple[float, ...]] = {
@@ -74,6 +80,7 @@ class Setting:
     decrease_factor: float
     dropout_rate: float
     weight_decay: float
+    threshold_lr_scale: float = 1.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Setting:
@@ -86,10 +93,15 @@ class Setting:
             decrease_factor=float(values["decrease_factor"]),
             dropout_rate=float(values["dropout_rate"]),
             weight_decay=float(values["weight_decay"]),
+            threshold_lr_scale=_optional_scale(values),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The values; ``threshold_lr_scale`` only when it is not 1 (so ids stay as they were)."""
+        out = asdict(self)
+        if self.threshold_lr_scale == 1.0:
+            del out["threshold_lr_scale"]
+        return out
 
     @property
     def id(self) -> str:
@@ -111,7 +123,7 @@ class Setting:
                        neurons=self.hidden_neurons, epochs=self.num_epochs, lr=self.learning_rate,
                        weight_decay=self.weight_decay, dropout=self.dropout_rate,
                        decrease_factor=self.decrease_factor, members=members, seed=seed,
-                       device=device, task="regression")
+                       device=device, task="regression", threshold_lr_scale=self.threshold_lr_scale)
 
     def trained_as(self, method: str, recipe: str = "paper", members: int | None = None) -> TrainedSetting:
         """This setting as ``method`` trains it under ``recipe``, with ``members`` MLPs if it is an
@@ -126,8 +138,12 @@ class Setting:
         from softbits.recipes import check_recipe
 
         decay = self.weight_decay if self.weight_decay != 0.0 else float(check_recipe(recipe)["weight_decay"])
-        count = (members if members is not None else DEFAULT_MEMBERS) if get_method(method).ensemble else None
-        values = {**{k: getattr(self, k) for k in SETTING_COLUMNS}, "weight_decay": decay}
+        learner = get_method(method)
+        count = (members if members is not None else DEFAULT_MEMBERS) if learner.ensemble else None
+        # a method that learns no quantizer trains every scale alike: one training, one id
+        scale = self.threshold_lr_scale if learner.learns_quantizer else 1.0
+        values = {**{k: getattr(self, k) for k in SETTING_COLUMNS}, "weight_decay": decay,
+                  "threshold_lr_scale": scale}
         return TrainedSetting(**values, recipe=recipe, members=count)
 
 
@@ -146,9 +162,12 @@ class TrainedSetting(Setting):
     members: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The seven values, plus ``recipe`` and ``members`` where they are not the ``paper``
-        recipe and 4 members: then the id and the stored values are exactly a plain setting's."""
+        """The seven values, plus ``threshold_lr_scale``, ``recipe`` and ``members`` where they
+        are not 1, the ``paper`` recipe and 4 members: then the id and the stored values are
+        exactly a plain setting's."""
         out = {k: getattr(self, k) for k in SETTING_COLUMNS}
+        if self.threshold_lr_scale != 1.0:
+            out["threshold_lr_scale"] = self.threshold_lr_scale
         if self.recipe != "paper":
             out["recipe"] = self.recipe
         if self.members not in (None, UNKEYED_MEMBERS):
@@ -160,8 +179,22 @@ class TrainedSetting(Setting):
         return self._config(method, bits, seed, device, self.recipe, self.members)
 
 
+def _optional_scale(values: Mapping[str, Any]) -> float:
+    """A table row's ``threshold_lr_scale``; 1 where the column is absent or the cell empty."""
+    value = values.get("threshold_lr_scale")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return 1.0
+    return float(value)
+
+
+def _grid_keys(grid: Mapping[str, Sequence[float]]) -> list[str]:
+    """The keys drawn from ``grid``: the seven, then the optional ones it has (in that order, so
+    a grid without them draws exactly the settings it drew before they existed)."""
+    return [*SETTING_COLUMNS, *(k for k in OPTIONAL_COLUMNS if k in grid)]
+
+
 def _grid_size(grid: Mapping[str, Sequence[float]]) -> int:
-    return int(np.prod([len(grid[k]) for k in SETTING_COLUMNS]))
+    return int(np.prod([len(grid[k]) for k in _grid_keys(grid)]))
 
 
 def draw_settings(n: int, seed: int = 42,
@@ -177,14 +210,15 @@ def draw_settings(n: int, seed: int = 42,
     rng = np.random.default_rng(seed)
     seen: dict[str, Setting] = {}
     while len(seen) < n:
-        values = {k: grid[k][int(rng.integers(len(grid[k])))] for k in SETTING_COLUMNS}
+        values = {k: grid[k][int(rng.integers(len(grid[k])))] for k in _grid_keys(grid)}
         setting = Setting.from_mapping(values)
         seen.setdefault(setting.id, setting)
     return list(seen.values())
 
 
 def load_grid(path: Path) -> dict[str, tuple[float, ...]]:
-    """A JSON object mapping each of :data:`SETTING_COLUMNS` to a non-empty list of values."""
+    """A JSON object mapping each of :data:`SETTING_COLUMNS` (and optionally
+    :data:`OPTIONAL_COLUMNS`) to a non-empty list of values."""
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -194,12 +228,12 @@ def load_grid(path: Path) -> dict[str, tuple[float, ...]]:
     if not isinstance(raw, dict):
         raise ConfigError(f"grid file {path} must hold a JSON object")
     missing = [k for k in SETTING_COLUMNS if k not in raw]
-    unknown = sorted(set(raw) - set(SETTING_COLUMNS))
+    unknown = sorted(set(raw) - set(SETTING_COLUMNS) - set(OPTIONAL_COLUMNS))
     if missing or unknown:
         raise ConfigError(f"grid file {path}: missing keys {missing}, unknown keys {unknown}; "
-                          f"expected exactly {', '.join(SETTING_COLUMNS)}")
+                          f"expected {', '.join(SETTING_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})")
     grid: dict[str, tuple[float, ...]] = {}
-    for key in SETTING_COLUMNS:
+    for key in _grid_keys(raw):
         values = raw[key]
         if not isinstance(values, list) or not values or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
