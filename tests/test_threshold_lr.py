@@ -157,6 +157,7 @@ def test_reproduce_takes_the_scale_from_a_settings_column(tmp_path, capsys):
                               "--bits", "2", "--settings", settings, "--repeats", "1", "--jobs", "1",
                               "--store", store, "--json")
     assert code == 0, err
+    assert "run one at a time: a threshold learning-rate scale does not stack yet" in err
     with sqlite3.connect(store) as conn:
         params = {m: json.loads(p) for m, p in conn.execute(
             "SELECT r.method, s.params FROM results r JOIN settings s USING (setting_id)")}
