@@ -127,6 +127,37 @@ def test_kill_and_resume(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str
 
 
 @pytest.mark.slow
+def test_sigterm_stops_reproduce_and_its_workers(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str]) -> None:
+    """SIGTERM unwinds like Ctrl-C: exit 143 with one line, and the worker processes stop with
+    the run instead of finishing trainings whose results nobody will store."""
+    psutil = pytest.importorskip("psutil")
+    grid = json.loads(tiny_grid.read_text())
+    grid["num_epochs"] = [4000]  # each training lasts seconds: the workers are busy when killed
+    tiny_grid.write_text(json.dumps(grid))
+    args = [sys.executable, "-m", "softbits", *_tiny_args(tiny_grid, tmp_path / "s.sqlite", "--jobs", "2",
+                                                         "--stack", "1", "--methods", "bw-sq")]
+    proc = subprocess.Popen(args, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        parent, workers = psutil.Process(proc.pid), []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = [c for c in parent.children(recursive=True) if "loky" in " ".join(c.cmdline())]
+            if len(workers) >= 2 and all(w.cpu_times().user > 0.5 for w in workers):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None and len(workers) >= 2, "no busy workers to stop"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "terminated" and "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"workers still running after the run ended: {[w.pid for w in alive]}"
+
+
+@pytest.mark.slow
 def test_dask_equals_local(tmp_path: Path, tiny_grid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     distributed = pytest.importorskip("distributed")
     local, remote = tmp_path / "local.sqlite", tmp_path / "dask.sqlite"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import signal
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -256,19 +258,41 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does: worker pools
+    are shut down (a killed ``reproduce`` leaves no workers computing for nobody) and finished
+    results stay stored."""
+
+
+#: set by the SIGTERM handler: click turns every KeyboardInterrupt into a returned 130
+_signals: set[int] = set()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    _signals.add(signum)
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors → one line on stderr and exit code 2."""
+    """Console entry point: user errors → one line on stderr and exit code 2; Ctrl-C → 130,
+    SIGTERM → 143, each after an orderly unwind."""
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         # without standalone mode typer turns Ctrl-C into a returned 130, not an exception
         code = app(args=argv, standalone_mode=False)
         if code == 130:
-            raise KeyboardInterrupt
+            raise Terminated if signal.SIGTERM in _signals else KeyboardInterrupt
     except SoftbitsError as exc:
         # escaped: a message may hold brackets ("softbits[serve]", "[N, 4]") that are not markup
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
+    except Terminated:
+        err_console.print("terminated")
+        raise SystemExit(143) from None
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         raise SystemExit(130) from None
