@@ -179,13 +179,23 @@ def test_a_grid_may_search_the_scale_and_bad_scales_stop_before_training(tmp_pat
     assert sorted(s.threshold_lr_scale for s in drawn) == [1.0, 10.0]
     # a grid without the key draws what it drew before the key existed
     assert all(s.threshold_lr_scale == 1.0 for s in draw_settings(5, grid=PAPER_GRID))
-    path.write_text(json.dumps({**grid, "threshold_lr_scale": [0]}))
+    # the search trains both scales for bw-sq, and FP (which learns no quantizer) once per fold
     store = tmp_path / "s.sqlite"
+    code, _, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "fp,bw-sq", "--bits", "2",
+                            "--grid", path, "--n-settings", "2", "--folds", "2", "--repeats", "1",
+                            "--jobs", "1", "--store", store)
+    assert code == 0, err
+    with sqlite3.connect(store) as conn:
+        counts = dict(conn.execute("SELECT method, COUNT(*) FROM results WHERE phase != 'test' GROUP BY method"))
+    assert counts == {"bw-sq": 2 * 2, "fp": 2}
+    path.write_text(json.dumps({**grid, "threshold_lr_scale": [0]}))
+    store = tmp_path / "bad.sqlite"
     code, _, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "bw-sq", "--bits", "2",
                             "--grid", path, "--n-settings", "1", "--folds", "2", "--repeats", "1",
                             "--jobs", "1", "--store", store)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "threshold_lr_scale must be in (0, 1000]" in lines[0], err
+    assert not store.exists()
     path.write_text(json.dumps({**grid, "threshold_lr_scale": ["fast"]}))
     code, _, err = run_main(capsys, "reproduce", "--datasets", "diabetes", "--methods", "bw-sq", "--bits", "2",
                             "--grid", path, "--store", store)
