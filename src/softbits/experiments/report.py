@@ -139,14 +139,13 @@ def _fmt(x: float) -> str:
 
 def _column(row: dict[str, Any]) -> str:
     """A row's column title in table.md: the method, and with :data:`VARIANT_COLUMNS` the recipe
-    and (ensembles) the members it trained with, and a threshold learning-rate scale other than 1,
-    so rows of different runs never share a column."""
-    scale = row.get("threshold_lr_scale", 1.0)
-    suffix = f" [thresholds ×{scale:g}]" if scale != 1.0 else ""
+    and (ensembles) the members it trained with, so rows of different runs never share a column.
+    (A threshold learning-rate scale is a setting, chosen per cell like the network's size:
+    ``table.csv`` holds it, the titles do not.)"""
     if "recipe" not in row:
-        return str(row["method"]) + suffix
+        return str(row["method"])
     ensemble = next(m.ensemble for m in METHODS.values() if m.display == row["method"])
-    return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")") + suffix
+    return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")")
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
