@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from softbits import TrainConfig, load_dataset, train_dataset
+from softbits.engine import seed_everything, to_tensor
 from softbits.errors import ConfigError
 from softbits.estimator import SoftbitsRegressor
 from softbits.experiments.settings import PAPER_GRID, Setting, draw_settings, load_grid
@@ -36,14 +37,12 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 def _initial(config: TrainConfig, X: np.ndarray) -> dict[str, torch.Tensor]:
     """The module's parameters before training, built exactly as ``fit_module`` builds them."""
-    from softbits.engine import seed_everything, to_tensor
-
     seed_everything(config.seed)
     module = build_model(config, X.shape[1], 1, to_tensor(X, torch.device("cpu")))
     return {k: v.detach().clone() for k, v in module.named_parameters()}
 
 
-@pytest.mark.parametrize("method", ["bw-sq", "bw-sq-ens", "sq"])
+@pytest.mark.parametrize("method", ["bw-sq", "bw-sq-ens", "sq", "lsq"])
 def test_one_adam_step_moves_the_quantizer_by_lr_times_the_scale(data, method):
     # Adam's first step is lr·g/(|g| + eps) per element: lr wherever the gradient is not tiny
     X, y = data
