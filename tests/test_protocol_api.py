@@ -82,6 +82,12 @@ def test_run_protocol_refuses_bad_input_before_training(tmp_path: Path) -> None:
         softbits.run_protocol(store=store, datasets=["diabetes"], methods=["fp"], bits=[0])
     with pytest.raises(ConfigError, match="must be a list of names"):
         softbits.run_protocol(store=store, datasets="diabetes", methods=["fp"], bits=[2])
+    # counts are integers: a bool or a fraction is refused, not truncated or compared
+    for count, shown in ((True, "True"), (2.5, "2.5")):
+        with pytest.raises(ConfigError, match=f"--repeats must be >= 1, got {shown}"):
+            softbits.run_protocol(store=store, datasets=["diabetes"], methods=["fp"], bits=[2], repeats=count)
+    with pytest.raises(ConfigError, match="--folds must be >= 2, got 1"):
+        softbits.run_protocol(store=store, datasets=["diabetes"], methods=["fp"], bits=[2], folds=1)
     assert not store.exists()
 
 

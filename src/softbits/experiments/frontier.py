@@ -178,12 +178,6 @@ def _regression_dataset(name: str, data_dir: Path | None) -> int:
     return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
 
 
-def _at_least(value: int, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"--{what} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def run_frontier(
     *,
     store: str | os.PathLike[str],
@@ -236,7 +230,7 @@ def run_frontier(
     from softbits.cliutil import check_output_dir, writing
     from softbits.engine import resolve_device
     from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
-    from softbits.experiments.run import NoProgress
+    from softbits.experiments.run import NoProgress, at_least
     from softbits.experiments.settings import Setting
     from softbits.experiments.store import ResultStore, check_store
     from softbits.methods import get_method
@@ -248,8 +242,8 @@ def run_frontier(
     n_features = _regression_dataset(dataset, data_path)
     the_method.check_widths((the_method.min_bits,) * n_features)  # takes per-feature widths at all
     budget_values = budget_list(budgets, n_features, the_method)
-    seeds = _at_least(seeds, "seeds")
-    jobs = _at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    seeds = at_least(seeds, "seeds")
+    jobs = at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     given = Setting(learning_rate=lr, hidden_layers=layers, hidden_neurons=neurons, num_epochs=epochs,
                     decrease_factor=decrease_factor, dropout_rate=dropout, weight_decay=weight_decay)
     for name in (the_method.name, "fp"):  # the training config checks each value and its type

@@ -9,6 +9,7 @@ library prints nothing: progress goes to the ``progress`` object the caller pass
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -110,10 +111,12 @@ def _trainings(units: Sequence[Unit]) -> int:
     return sum(len(u.tasks) if isinstance(u, StackTask) else 1 for u in units)
 
 
-def _positive(value: int, what: str, minimum: int = 1) -> int:
-    if value < minimum:
-        raise ConfigError(f"--{what} must be >= {minimum}, got {value}")
-    return value
+def at_least(value: int, what: str, minimum: int = 1) -> int:
+    """``value`` as an int, or a one-line error naming option ``--what``: a count (settings,
+    repeats, folds, jobs, seeds) must be an integer, not a bool, and at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"--{what} must be >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _names(names: Sequence[str], what: str) -> list[str]:
@@ -277,10 +280,10 @@ def run_protocol(
     store = Path(store)
     bit_list = _bits(bits if bits is not None else preset.bits)
     method_list = _methods(methods if methods is not None else preset.methods, bit_list)
-    n_settings = _positive(n_settings if n_settings is not None else preset.n_settings, "n-settings")
-    repeats = _positive(repeats if repeats is not None else preset.repeats, "repeats")
-    _positive(folds, "folds", 2)
-    jobs = _positive(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    n_settings = at_least(n_settings if n_settings is not None else preset.n_settings, "n-settings")
+    repeats = at_least(repeats if repeats is not None else preset.repeats, "repeats")
+    at_least(folds, "folds", 2)
+    jobs = at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
     check_recipe(recipe)
     members = _members(members)
     ensembles = [m for m in method_list if get_method(m).ensemble]
