@@ -91,6 +91,18 @@ def test_run_protocol_refuses_bad_input_before_training(tmp_path: Path) -> None:
     assert not store.exists()
 
 
+def test_protocol_and_frontier_refuse_a_classification_dataset(tmp_path: Path) -> None:
+    from softbits.errors import DataError
+    from softbits.experiments.frontier import run_frontier
+
+    store = tmp_path / "s.sqlite"
+    with pytest.raises(DataError, match="dataset digits is a classification task; the protocol reports"):
+        softbits.run_protocol(store=store, datasets=["digits"], methods=["fp"], bits=[2])
+    with pytest.raises(DataError, match="dataset digits is a classification task; the frontier reports"):
+        run_frontier(store=store, dataset="digits")
+    assert not store.exists()
+
+
 def test_presets_come_from_the_registries() -> None:
     from softbits.data import PAPER_DATASETS
     from softbits.experiments.run import FULL_PRESET, QUICK_PRESET

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from softbits.codes import MAX_BITS, payload_bytes
-from softbits.errors import ConfigError, DataError, SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
 
 if TYPE_CHECKING:  # these import torch and pandas, which `softbits --help` must not load
     import pandas as pd
@@ -167,17 +167,6 @@ class FrontierOutcome:
     backend: str
 
 
-def _regression_dataset(name: str, data_dir: Path | None) -> int:
-    """Known, regression, loadable now (so a missing file fails before training): its width."""
-    from softbits.data import get_dataset_info
-    from softbits.experiments.tasks import load_cached
-
-    info = get_dataset_info(name)
-    if info.task != "regression":
-        raise DataError(f"dataset {name} is a {info.task} task; the frontier reports regression MSE")
-    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
-
-
 def run_frontier(
     *,
     store: str | os.PathLike[str],
@@ -230,7 +219,7 @@ def run_frontier(
     from softbits.cliutil import check_output_dir, writing
     from softbits.engine import resolve_device
     from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
-    from softbits.experiments.run import NoProgress, at_least
+    from softbits.experiments.run import NoProgress, at_least, regression_dataset
     from softbits.experiments.settings import Setting
     from softbits.experiments.store import ResultStore, check_store
     from softbits.methods import get_method
@@ -239,7 +228,7 @@ def run_frontier(
     store = Path(store)
     the_method = get_method(method)
     data_path = Path(data_dir) if data_dir is not None else None
-    n_features = _regression_dataset(dataset, data_path)
+    n_features = regression_dataset(dataset, data_path, "the frontier")
     the_method.check_widths((the_method.min_bits,) * n_features)  # takes per-feature widths at all
     budget_values = budget_list(budgets, n_features, the_method)
     seeds = at_least(seeds, "seeds")

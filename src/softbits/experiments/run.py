@@ -169,17 +169,22 @@ def _check_ensemble_memory(configs: Sequence[tuple[TrainConfig, int]], device: s
             build_model(config, n_features, 1, device=target)
 
 
-def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
-    """Known, regression, and loadable now (so a missing file fails before any training)."""
+def regression_dataset(name: str, data_dir: Path | None, reporter: str = "the protocol") -> int:
+    """Dataset ``name`` is known, a regression task (``reporter`` reports MSE) and loadable now,
+    so a missing file fails before any training: its number of features."""
     from softbits.data import get_dataset_info
     from softbits.experiments.tasks import load_cached
 
+    info = get_dataset_info(name)
+    if info.task != "regression":
+        raise DataError(f"dataset {name} is a {info.task} task; {reporter} reports regression MSE")
+    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
+
+
+def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
     names = _names(names, "datasets")
     for name in names:
-        info = get_dataset_info(name)
-        if info.task != "regression":
-            raise DataError(f"dataset {name} is a {info.task} task; the protocol reports regression MSE")
-        load_cached(name, str(data_dir) if data_dir else None)
+        regression_dataset(name, data_dir)
     return names
 
 
