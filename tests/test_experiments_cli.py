@@ -126,13 +126,28 @@ def test_kill_and_resume(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str
     assert len(merged) == len(partial) and (merged["test_mse_x"] == merged["test_mse_y"]).all()
 
 
+def _is_worker(psutil, process) -> bool:
+    """A loky worker (not its resource tracker); children that exit while being looked at are not."""
+    try:
+        return "popen_loky" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _busy(psutil, process) -> bool:
+    try:
+        return process.cpu_times().user > 0.5
+    except psutil.Error:
+        return False
+
+
 @pytest.mark.slow
 def test_sigterm_stops_reproduce_and_its_workers(tmp_path: Path, tiny_grid: Path, cli_env: dict[str, str]) -> None:
     """SIGTERM unwinds like Ctrl-C: exit 143 with one line, and the worker processes stop with
     the run instead of finishing trainings whose results nobody will store."""
     psutil = pytest.importorskip("psutil")
     grid = json.loads(tiny_grid.read_text())
-    grid["num_epochs"] = [4000]  # each training lasts seconds: the workers are busy when killed
+    grid["num_epochs"] = [20000]  # each training lasts many seconds: the workers are busy when killed
     tiny_grid.write_text(json.dumps(grid))
     args = [sys.executable, "-m", "softbits", *_tiny_args(tiny_grid, tmp_path / "s.sqlite", "--jobs", "2",
                                                          "--stack", "1", "--methods", "bw-sq")]
@@ -141,8 +156,8 @@ def test_sigterm_stops_reproduce_and_its_workers(tmp_path: Path, tiny_grid: Path
         parent, workers = psutil.Process(proc.pid), []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            workers = [c for c in parent.children(recursive=True) if "loky" in " ".join(c.cmdline())]
-            if len(workers) >= 2 and all(w.cpu_times().user > 0.5 for w in workers):
+            workers = [c for c in parent.children(recursive=True) if _is_worker(psutil, c)]
+            if len(workers) >= 2 and all(_busy(psutil, w) for w in workers):
                 break
             time.sleep(0.2)
         assert proc.poll() is None and len(workers) >= 2, "no busy workers to stop"
