@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,25 @@ import torch
 from common import save_result
 from sklearn.model_selection import KFold, train_test_split
 
+from softbits.config import TrainConfig
 from softbits.data import load_dataset, scale_split
 from softbits.engine import target_tensor, to_tensor
 from softbits.recipes import resolve
 from softbits.runtime import machine_info
 from softbits.train import fit_module, score
 
+#: a cell: (dataset, bits, layers, neurons, epochs, lr, decrease factor, dropout)
+Cell = tuple[str, int, int, int, int, float, float, float]
+CELL_FIELDS = ("dataset", "bits", "layers", "neurons", "epochs", "lr", "decrease_factor", "dropout")
+PROTOCOL = ("90/10 train_test_split(random_state=seed); KFold(folds, shuffle, random_state=seed) "
+            "on the 90% part; scalers fit per training fold; hard-quantized MSE on the held-out "
+            "fold (standardized target)")
+
+
 #: (dataset, bits, layers, neurons, epochs, lr, decrease factor, dropout): the paper's Bw-SQ
 #: settings (reference/paper_results.csv); california's 6×512 network is cut to 6×128 to fit
 #: the CPU budget, and that is recorded with the results.
-CELLS: list[tuple[str, int, int, int, int, float, float, float]] = [
+CELLS: list[Cell] = [
     ("cpu_act", 2, 8, 32, 70, 1e-3, 1e-3, 0.0),
     ("cpu_act", 4, 6, 128, 50, 1e-3, 1e-3, 0.0),
     ("fried", 2, 5, 32, 70, 1e-3, 1e-4, 0.0),
@@ -100,41 +110,45 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(description: str, cells: str, out: Path, time_cap: float,
+                 cells_help: str = "dataset:bits pairs from CELLS, comma-separated") -> argparse.ArgumentParser:
+    """The options every cross-validation study takes (this one and threshold_lr_cv.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, folds and training")
-    parser.add_argument("--cells", default=",".join(f"{c[0]}:{c[1]}" for c in CELLS),
-                        help="dataset:bits pairs from CELLS, comma-separated")
+    parser.add_argument("--cells", default=cells, help=cells_help)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--time-cap", type=float, default=35 * 60,
+    parser.add_argument("--time-cap", type=float, default=time_cap,
                         help="seconds; no training starts after this")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "recipe_cv.json")
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--table", action="store_true",
                         help="print --out's summary as a Markdown table and exit (no training)")
-    args = parser.parse_args()
+    return parser
+
+
+def run_study(args: argparse.Namespace, all_cells: list[Cell], cands: list[dict[str, Any]],
+              configure: Callable[[Cell, dict[str, Any], int], TrainConfig], benchmark: str,
+              protocol: str = PROTOCOL) -> None:
+    """Train ``configure(cell, candidate, seed)`` on every fold of every selected cell, candidates
+    fold by fold, and score it on the held-out fold; the JSON result (rows, summary) is saved
+    after every training, so ``--time-cap`` keeps what ran. With ``--table`` only print it."""
     if args.table:
         print(markdown(json.loads(args.out.read_text())))
         return
     torch.set_num_threads(args.threads)
     wanted = args.cells.split(",")
-    cells = [c for c in CELLS if f"{c[0]}:{c[1]}" in wanted]
-    cands = candidates()
+    cells = [c for c in all_cells if f"{c[0]}:{c[1]}" in wanted]
     names = [c["name"] for c in cands]
     result: dict[str, Any] = {
-        "benchmark": "recipe_cv", "machine": machine_info("torch", "numpy", "scikit-learn"),
-        "torch_threads": args.threads, "seed": args.seed, "folds": args.folds,
-        "protocol": "90/10 train_test_split(random_state=seed); KFold(folds, shuffle, "
-                    "random_state=seed) on the 90% part; scalers fit per training fold; "
-                    "hard-quantized MSE on the held-out fold (standardized target)",
-        "cells": [dict(zip(("dataset", "bits", "layers", "neurons", "epochs", "lr",
-                            "decrease_factor", "dropout"), c, strict=True)) for c in cells],
+        "benchmark": benchmark, "machine": machine_info("torch", "numpy", "scikit-learn"),
+        "torch_threads": args.threads, "seed": args.seed, "folds": args.folds, "protocol": protocol,
+        "cells": [dict(zip(CELL_FIELDS, c, strict=True)) for c in cells],
         "candidates": cands, "rows": [], "complete": False,
     }
     start = time.perf_counter()
     stopped = False
-    for dataset, bits, layers, neurons, epochs, lr, d, dropout in cells:
+    for cell in cells:
+        dataset, bits = cell[0], cell[1]
         ds = load_dataset(dataset)
         X, _, y, _ = train_test_split(ds.X, ds.y, test_size=0.1, random_state=args.seed)
         folds = list(KFold(n_splits=args.folds, shuffle=True, random_state=args.seed).split(X))
@@ -144,19 +158,14 @@ def main() -> None:
                 if time.perf_counter() - start > args.time_cap:
                     stopped = True
                     break
-                config = resolve("paper", method="bw-sq", bits=bits, layers=layers,
-                                 neurons=neurons, epochs=epochs, lr=lr, decrease_factor=d,
-                                 dropout=dropout, seed=args.seed, device="cpu",
-                                 optimizer=cand["optimizer"], lr_schedule=cand["lr_schedule"],
-                                 warmup_epochs=round(cand["warmup_fraction"] * epochs),
-                                 weight_decay=cand["weight_decay"],
-                                 val_fraction=cand["val_fraction"])
+                config = configure(cell, cand, args.seed)
                 fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
                 X_va = to_tensor(split.X_test, torch.device("cpu"))
                 y_va = target_tensor(split.y_test, torch.device("cpu"), ds.task)
                 mse = score(fitted.module, X_va, y_va, ds.task).test_mse
                 result["rows"].append({"cell": f"{dataset}:{bits}", "fold": fold,
                                        "candidate": cand["name"], "val_mse": mse,
+                                       "steps_per_epoch": -(-len(tr) // config.batch_size),
                                        "train_seconds": fitted.fit.train_seconds,
                                        "best_epoch": fitted.fit.best_epoch,
                                        "settings": config.to_dict()})
@@ -171,6 +180,22 @@ def main() -> None:
     result["complete"] = not stopped
     result["elapsed_seconds"] = time.perf_counter() - start
     save_result(result, args.out)
+
+
+def _recipe_config(cell: Cell, cand: dict[str, Any], seed: int) -> TrainConfig:
+    """The paper's Bw-SQ setting of ``cell`` trained with candidate recipe ``cand``."""
+    _, bits, layers, neurons, epochs, lr, d, dropout = cell
+    return resolve("paper", method="bw-sq", bits=bits, layers=layers, neurons=neurons,
+                   epochs=epochs, lr=lr, decrease_factor=d, dropout=dropout, seed=seed,
+                   device="cpu", optimizer=cand["optimizer"], lr_schedule=cand["lr_schedule"],
+                   warmup_epochs=round(cand["warmup_fraction"] * epochs),
+                   weight_decay=cand["weight_decay"], val_fraction=cand["val_fraction"])
+
+
+def main() -> None:
+    parser = study_parser(__doc__.splitlines()[0], ",".join(f"{c[0]}:{c[1]}" for c in CELLS),
+                          Path(__file__).parent / "results" / "recipe_cv.json", 35 * 60)
+    run_study(parser.parse_args(), CELLS, candidates(), _recipe_config, "recipe_cv")
 
 
 if __name__ == "__main__":
