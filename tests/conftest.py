@@ -93,6 +93,16 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def assert_train_refuses(capsys, save: Path, args: list[str], message: str) -> None:
+    """``softbits train`` on diabetes with ``args`` exits 2 with one line holding ``message``
+    and writes no model to ``save`` (the check every bad-option table of the tests shares)."""
+    code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "2", "--layers", "1",
+                            "--neurons", "8", "--device", "cpu", *args, "--save", str(save))
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not save.exists()
+
+
 def start_server(model: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, dict[str, str]]:
     """``softbits serve`` on loopback port 0 (the OS picks; no race with other tests); returns
     the process and its ready URLs, which carry the ports actually bound."""

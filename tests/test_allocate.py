@@ -15,7 +15,7 @@ from softbits.allocate import Coarsener, allocate, budget_bits, start_bits, trai
 from softbits.data import scale_split
 from softbits.errors import ConfigError
 
-from conftest import run_main
+from conftest import assert_train_refuses
 
 SMALL = dict(layers=1, neurons=32, epochs=12, lr=1e-2, device="cpu")
 
@@ -152,12 +152,7 @@ def test_train_without_a_budget_keeps_the_uniform_record(tmp_path, softbits_cmd,
     (["--budget-bits", "1", "--method", "pr-qq"], "at least 2 bits"),
 ])
 def test_bad_budgets_are_one_line_errors_and_write_nothing(tmp_path, capsys, args, message):
-    path = tmp_path / "m.safetensors"
-    code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "4", "--layers", "1",
-                            "--neurons", "16", "--device", "cpu", *args, "--save", str(path))
-    assert code == 2, err
-    assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not path.exists()
+    assert_train_refuses(capsys, tmp_path / "m.safetensors", args, message)
 
 
 def test_bad_budget_exits_2_from_a_real_process(tmp_path, softbits_cmd, cli_env):

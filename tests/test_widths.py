@@ -15,7 +15,7 @@ from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
 from softbits.errors import ConfigError, DataError
 from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, SoftQuantizer, build_quantizer
 
-from conftest import run_main
+from conftest import assert_train_refuses
 
 SMALL = dict(layers=2, neurons=32, epochs=3, lr=3e-3, device="cpu")
 #: diabetes has 10 features: a mix of widths, two features not sent
@@ -276,12 +276,7 @@ def test_widths_file_gives_the_same_widths_as_the_option(tmp_path, file_name, te
     (["--bits-per-feature", "missing.json"], "cannot read --bits-per-feature file"),
 ])
 def test_bad_widths_are_one_line_errors_and_write_nothing(tmp_path, capsys, args, message):
-    path = tmp_path / "m.safetensors"
-    code, _, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "2", "--layers", "1",
-                            "--neurons", "8", "--device", "cpu", *args, "--save", str(path))
-    assert code == 2, err
-    assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not path.exists()
+    assert_train_refuses(capsys, tmp_path / "m.safetensors", args, message)
 
 
 def test_bad_widths_exit_2_from_a_real_process(tmp_path, softbits_cmd, cli_env):
