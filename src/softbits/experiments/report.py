@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from softbits.errors import DataError, SoftbitsError
-from softbits.experiments.settings import SETTING_COLUMNS, UNKEYED_MEMBERS, read_csv_table
+from softbits.experiments.settings import SETTING_COLUMNS, UNKEYED_MEMBERS, read_csv_table, threshold_lr_scale_of
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
 from softbits.methods import METHODS
@@ -89,14 +89,6 @@ def _variant(choice: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {"recipe": recipe if named_recipe else "paper", "members": count}, named_recipe or named_members
 
 
-def _threshold_lr_scale(choice: dict[str, Any]) -> float:
-    """The quantizer's learning-rate scale a chosen setting trained with (1 where not stored)."""
-    value = choice.get("threshold_lr_scale")
-    if isinstance(value, (int, float)) and not np.isnan(value):
-        return float(value)
-    return 1.0
-
-
 def _mses(rows: pd.DataFrame) -> np.ndarray:
     return rows["test_mse"].to_numpy(dtype=np.float64)
 
@@ -118,7 +110,7 @@ def _summary(runs: ChosenRuns) -> pd.DataFrame:
         variant, named = _variant(c)
         row.update(variant)
         varied = varied or named
-        row["threshold_lr_scale"] = _threshold_lr_scale(c)
+        row["threshold_lr_scale"] = threshold_lr_scale_of(c)
         scaled = scaled or row["threshold_lr_scale"] != 1.0
         rows.append(row)
     columns = [*TABLE_COLUMNS, *SETTING_COLUMNS, *(("threshold_lr_scale",) if scaled else ()),

@@ -37,6 +37,7 @@ __all__ = [
     "load_grid",
     "read_csv_table",
     "read_settings_table",
+    "threshold_lr_scale_of",
 ]
 
 #: column names of the paper's result files, in the order of the Setting fields
@@ -93,7 +94,7 @@ class Setting:
             decrease_factor=float(values["decrease_factor"]),
             dropout_rate=float(values["dropout_rate"]),
             weight_decay=float(values["weight_decay"]),
-            threshold_lr_scale=_optional_scale(values),
+            threshold_lr_scale=threshold_lr_scale_of(values),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +180,9 @@ class TrainedSetting(Setting):
         return self._config(method, bits, seed, device, self.recipe, self.members)
 
 
-def _optional_scale(values: Mapping[str, Any]) -> float:
-    """A table row's ``threshold_lr_scale``; 1 where the column is absent or the cell empty."""
+def threshold_lr_scale_of(values: Mapping[str, Any]) -> float:
+    """A table row's or stored setting's ``threshold_lr_scale``; 1 where the column or key is
+    absent or the cell empty (NaN)."""
     value = values.get("threshold_lr_scale")
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return 1.0
