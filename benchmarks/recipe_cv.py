@@ -29,7 +29,7 @@ from sklearn.model_selection import KFold, train_test_split
 from softbits.config import TrainConfig
 from softbits.data import load_dataset, scale_split
 from softbits.engine import target_tensor, to_tensor
-from softbits.recipes import resolve
+from softbits.config import resolve
 from softbits.runtime import machine_info
 from softbits.train import fit_module, score
 

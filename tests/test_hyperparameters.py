@@ -18,7 +18,7 @@ from softbits.estimator import SoftbitsClassifier, SoftbitsRegressor
 from softbits.experiments.settings import OPTIONAL_COLUMNS, SETTING_COLUMNS, Setting
 from softbits.methods import METHODS
 from softbits.quantizers import THRESHOLD_INITS
-from softbits.recipes import RECIPES
+from softbits.config import RECIPES
 from softbits.schedules import SCHEDULES
 
 FIELDS = {f.name: f.default for f in fields(TrainConfig)}
@@ -78,7 +78,7 @@ def test_estimators_have_every_field_with_its_default(estimator) -> None:
 def test_recipe_filled_defaults_resolve_to_the_config_defaults() -> None:
     """None in the CLI and estimators means the recipe's value: the default recipe's values are
     TrainConfig's defaults, so leaving them out changes nothing."""
-    from softbits.recipes import resolve
+    from softbits.config import resolve
 
     assert resolve(FIELDS["recipe"]) == TrainConfig()
     assert SoftbitsRegressor()._config() == TrainConfig(task="regression")

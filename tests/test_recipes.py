@@ -16,7 +16,7 @@ from softbits import TrainConfig, load_dataset, train_dataset
 from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
 from softbits.errors import ConfigError, DataError
 from softbits.estimator import SoftbitsRegressor
-from softbits.recipes import RECIPES, resolve
+from softbits.config import RECIPES, resolve
 from softbits.schedules import make_schedule
 from softbits.train import build_model, fit_module
 from softbits.trained_model import TrainedModel

@@ -120,7 +120,7 @@ def train(
 ) -> None:
     """Train one model and report its test metrics with hard (device-exact) quantization."""
     from softbits.data import split_and_scale
-    from softbits.recipes import resolve
+    from softbits.config import resolve
     from softbits.train import summary, train_on_split
 
     # with --bits-per-feature, --bits only fills the unnamed features (0 included) once the data's

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from softbits.config import TrainConfig
 from softbits.data import Split, Standardizer
-from softbits.recipes import resolve
+from softbits.config import resolve
 from softbits.train import train_on_split
 from softbits.trained_model import TrainedModel
 
@@ -25,7 +25,7 @@ __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 class _SoftbitsBase(TransformerMixin, BaseEstimator):
     """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names):
     ``method`` any registered method, ``members`` the MLPs of an ensemble method such as
-    ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.recipes.RECIPES`)
+    ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.config.RECIPES`)
     fills ``weight_decay``, ``val_fraction``, ``optimizer``, ``lr_schedule`` and
     ``warmup_epochs`` where they are None; a value given wins. ``bits_per_feature``: one code
     width per column of X (0: the column is not sent), threshold methods only.

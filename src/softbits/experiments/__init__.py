@@ -19,7 +19,7 @@ _EXPORTS = {
     "Protocol": "protocol", "choose_settings": "protocol", "final_tasks": "protocol",
     "search_tasks": "protocol",
     "ReportPaths": "report", "summarize": "report", "write_report": "report",
-    "execute": "runner",
+    "execute": "executor",
     "FULL_PRESET": "run", "QUICK_PRESET": "run", "Preset": "run", "ProgressSink": "run",
     "ProtocolOutcome": "run", "run_protocol": "run",
     "PAPER_GRID": "settings", "QUICK_GRID": "settings", "SETTING_COLUMNS": "settings",

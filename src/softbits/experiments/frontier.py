@@ -216,7 +216,7 @@ def run_frontier(
     Every input is checked before the store is opened; problems are one-line
     :class:`~softbits.errors.SoftbitsError`\\ s, and nothing is written.
     """
-    from softbits.cliutil import check_output_dir, writing
+    from softbits.paths import check_output_dir, writing
     from softbits.engine import resolve_device
     from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
     from softbits.experiments.run import NoProgress, at_least, regression_dataset

@@ -238,7 +238,7 @@ def run_protocol(
         K stacks up to K compatible trainings (refused before training when K cannot fit the
         device's memory), 1 trains one at a time.
     recipe
-        Training recipe of every method (:data:`softbits.recipes.RECIPES`); values of the grid or
+        Training recipe of every method (:data:`softbits.config.RECIPES`); values of the grid or
         settings table win over its defaults, except a weight decay of 0 (see
         :meth:`~softbits.experiments.settings.Setting.trained_as`).
     members
@@ -253,7 +253,7 @@ def run_protocol(
         Receives one line per thing the caller should know before the trainings start (e.g.
         methods that cannot stack and run one at a time).
     """
-    from softbits.cli import check_output_dir, writing
+    from softbits.paths import check_output_dir, writing
     from softbits.engine import resolve_device
     from softbits.experiments.executor import (
         DaskBackend,
@@ -278,7 +278,7 @@ def run_protocol(
     from softbits.experiments.store import ResultStore, check_store
     from softbits.experiments.tasks import load_cached
     from softbits.methods import DEFAULT_MEMBERS, get_method
-    from softbits.recipes import check_recipe
+    from softbits.config import check_recipe
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET

@@ -118,7 +118,7 @@ class Setting:
     def _config(self, method: str, bits: int, seed: int, device: str, recipe: str,
                 members: int | None) -> TrainConfig:
         """The setting's values as explicit options over ``recipe``'s defaults."""
-        from softbits.recipes import resolve
+        from softbits.config import resolve
 
         return resolve(recipe, method=method, bits=bits, layers=self.hidden_layers,
                        neurons=self.hidden_neurons, epochs=self.num_epochs, lr=self.learning_rate,
@@ -136,7 +136,7 @@ class Setting:
         "Recipes and ensemble members").
         """
         from softbits.methods import DEFAULT_MEMBERS, get_method
-        from softbits.recipes import check_recipe
+        from softbits.config import check_recipe
 
         decay = self.weight_decay if self.weight_decay != 0.0 else float(check_recipe(recipe)["weight_decay"])
         learner = get_method(method)
