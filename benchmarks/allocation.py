@@ -2,7 +2,7 @@
 
 For each dataset and seed (the paper's 90/10 split with that seed), Bw-SQ trains with the same
 network and epochs at uniform 2, 3 and 4 bits per feature, and through the allocator
-(:func:`softbits.allocate.train_allocated`) at the code bits of uniform 2 and 3 bits (2·F and 3·F;
+(:func:`softbits.training.allocation.train_allocated`) at the code bits of uniform 2 and 3 bits (2·F and 3·F;
 2·F is also half the code bits of uniform 4). Test MSE on the standardized target, as the paper
 reports it. Variants run interleaved within each seed, one torch thread; an allocated training's
 time is the whole call (probe, search and final training) and is compared with the uniform
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from common import save_result
 
-from softbits.allocate import train_allocated
-from softbits.config import TrainConfig
 from softbits.data import load_dataset, split_and_scale
 from softbits.runtime import machine_info
-from softbits.train import train_on_split
+from softbits.training.allocation import train_allocated
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_on_split
 
 #: (name, allocated code bits per feature, uniform bits it is compared with, goal on the MSE ratio)
 CELLS = [("uniform 2 bits", 2, 2, 0.90), ("uniform 3 bits", 3, 3, 0.90), ("half of uniform 4 bits", 2, 4, 1.05)]

@@ -32,9 +32,9 @@ from typing import Any
 
 from common import save_result
 
-from softbits.engine import resolve_device
 from softbits.experiments.settings import PAPER_GRID
 from softbits.runtime import machine_info, runtime_info
+from softbits.training.engine import resolve_device
 
 REFERENCE = Path(os.environ.get("SOFTBITS_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"
                                 / "paper_results.csv"))

@@ -27,7 +27,7 @@ from common import save_result
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
 from softbits.runtime import machine_info
-from softbits.trained_model import TrainedModel
+from softbits.training.trained_model import TrainedModel
 
 RESULTS = Path(__file__).parent / "results" / "server.json"
 
@@ -38,9 +38,9 @@ def machine() -> dict[str, object]:
 
 def default_model(tmp: Path) -> Path:
     """A small Bw-SQ model (fried, 10 features, 4 bits) or diabetes without the data directory."""
-    from softbits.config import TrainConfig
     from softbits.data import load_dataset
-    from softbits.train import train_dataset
+    from softbits.training.config import TrainConfig
+    from softbits.training.train import train_dataset
 
     try:
         ds = load_dataset("fried", download=False)

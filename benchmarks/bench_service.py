@@ -1,7 +1,7 @@
 """Server core without the network: time per payload in ``PredictionService.answer``.
 
 Compares, interleaved in one run, the network evaluated through ``nn.Module`` calls with the
-dispatch-free :func:`softbits.network.network_eval` the service uses (same kernels, same bits; the
+dispatch-free :func:`softbits.nn.network.network_eval` the service uses (same kernels, same bits; the
 benchmark checks the replies are byte-identical). 1-sample and 64-sample payloads, one torch
 thread, best of several blocks because the development VM is shared. Writes
 benchmarks/results/service.json.
@@ -17,16 +17,16 @@ from pathlib import Path
 import torch
 from common import best_of, save_result
 
-import softbits.network
-from softbits.config import TrainConfig
+import softbits.nn.network
 from softbits.data import load_dataset
 from softbits.device.wire import encode_payload
 from softbits.runtime import machine_info
 from softbits.serve.service import PredictionService
-from softbits.train import train_dataset
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
 
 RESULTS = Path(__file__).parent / "results" / "service.json"
-FAST = softbits.network.network_eval
+FAST = softbits.nn.network.network_eval
 
 
 def module_forward(network: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -43,11 +43,11 @@ def run(requests: int, blocks: int) -> dict[str, object]:
         payload = encode_payload(service.spec, ds.X[:n_samples])
         replies, times = {}, {}
         for name, forward in (("module", module_forward), ("network_eval", FAST)) * 2:
-            softbits.network.network_eval = forward
+            softbits.nn.network.network_eval = forward
             replies[name] = service.answer(payload).body
             t = best_of(lambda: service.answer(payload), blocks, requests) * 1e6
             times[name] = min(times.get(name, float("inf")), t)
-        softbits.network.network_eval = FAST
+        softbits.nn.network.network_eval = FAST
         assert replies["module"] == replies["network_eval"], "the two forwards disagree"
         row = {"n_samples": n_samples, "module_us": times["module"],
                "network_eval_us": times["network_eval"],

@@ -26,12 +26,12 @@ import torch
 from common import save_result
 
 from softbits.codes import n_thresholds
-from softbits.config import TrainConfig
 from softbits.data import load_dataset, split_and_scale
-from softbits.engine import resolve_device
 from softbits.runtime import machine_info, runtime_info
-from softbits.stack import fit_stacked
-from softbits.train import available_memory, fit_module, training_memory
+from softbits.training.config import TrainConfig
+from softbits.training.engine import resolve_device
+from softbits.training.stacked import fit_stacked
+from softbits.training.train import available_memory, fit_module, training_memory
 
 T = TypeVar("T")
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from softbits.engine import resolve_device, train_epoch
-from softbits.network import QuantizedMLP, build_mlp
-from softbits.quantizers import BitwiseQuantizer
+from softbits.nn.network import QuantizedMLP, build_mlp
+from softbits.nn.quantizers import BitwiseQuantizer
 from softbits.runtime import machine_info, runtime_info
+from softbits.training.engine import resolve_device, train_epoch
 
 
 def _time_interleaved(steps: dict[str, object], repeats: int, device: torch.device) -> dict[str, list[float]]:

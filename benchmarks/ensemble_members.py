@@ -21,11 +21,11 @@ from common import save_result
 from recipe_cv import markdown, summarize
 from sklearn.model_selection import KFold, train_test_split
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset, scale_split
-from softbits.engine import target_tensor, to_tensor
 from softbits.runtime import machine_info
-from softbits.train import fit_module, score
+from softbits.training.config import TrainConfig
+from softbits.training.engine import target_tensor, to_tensor
+from softbits.training.train import fit_module, score
 
 #: (dataset, bits, layers, neurons, epochs, lr, decrease factor): the paper's Bw-SQ settings
 #: for cells whose networks are small enough for a CPU study

@@ -36,14 +36,14 @@ from common import save_result
 from scipy.optimize import nnls
 
 from softbits.codes import n_thresholds
-from softbits.config import TrainConfig
 from softbits.data import PAPER_DATASETS, get_dataset_info
 from softbits.experiments.protocol import shares_fp_training
 from softbits.experiments.run import FULL_PRESET
 from softbits.experiments.settings import draw_settings
 from softbits.experiments.stacking import auto_size
-from softbits.methods import get_method
-from softbits.train import training_memory
+from softbits.training.config import TrainConfig
+from softbits.training.methods import get_method
+from softbits.training.train import training_memory
 
 BATCH = 512
 #: dense peak rates of an H100/H200 (SXM) by precision; softbits trains in float32

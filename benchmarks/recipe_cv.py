@@ -26,12 +26,11 @@ import torch
 from common import save_result
 from sklearn.model_selection import KFold, train_test_split
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset, scale_split
-from softbits.engine import target_tensor, to_tensor
-from softbits.config import resolve
 from softbits.runtime import machine_info
-from softbits.train import fit_module, score
+from softbits.training.config import TrainConfig, resolve
+from softbits.training.engine import target_tensor, to_tensor
+from softbits.training.train import fit_module, score
 
 #: a cell: (dataset, bits, layers, neurons, epochs, lr, decrease factor, dropout)
 Cell = tuple[str, int, int, int, int, float, float, float]

@@ -15,7 +15,7 @@ from typing import Any
 
 from recipe_cv import Cell, run_study, study_parser
 
-from softbits.config import TrainConfig
+from softbits.training.config import TrainConfig
 
 #: the paper's Bw-SQ settings; california's 6×512 is cut to 6×128 (CPU budget), as in recipe_cv.py
 CELLS: list[Cell] = [

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from softbits import TrainConfig, TrainedModel
-from softbits.allocate import Coarsener, allocate, budget_bits, start_bits, train_allocated
 from softbits.data import scale_split
 from softbits.errors import ConfigError
+from softbits.training.allocation import Coarsener, allocate, budget_bits, start_bits, train_allocated
 
 from conftest import assert_train_refuses
 

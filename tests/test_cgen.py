@@ -192,3 +192,44 @@ def test_hostile_names_compile_and_match(tmp_path, flags):
     X = _inputs(rng, spec, 50_000)
     c_out = _run(_compile(tmp_path, spec, flags), X)
     assert c_out == encode_packed(spec, X).tobytes()
+
+
+CPP_HARNESS = r"""
+#include <cstdio>
+#include "softbits_encoder.h"
+
+int main()
+{
+    float x[SOFTBITS_N_FEATURES] = {};
+    uint8_t out[SOFTBITS_PAYLOAD_BYTES];
+    uint8_t frame[SOFTBITS_COMPACT_BYTES];
+    softbits_encode(x, out);
+    softbits_encode_compact(x, frame);
+    std::fwrite(out, 1, sizeof out, stdout);
+    std::fwrite(frame, 1, sizeof frame, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("gcc") is None, reason="gcc/g++ not installed")
+@pytest.mark.parametrize("mixed", [False, True])
+def test_cpp_translation_unit_links_against_the_c_encoder(tmp_path, mixed):
+    """The header's extern "C" guard: a C++ caller links against the C-compiled encoder."""
+    from test_mixed_widths import golden_spec as mixed_golden_spec
+
+    spec = mixed_golden_spec() if mixed else golden_spec()
+    write_c(spec, tmp_path)
+    (tmp_path / "main.cpp").write_text(CPP_HARNESS)
+    flags = ["-Wall", "-Wextra", "-Werror"]
+    obj = tmp_path / "encoder.o"
+    r = subprocess.run(["gcc", "-std=c99", *flags, "-c", str(tmp_path / C_SOURCE_NAME), "-o", str(obj)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    exe = tmp_path / "cpp_encoder"
+    r = subprocess.run(["g++", "-std=c++11", *flags, "-I", str(tmp_path), str(tmp_path / "main.cpp"), str(obj),
+                        "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    x = np.zeros((1, spec.n_features), dtype=np.float32)
+    out = subprocess.run([str(exe)], capture_output=True, timeout=60).stdout
+    assert out[:spec.sample_bytes] == encode_packed(spec, x, "numpy").tobytes()

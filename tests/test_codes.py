@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from softbits import codes
-from softbits.config import TrainConfig
 from softbits.errors import ConfigError
-from softbits.methods import METHODS, get_method
+from softbits.training.config import TrainConfig
+from softbits.training.methods import METHODS, get_method
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "softbits"
 
@@ -47,7 +47,7 @@ def test_method_check_bits_states_range_then_minimum() -> None:
 
 def test_every_place_sizes_codes_like_codes_module() -> None:
     from softbits.device.spec import EncoderSpec
-    from softbits.quantizers import n_thresholds
+    from softbits.nn.quantizers import n_thresholds
 
     for bits in (1, 3, 8, 9, 16):
         spec = EncoderSpec(("a", "b", "c"), bits, np.zeros((3, codes.n_thresholds(bits))))

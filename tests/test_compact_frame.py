@@ -195,7 +195,7 @@ def served(tmp_path_factory, diabetes_models):
     d = tmp_path_factory.mktemp("compact")
     frame = diabetes_models(d, ("bw-sq",), seed=4, n_rows=6)
     frame.head(1).to_csv(d / "one.csv", index=False)
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     model = TrainedModel.load(d / "bw-sq.safetensors")
     spec = EncoderSpec.from_model(model)

@@ -82,9 +82,9 @@ def test_reproduce_on_cuda_records_the_device(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_stacked_members_on_cuda_reproduce_their_single_cuda_trainings() -> None:
-    from softbits.engine import predict_tensor, to_tensor
-    from softbits.stack import fit_stacked
-    from softbits.train import fit_module
+    from softbits.training.engine import predict_tensor, to_tensor
+    from softbits.training.stacked import fit_stacked
+    from softbits.training.train import fit_module
 
     ds = load_dataset("diabetes")
     X = (ds.X - ds.X.mean(0)) / ds.X.std(0)

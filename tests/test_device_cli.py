@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.predict import predict_rows
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
-from softbits.train import train_dataset
-from softbits.trained_model import TrainedModel
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
+from softbits.training.trained_model import TrainedModel
 
 from conftest import run_main
 

@@ -10,12 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.encode import encode, encode_packed, has_numba, pack, unpack
 from softbits.device.spec import EncoderSpec, raw_thresholds
 from softbits.errors import SoftbitsError
-from softbits.train import train_dataset
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
 
 BACKENDS = ["numpy"] + (["numba"] if has_numba() else [])
 

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 
 from device_harness.firmware import BOARDS, Board, build_firmware, missing_tools, run_firmware
-from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.encode import encode_packed
 from softbits.device.predict import read_features
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import build_compact
-from softbits.train import train_dataset
-from softbits.trained_model import TrainedModel
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
+from softbits.training.trained_model import TrainedModel
 
 MISSING = missing_tools()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs the Debian packages {', '.join(MISSING)} "

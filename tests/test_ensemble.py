@@ -18,15 +18,15 @@ from torch import nn
 from softbits import TrainConfig, load_dataset, train_dataset
 from softbits.device.encode import encode
 from softbits.device.spec import EncoderSpec
-from softbits.engine import _loss
-from softbits.ensemble import BatchedLinear, BatchedMLP
 from softbits.errors import ConfigError
-from softbits.estimator import SoftbitsRegressor
 from softbits.experiments.settings import Setting, read_settings_table
-from softbits.methods import DEFAULT_MEMBERS, get_method
-from softbits.network import build_mlp, build_network, network_eval
-from softbits.train import build_model
-from softbits.trained_model import TrainedModel
+from softbits.nn.batched import BatchedLinear, BatchedMLP
+from softbits.nn.network import build_mlp, build_network, network_eval
+from softbits.training.engine import _loss
+from softbits.training.estimators import SoftbitsRegressor
+from softbits.training.methods import DEFAULT_MEMBERS, get_method
+from softbits.training.train import build_model
+from softbits.training.trained_model import TrainedModel
 
 from conftest import run_main
 

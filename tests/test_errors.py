@@ -8,13 +8,13 @@ import asyncio
 import numpy as np
 import pytest
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.encode import pack, unpack
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import PayloadError, build_payload, parse_payload
 from softbits.errors import ConfigError, DataError, SoftbitsError
-from softbits.train import train_dataset
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
 
 
 def _spec(bits: int = 2) -> EncoderSpec:
@@ -93,7 +93,7 @@ def test_service_refuses_a_too_small_limit_as_config_error() -> None:
 
 
 def test_midpoint_decoder_refusal_is_a_config_error() -> None:
-    from softbits.quantizers import midpoint_levels
+    from softbits.nn.quantizers import midpoint_levels
 
     with pytest.raises(ConfigError, match="at least 2 thresholds"):
         midpoint_levels(np.zeros((2, 1)))

@@ -13,7 +13,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from softbits.errors import ConfigError
-from softbits.estimator import SoftbitsClassifier, SoftbitsRegressor
+from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor
 
 FAST = dict(layers=2, neurons=32, epochs=5, lr=3e-3, device="cpu")
 

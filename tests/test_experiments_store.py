@@ -17,7 +17,7 @@ from softbits.experiments.report import TABLE_COLUMNS, summarize, t_interval, wr
 from softbits.experiments.settings import SETTING_COLUMNS, Setting
 from softbits.experiments.store import SCHEMA_VERSION, ResultStore
 from softbits.experiments.tasks import TEST_PHASE, ResultKey, ResultRow, RunMetrics
-from softbits.train import TestMetrics
+from softbits.training.train import TestMetrics
 
 A = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 B = Setting(1e-3, 1, 16, 2, 1e-3, 0.0, 0.0)

@@ -19,7 +19,7 @@ from softbits.experiments.protocol import Protocol, final_tasks
 from softbits.experiments.settings import Setting
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import ResultRow, RunMetrics
-from softbits.train import TestMetrics
+from softbits.training.train import TestMetrics
 
 SETTING = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
 TINY_GRID = {"learning_rate": [1e-3], "hidden_layers": [1], "hidden_neurons": [8], "num_epochs": [2],

@@ -28,9 +28,9 @@ from safetensors.torch import load_file, save_file
 from softbits import TrainConfig, TrainedModel
 from softbits.data import Standardizer, load_table, scale_split, split_and_scale
 from softbits.device.predict import read_features
-from softbits.engine import resolve_device
 from softbits.errors import ConfigError, DataError, SoftbitsError
-from softbits.quantizers import build_quantizer
+from softbits.nn.quantizers import build_quantizer
+from softbits.training.engine import resolve_device
 
 from conftest import REPO, run_main
 
@@ -340,7 +340,7 @@ def test_a_small_model_file_cannot_demand_gigabytes(tiny, tmp_path, cli_env):
                          preexec_fn=_limited(3), timeout=120, check=False)
     one_line_error(run.returncode, run.stderr, "is not a valid softbits model file (")
     script = ("import sys\n"
-              "from softbits.trained_model import TrainedModel\n"
+              "from softbits.training.trained_model import TrainedModel\n"
               "from softbits.errors import SoftbitsError\n"
               "for path in sys.argv[1:]:\n"
               "    try:\n"

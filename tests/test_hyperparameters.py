@@ -12,14 +12,13 @@ from dataclasses import MISSING, fields
 import pytest
 
 from softbits.cli import train
-from softbits.config import TrainConfig
 from softbits.data import dataset_names
-from softbits.estimator import SoftbitsClassifier, SoftbitsRegressor
 from softbits.experiments.settings import OPTIONAL_COLUMNS, SETTING_COLUMNS, Setting
-from softbits.methods import METHODS
-from softbits.quantizers import THRESHOLD_INITS
-from softbits.config import RECIPES
-from softbits.schedules import SCHEDULES
+from softbits.nn.quantizers import THRESHOLD_INITS
+from softbits.nn.schedules import SCHEDULES
+from softbits.training.config import RECIPES, TrainConfig
+from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor
+from softbits.training.methods import METHODS
 
 FIELDS = {f.name: f.default for f in fields(TrainConfig)}
 #: fields a recipe fills when the user gives None (its warmup_fraction becomes warmup_epochs)
@@ -78,7 +77,7 @@ def test_estimators_have_every_field_with_its_default(estimator) -> None:
 def test_recipe_filled_defaults_resolve_to_the_config_defaults() -> None:
     """None in the CLI and estimators means the recipe's value: the default recipe's values are
     TrainConfig's defaults, so leaving them out changes nothing."""
-    from softbits.config import resolve
+    from softbits.training.config import resolve
 
     assert resolve(FIELDS["recipe"]) == TrainConfig()
     assert SoftbitsRegressor()._config() == TrainConfig(task="regression")

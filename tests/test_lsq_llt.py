@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from softbits.config import TrainConfig
 from softbits.errors import ConfigError
-from softbits.methods import get_method
-from softbits.quantizers import QUANTIZERS, LLTQuantizer, LSQQuantizer, build_quantizer
+from softbits.nn.quantizers import QUANTIZERS, LLTQuantizer, LSQQuantizer, build_quantizer
+from softbits.training.config import TrainConfig
+from softbits.training.methods import get_method
 
 
 def _x(n: int = 256, f: int = 5, seed: int = 0) -> torch.Tensor:
@@ -165,7 +165,7 @@ def test_lsq_steps_are_trained_by_the_pipeline() -> None:
     """
     import numpy as np
 
-    from softbits.train import build_model, fit_module
+    from softbits.training.train import build_model, fit_module
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((600, 4)).astype(np.float32)

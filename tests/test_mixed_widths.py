@@ -411,9 +411,9 @@ DIABETES_WIDTHS = (2, 0, 3, 2, 0, 2, 4, 2, 2, 3)  # >= 2 where sent: midpoint de
 @pytest.fixture(scope="module")
 def trained():
     """Tiny diabetes models of each threshold family at mixed widths, two features not sent."""
-    from softbits.config import TrainConfig
     from softbits.data import load_dataset
-    from softbits.train import train_dataset
+    from softbits.training.config import TrainConfig
+    from softbits.training.train import train_dataset
 
     ds = load_dataset("diabetes")
     out = {}

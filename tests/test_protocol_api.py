@@ -106,7 +106,7 @@ def test_protocol_and_frontier_refuse_a_classification_dataset(tmp_path: Path) -
 def test_presets_come_from_the_registries() -> None:
     from softbits.data import PAPER_DATASETS
     from softbits.experiments.run import FULL_PRESET, QUICK_PRESET
-    from softbits.methods import METHODS
+    from softbits.training.methods import METHODS
 
     assert FULL_PRESET.datasets == tuple(PAPER_DATASETS)
     assert FULL_PRESET.methods == ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "sq", "bw-mq", "bw-qq",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from softbits.errors import ConfigError
-from softbits.quantizers import (
+from softbits.nn.quantizers import (
     BitwiseQuantizer,
     MidpointQuantizer,
     SoftQuantizer,
@@ -191,7 +191,7 @@ def test_rebuild_from_config_and_state(q, rng):
 
 def test_midpoint_quantizer_has_no_trainable_switch_but_reads_old_configs():
     from softbits.errors import ConfigError
-    from softbits.quantizers import MidpointQuantizer, build_quantizer
+    from softbits.nn.quantizers import MidpointQuantizer, build_quantizer
 
     q = MidpointQuantizer(3, 2, init="quantile")
     assert "trainable" not in q.config()

@@ -13,13 +13,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from softbits import TrainConfig, load_dataset, train_dataset
-from softbits.engine import seed_everything, target_tensor, to_tensor, train_epoch
 from softbits.errors import ConfigError, DataError
-from softbits.estimator import SoftbitsRegressor
-from softbits.config import RECIPES, resolve
-from softbits.schedules import make_schedule
-from softbits.train import build_model, fit_module
-from softbits.trained_model import TrainedModel
+from softbits.nn.schedules import make_schedule
+from softbits.training.config import RECIPES, resolve
+from softbits.training.engine import seed_everything, target_tensor, to_tensor, train_epoch
+from softbits.training.estimators import SoftbitsRegressor
+from softbits.training.train import build_model, fit_module
+from softbits.training.trained_model import TrainedModel
 
 SMALL = dict(method="bw-sq", bits=3, layers=2, neurons=16, epochs=6, lr=3e-3, batch_size=64,
              device="cpu", seed=3)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from softbits.config import MAX_MEMBERS
 from softbits.experiments.protocol import Protocol, choose_settings
 from softbits.experiments.report import TABLE_COLUMNS, VARIANT_COLUMNS
 from softbits.experiments.settings import SETTING_COLUMNS, Setting, draw_settings
-from softbits.methods import DEFAULT_MEMBERS
+from softbits.training.config import MAX_MEMBERS
+from softbits.training.methods import DEFAULT_MEMBERS
 
 from conftest import run_main
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from softbits.errors import ConfigError
-from softbits.schedules import SCHEDULES, TemperatureSchedule
+from softbits.nn.schedules import SCHEDULES, TemperatureSchedule
 
 
 def test_exponential_matches_iterative_rule():

@@ -35,7 +35,7 @@ def setup(tmp_path_factory, diabetes_models):
     d = tmp_path_factory.mktemp("serve")
     frame = diabetes_models(d, ("bw-sq", "pr-qq", "fp"), seed=2, n_rows=20)
     frame.head(3).to_csv(d / "three.csv", index=False)
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     spec = EncoderSpec.from_model(TrainedModel.load(d / "bw-sq.safetensors"))
     X = frame[list(spec.feature_names)].to_numpy()
@@ -126,7 +126,7 @@ def test_softbits_send_in_several_payloads(setup, expected, capsys, to, batch):
     """Each payload is one batch: bit-identical to predicting the same chunks, and equal to the
     one-batch predictions up to BLAS rounding (a row's bits may depend on its batch position)."""
     from softbits.device.predict import predict_rows
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     code, out, err = cli_lines(capsys, "send", setup["dir"] / "bw-sq.safetensors", "--input",
                                setup["dir"] / "rows.csv", "--to", setup["urls"][to], "--batch", batch)

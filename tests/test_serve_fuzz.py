@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softbits.config import TrainConfig
 from softbits.data import load_dataset
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import COMPACT_TAG, HEADER, build_compact, build_payload, encode_payload
-from softbits.train import train_dataset
+from softbits.training.config import TrainConfig
+from softbits.training.train import train_dataset
 
 from conftest import pad_mask, start_server
 

@@ -44,7 +44,7 @@ def _strict_json(body: bytes | str):
 def models(tmp_path_factory, diabetes_models):
     """A good model, one that overflows to ±inf/NaN for large codes of feature 0 (finite for
     an all-zero payload, so the server starts), and one that overflows for every input."""
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     d = tmp_path_factory.mktemp("hardening")
     diabetes_models(d, ("bw-sq",), seed=3, n_rows=5)

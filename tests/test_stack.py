@@ -11,13 +11,13 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes, make_classification
 
-import softbits.stack as stack_module
-from softbits.config import TrainConfig
-from softbits.engine import predict_tensor, seed_everything, to_tensor
-from softbits.ensemble import BatchedMLP, MemberDropout
+import softbits.training.stacked as stack_module
 from softbits.errors import ConfigError
-from softbits.stack import StackedAdam, can_stack, fit_stacked
-from softbits.train import FittedModule, fit_module
+from softbits.nn.batched import BatchedMLP, MemberDropout
+from softbits.training.config import TrainConfig
+from softbits.training.engine import predict_tensor, seed_everything, to_tensor
+from softbits.training.stacked import StackedAdam, can_stack, fit_stacked
+from softbits.training.train import FittedModule, fit_module
 
 BASE = dict(bits=3, layers=2, neurons=16, batch_size=64, device="cpu")
 ATOL = 1e-5

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import softbits.stack as stack_module
-import softbits.train as train_module
+import softbits.training.stacked as stack_module
+import softbits.training.train as train_module
 from softbits.cli import main
 from softbits.errors import ConfigError
 from softbits.experiments.stacking import CPU_STACK, StackTask, check_stack, plan

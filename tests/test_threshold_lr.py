@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from softbits import TrainConfig, load_dataset, train_dataset
-from softbits.engine import seed_everything, to_tensor
 from softbits.errors import ConfigError
-from softbits.estimator import SoftbitsRegressor
 from softbits.experiments.settings import PAPER_GRID, Setting, draw_settings, load_grid
-from softbits.stack import can_stack
-from softbits.train import build_model, fit_module
-from softbits.trained_model import TrainedModel
+from softbits.training.engine import seed_everything, to_tensor
+from softbits.training.estimators import SoftbitsRegressor
+from softbits.training.stacked import can_stack
+from softbits.training.train import build_model, fit_module
+from softbits.training.trained_model import TrainedModel
 
 from conftest import run_main
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
-from softbits.engine import iterate_batches, resolve_device
 from softbits.errors import ConfigError, SoftbitsError
-from softbits.methods import METHODS
+from softbits.training.engine import iterate_batches, resolve_device
+from softbits.training.methods import METHODS
 
 SMALL = dict(layers=2, neurons=32, epochs=4, lr=3e-3, device="cpu")
 
@@ -132,7 +132,7 @@ def test_device_resolution():
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_network_eval_has_the_bits_of_the_module_forward(dropout: float) -> None:
     """The server's dispatch-free forward must not change a single prediction bit."""
-    from softbits.network import build_mlp, network_eval
+    from softbits.nn.network import build_mlp, network_eval
 
     torch.manual_seed(0)
     net = build_mlp(12, 3, layers=3, neurons=40, dropout=dropout).eval()
@@ -144,7 +144,7 @@ def test_network_eval_has_the_bits_of_the_module_forward(dropout: float) -> None
 
 def test_column_targets_train_like_flat_targets_and_other_shapes_are_refused() -> None:
     """y of shape [N, 1] must not broadcast against the [N] output into an [N, N] loss."""
-    from softbits.train import fit_module
+    from softbits.training.train import fit_module
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 3)).astype(np.float32)
@@ -204,7 +204,7 @@ def test_post_quantized_cells_of_the_protocol_equal_a_direct_training(data_dir):
     from softbits.data import split_and_scale
     from softbits.experiments.settings import Setting
     from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, run
-    from softbits.train import train_on_split
+    from softbits.training.train import train_on_split
 
     setting = Setting(1e-3, 1, 8, 2, 1e-3, 0.0, 0.0)
     task = Task(dataset="diabetes", train_method="fp", train_bits=2, setting=setting,

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from softbits import TrainConfig, TrainedModel, load_dataset, train_dataset
 from softbits.errors import ConfigError, DataError
-from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, SoftQuantizer, build_quantizer
+from softbits.nn.quantizers import BitwiseQuantizer, MidpointQuantizer, SoftQuantizer, build_quantizer
 
 from conftest import assert_train_refuses
 
@@ -257,7 +257,7 @@ def test_train_cli_takes_widths_by_name_and_records_them(tmp_path, softbits_cmd,
     ("w.csv", "name,bits\nage,0\nbmi,4\n"),
 ])
 def test_widths_file_gives_the_same_widths_as_the_option(tmp_path, file_name, text):
-    from softbits.allocate import parse_widths
+    from softbits.training.allocation import parse_widths
 
     names = load_dataset("diabetes").feature_names
     path = tmp_path / file_name
@@ -288,7 +288,7 @@ def test_bad_widths_exit_2_from_a_real_process(tmp_path, softbits_cmd, cli_env):
 
 
 def test_estimator_takes_widths_and_ignores_unsent_columns(rng):
-    from softbits.estimator import SoftbitsRegressor
+    from softbits.training.estimators import SoftbitsRegressor
 
     X = rng.normal(size=(300, 3))
     y = X[:, 0] + 0.5 * X[:, 2]
@@ -301,7 +301,7 @@ def test_estimator_takes_widths_and_ignores_unsent_columns(rng):
 
 
 def test_mixed_widths_are_refused_by_stacked_training():
-    from softbits.stack import can_stack
+    from softbits.training.stacked import can_stack
 
     check = can_stack([TrainConfig(bits_per_feature=(3, 0, 2)), TrainConfig(bits_per_feature=(3, 0, 2))])
     assert not check.ok and "per-feature widths" in check.reason

@@ -12,8 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "TrainedModel": "softbits.trained_model",
-    "TrainConfig": "softbits.config",
+    "TrainedModel": "softbits.training.trained_model",
+    "TrainConfig": "softbits.training.config",
     "Dataset": "softbits.data",
     "load_dataset": "softbits.data",
     "load_table": "softbits.data",
@@ -21,18 +21,18 @@ _EXPORTS = {
     "ConfigError": "softbits.errors",
     "DataError": "softbits.errors",
     "SoftbitsError": "softbits.errors",
-    "SoftbitsClassifier": "softbits.estimator",
-    "SoftbitsRegressor": "softbits.estimator",
+    "SoftbitsClassifier": "softbits.training.estimators",
+    "SoftbitsRegressor": "softbits.training.estimators",
     "run_protocol": "softbits.experiments.run",
-    "METHODS": "softbits.methods",
-    "get_method": "softbits.methods",
-    "train_dataset": "softbits.train",
-    "train_on_split": "softbits.train",
-    "TestMetrics": "softbits.train",
-    "BitwiseQuantizer": "softbits.quantizers",
-    "MidpointQuantizer": "softbits.quantizers",
-    "SoftQuantizer": "softbits.quantizers",
-    "TemperatureSchedule": "softbits.schedules",
+    "METHODS": "softbits.training.methods",
+    "get_method": "softbits.training.methods",
+    "train_dataset": "softbits.training.train",
+    "train_on_split": "softbits.training.train",
+    "TestMetrics": "softbits.training.train",
+    "BitwiseQuantizer": "softbits.nn.quantizers",
+    "MidpointQuantizer": "softbits.nn.quantizers",
+    "SoftQuantizer": "softbits.nn.quantizers",
+    "TemperatureSchedule": "softbits.nn.schedules",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -32,7 +32,7 @@ from softbits.cliutil import (
 from softbits.codes import MAX_BITS
 from softbits.data.registry import DATASETS
 from softbits.errors import ConfigError, DataError, SoftbitsError
-from softbits.methods import METHODS
+from softbits.training.methods import METHODS
 
 __all__ = ["app", "main", "console", "err_console", "print_json", "check_output_file",
            "check_output_dir", "writing"]
@@ -120,8 +120,8 @@ def train(
 ) -> None:
     """Train one model and report its test metrics with hard (device-exact) quantization."""
     from softbits.data import split_and_scale
-    from softbits.config import resolve
-    from softbits.train import summary, train_on_split
+    from softbits.training.config import resolve
+    from softbits.training.train import summary, train_on_split
 
     # with --bits-per-feature, --bits only fills the unnamed features (0 included) once the data's
     # feature names are known; until then the widest width stands in for it
@@ -139,11 +139,11 @@ def train(
     ds = load_input(dataset, data, target, task, dropna, data_dir)
     budget = None
     if budget_bits is not None or budget_bytes is not None:
-        from softbits.allocate import budget_bits as budget_from
+        from softbits.training.allocation import budget_bits as budget_from
 
         budget = budget_from(budget_bits, budget_bytes, ds.n_features)
     if bits_per_feature is not None:
-        from softbits.allocate import parse_widths
+        from softbits.training.allocation import parse_widths
 
         config = replace(config, bits_per_feature=parse_widths(bits_per_feature, ds.feature_names, bits))
     split = split_and_scale(ds, seed=seed)
@@ -156,7 +156,7 @@ def train(
                   TextColumn("{task.fields[loss]}"), TimeRemainingColumn(),
                   console=err_console, disable=as_json or not err_console.is_terminal,
                   transient=True) as progress:
-        from softbits.allocate import probe_epochs, train_allocated
+        from softbits.training.allocation import probe_epochs, train_allocated
 
         epochs = config.epochs + (probe_epochs(config) if budget is not None else 0)
         bar = progress.add_task(f"{config.method} {ds.name}", total=epochs, loss="")

@@ -14,8 +14,12 @@ import numbers
 
 from softbits.errors import ConfigError
 
-__all__ = ["MAX_BITS", "check_bits", "check_widths", "max_code", "n_levels", "n_thresholds", "payload_bytes",
+__all__ = ["COMPACT_FRAMING", "MAX_BITS", "check_bits", "check_widths", "max_code", "n_levels", "n_thresholds", "payload_bytes",
            "widths_payload_bytes"]
+
+#: bytes of framing in front of a compact frame's sample (the wire format's tag and model tag);
+#: here so that a payload budget can be turned into code bits without the wire module
+COMPACT_FRAMING = 2
 
 #: codes travel as at most 16-bit integers (uint16 on the server side)
 MAX_BITS = 16

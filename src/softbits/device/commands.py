@@ -24,7 +24,7 @@ ModelArg = Annotated[Path, typer.Argument(help="A model file written by `softbit
 
 
 def _load(model_path: Path):
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     return TrainedModel.load(model_path)
 

@@ -1,7 +1,7 @@
 """Predictions on the device contract: raw CSV rows or payloads → the same model outputs.
 
 For threshold models the raw rows go through the device encoder (raw-unit float32 thresholds) and
-the server's decoder, :meth:`~softbits.trained_model.TrainedModel.predict_codes`; a payload goes
+the server's decoder, :meth:`~softbits.training.trained_model.TrainedModel.predict_codes`; a payload goes
 through the decoder only. Both paths therefore give identical predictions for the same rows.
 Models without a threshold encoder (fp, lsq, llt) predict from the raw rows directly.
 
@@ -25,7 +25,7 @@ from softbits.device.wire import Frame, parse_payload
 from softbits.errors import DataError
 
 if TYPE_CHECKING:
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
 __all__ = ["device_spec", "format_prediction", "predict_payload", "predict_rows",
            "prediction_values", "read_features"]

@@ -36,7 +36,7 @@ from softbits.codes import check_bits, check_widths, max_code, n_thresholds, pay
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
 __all__ = [
     "ENCODER_FORMAT",

@@ -38,6 +38,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from softbits.codes import COMPACT_FRAMING
 from softbits.device.encode import EncodeBackend, encode_packed, unpack
 from softbits.device.spec import EncoderSpec
 from softbits.errors import DataError
@@ -74,8 +75,6 @@ MAX_SAMPLES = 0xFFFF
 #: first byte of a compact frame: high nibble 0xC names the profile, low nibble its version (1)
 COMPACT_TAG = 0xC1
 _COMPACT_PROFILE = 0xC0
-#: bytes of framing in front of a compact frame's sample: the tag and the model tag
-COMPACT_FRAMING = 2
 
 Frame = Literal["full", "compact", "none"]
 #: the framing profiles a device, ``encode`` and ``send`` can write

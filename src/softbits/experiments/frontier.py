@@ -2,7 +2,7 @@
 
 For one dataset, one threshold method and one network, :func:`run_frontier` trains per seed a
 full-precision model, a uniform model at every budget that is n·F bits for a whole n, and an
-allocated model (:func:`softbits.allocate.train_allocated`) at every budget, each on a fresh
+allocated model (:func:`softbits.training.allocation.train_allocated`) at every budget, each on a fresh
 90/10 split of that seed (the protocol's test phase; the allocator sees the training part
 only). It runs through the protocol's store and runner, so a re-run skips finished trainings,
 and writes ``frontier.csv``, ``frontier.md`` and ``frontier.png``: test MSE against code bits
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # these import torch and pandas, which `softbits --help` must
     from softbits.experiments.run import ProgressSink
     from softbits.experiments.settings import Setting
     from softbits.experiments.tasks import Evaluation, ResultKey, Task
-    from softbits.methods import Method
+    from softbits.training.methods import Method
 
 __all__ = ["FP_BITS", "FRONTIER_COLUMNS", "UNIFORM_BITS", "Frontier", "FrontierOutcome",
            "FrontierPaths", "budget_list", "run_frontier", "summarize", "write_frontier"]
@@ -48,7 +48,7 @@ _KINDS = ("fp", "uniform", "allocated")
 def budget_list(budgets: Sequence[int | str], n_features: int, method: Method) -> list[int]:
     """Sorted distinct budgets in code bits per sample from integers and the word ``uniform``
     (n·F for n in :data:`UNIFORM_BITS` that the method can send); one-line errors otherwise."""
-    from softbits.allocate import budget_bits
+    from softbits.training.allocation import budget_bits
 
     if isinstance(budgets, str):
         raise ConfigError(f"budgets must be a list, got the string {budgets!r}")
@@ -93,7 +93,7 @@ class Frontier:
     @property
     def uniform(self) -> dict[int, int]:
         """Budget → the uniform width n with n·F = budget, where the method can send n."""
-        from softbits.methods import get_method
+        from softbits.training.methods import get_method
 
         low = get_method(self.method).min_bits
         return {b: b // self.n_features for b in self.budgets
@@ -216,13 +216,13 @@ def run_frontier(
     Every input is checked before the store is opened; problems are one-line
     :class:`~softbits.errors.SoftbitsError`\\ s, and nothing is written.
     """
-    from softbits.paths import check_output_dir, writing
-    from softbits.engine import resolve_device
     from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
     from softbits.experiments.run import NoProgress, at_least, regression_dataset
     from softbits.experiments.settings import Setting
     from softbits.experiments.store import ResultStore, check_store
-    from softbits.methods import get_method
+    from softbits.paths import check_output_dir, writing
+    from softbits.training.engine import resolve_device
+    from softbits.training.methods import get_method
 
     started = time.perf_counter()
     store = Path(store)
@@ -282,7 +282,7 @@ def summarize(frontier: Frontier, results: pd.DataFrame) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    from softbits.device.wire import COMPACT_FRAMING
+    from softbits.codes import COMPACT_FRAMING
     from softbits.experiments.report import t_interval
     from softbits.experiments.tasks import ResultKey
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from softbits.experiments.settings import Setting, TrainedSetting
 from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase
-from softbits.methods import get_method
+from softbits.training.methods import get_method
 
 __all__ = ["Protocol", "Cell", "choose_settings", "search_tasks", "final_tasks", "shares_fp_training"]
 

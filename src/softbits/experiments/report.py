@@ -23,7 +23,7 @@ from softbits.errors import DataError, SoftbitsError
 from softbits.experiments.settings import SETTING_COLUMNS, UNKEYED_MEMBERS, read_csv_table, threshold_lr_scale_of
 from softbits.experiments.store import ResultStore
 from softbits.experiments.tasks import TEST_PHASE
-from softbits.methods import METHODS
+from softbits.training.methods import METHODS
 
 __all__ = ["TABLE_COLUMNS", "VARIANT_COLUMNS", "ReportPaths", "summarize", "t_interval", "compare", "read_reference",
            "write_report"]

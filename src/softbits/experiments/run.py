@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
 from softbits.codes import check_bits
-from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.errors import ConfigError, DataError, SoftbitsError
 from softbits.experiments.report import ReportPaths
+from softbits.training.config import MAX_MEMBERS, TrainConfig
 
 if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
     from softbits.experiments.stacking import Unit
@@ -49,7 +49,7 @@ def _full_preset() -> Preset:
     registry (ensembles are softbits' own additions), bits 2..8, 100 settings, 10 repeats."""
     from softbits.data import PAPER_DATASETS
     from softbits.experiments.settings import PAPER_GRID
-    from softbits.methods import METHODS
+    from softbits.training.methods import METHODS
 
     return Preset(datasets=tuple(PAPER_DATASETS),
                   methods=tuple(name for name, m in METHODS.items() if not m.ensemble),
@@ -60,7 +60,7 @@ def _quick_preset() -> Preset:
     """Minutes on a laptop CPU: the synthetic (always available) fried set, FP and one method
     of each family of Table 2, two bit widths, three small settings, three repeats."""
     from softbits.experiments.settings import QUICK_GRID
-    from softbits.methods import get_method
+    from softbits.training.methods import get_method
 
     return Preset(datasets=("fried",),
                   methods=tuple(get_method(n).name for n in ("fp", "po-qq", "pr-qq", "bw-sq", "lsq")),
@@ -135,7 +135,7 @@ def _bits(bits: Sequence[int]) -> list[int]:
 
 
 def _methods(names: Sequence[str], bits: list[int]) -> list[str]:
-    from softbits.methods import get_method
+    from softbits.training.methods import get_method
 
     methods = [get_method(n) for n in _names(names, "methods")]
     for method in methods:
@@ -153,13 +153,13 @@ def _members(members: int | None) -> int | None:
 
 def _check_ensemble_memory(configs: Sequence[tuple[TrainConfig, int]], device: str) -> None:
     """Refuse, before anything trains, an ensemble whose members cannot fit the device's memory
-    (:func:`softbits.train.check_training_memory` on each distinct shape; the networks are built
+    (:func:`softbits.training.train.check_training_memory` on each distinct shape; the networks are built
     on torch's meta device, so nothing is allocated). ``configs`` pairs a config with the data's
     feature count."""
     import torch
 
-    from softbits.engine import resolve_device
-    from softbits.train import build_model
+    from softbits.training.engine import resolve_device
+    from softbits.training.train import build_model
 
     target = resolve_device(device)
     shapes = {(c.method, c.bits, c.layers, c.neurons, c.members, c.batch_size, n): (c, n)
@@ -238,11 +238,11 @@ def run_protocol(
         K stacks up to K compatible trainings (refused before training when K cannot fit the
         device's memory), 1 trains one at a time.
     recipe
-        Training recipe of every method (:data:`softbits.config.RECIPES`); values of the grid or
+        Training recipe of every method (:data:`softbits.training.config.RECIPES`); values of the grid or
         settings table win over its defaults, except a weight decay of 0 (see
         :meth:`~softbits.experiments.settings.Setting.trained_as`).
     members
-        MLPs of each ensemble method (None: :data:`softbits.methods.DEFAULT_MEMBERS`); other
+        MLPs of each ensemble method (None: :data:`softbits.training.methods.DEFAULT_MEMBERS`); other
         methods ignore it. An ensemble that cannot fit the device's memory is refused up front.
         Runs of another recipe or member count than ``paper`` and 4 get their own setting ids,
         so one store can hold both without mixing them.
@@ -253,8 +253,6 @@ def run_protocol(
         Receives one line per thing the caller should know before the trainings start (e.g.
         methods that cannot stack and run one at a time).
     """
-    from softbits.paths import check_output_dir, writing
-    from softbits.engine import resolve_device
     from softbits.experiments.executor import (
         DaskBackend,
         LocalBackend,
@@ -277,8 +275,10 @@ def run_protocol(
     from softbits.experiments.stacking import check_stack, plan
     from softbits.experiments.store import ResultStore, check_store
     from softbits.experiments.tasks import load_cached
-    from softbits.methods import DEFAULT_MEMBERS, get_method
-    from softbits.config import check_recipe
+    from softbits.paths import check_output_dir, writing
+    from softbits.training.config import check_recipe
+    from softbits.training.engine import resolve_device
+    from softbits.training.methods import DEFAULT_MEMBERS, get_method
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from softbits.config import TrainConfig
 from softbits.errors import ConfigError
+from softbits.training.config import TrainConfig
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -118,7 +118,7 @@ class Setting:
     def _config(self, method: str, bits: int, seed: int, device: str, recipe: str,
                 members: int | None) -> TrainConfig:
         """The setting's values as explicit options over ``recipe``'s defaults."""
-        from softbits.config import resolve
+        from softbits.training.config import resolve
 
         return resolve(recipe, method=method, bits=bits, layers=self.hidden_layers,
                        neurons=self.hidden_neurons, epochs=self.num_epochs, lr=self.learning_rate,
@@ -135,8 +135,8 @@ class Setting:
         trains without decay, so there it stands for "the recipe's weight decay" (docs/reproduce.md,
         "Recipes and ensemble members").
         """
-        from softbits.methods import DEFAULT_MEMBERS, get_method
-        from softbits.config import check_recipe
+        from softbits.training.config import check_recipe
+        from softbits.training.methods import DEFAULT_MEMBERS, get_method
 
         decay = self.weight_decay if self.weight_decay != 0.0 else float(check_recipe(recipe)["weight_decay"])
         learner = get_method(method)
@@ -295,7 +295,7 @@ def read_settings_table(path: Path, needed: Iterable[tuple[str, str, int]]) -> d
 
 def _lender(display: str) -> str | None:
     """Display name of the method whose settings the method shown as ``display`` borrows."""
-    from softbits.methods import METHODS
+    from softbits.training.methods import METHODS
 
     for method in METHODS.values():
         if method.display.lower() == display.lower() and method.settings_from is not None:

@@ -2,14 +2,14 @@
 
 ``reproduce --stack K|auto`` groups the pending tasks whose trainings share what a stack must
 share (dataset, method, bits, layers, neurons, batch size, device: see
-:func:`softbits.stack.can_stack`) and differ in anything else (fold or repeat, seed, learning
+:func:`softbits.training.stacked.can_stack`) and differ in anything else (fold or repeat, seed, learning
 rate, dropout, epochs, temperature decay), and cuts each group into stacks of at most K. A stack
-runs as one :func:`softbits.stack.fit_stacked` call and yields one :class:`TaskResult` per
+runs as one :func:`softbits.training.stacked.fit_stacked` call and yields one :class:`TaskResult` per
 member, so the store, resume (a killed stack loses only its own members), progress and
 provenance stay per training; the rows record ``stacked`` = the stack's size.
 
 Sizes: an explicit K must fit the device's memory (the bound of
-:func:`softbits.train.training_memory`, checked before any training); ``auto`` takes
+:func:`softbits.training.train.training_memory`, checked before any training); ``auto`` takes
 :func:`auto_size` per group and shrinks it to what fits. Methods without a stacked training
 (LSQ, LLT, ensembles) run one at a time, and :func:`plan` says so in a note; so do tasks with a
 payload budget, whose allocation probes and then trains at widths of its own.
@@ -26,9 +26,9 @@ from typing import Literal
 
 import torch
 
-from softbits.config import TrainConfig
 from softbits.errors import ConfigError
 from softbits.experiments.tasks import ResultKey, Task, TaskResult, evaluate, prepare, run
+from softbits.training.config import TrainConfig
 
 __all__ = ["CPU_STACK", "CUDA_STACK", "StackSize", "StackTask", "Unit", "auto_size", "check_stack",
            "plan", "run_unit"]
@@ -89,7 +89,7 @@ def auto_size(config: TrainConfig, device: torch.device) -> int:
 def _input_width(config: TrainConfig, n_features: int) -> int:
     """The network's input width: the quantizer's output (F·(2^n − 1) for bitwise) or F, from
     the method's real quantizer in front of a one-neuron network (cheap at any width)."""
-    from softbits.train import build_model
+    from softbits.training.train import build_model
 
     module = build_model(replace(config, layers=1, neurons=1, members=1), n_features, 1)
     return module.quantizer.out_features if module.quantizer is not None else n_features
@@ -99,7 +99,7 @@ def _input_width(config: TrainConfig, n_features: int) -> int:
 def _member_bytes(d_in: int, layers: int, neurons: int, batch_size: int) -> int:
     """The memory bound of one member. It builds the network on the meta device (milliseconds),
     and a protocol has thousands of stack groups but a few hundred network shapes."""
-    from softbits.train import training_memory
+    from softbits.training.train import training_memory
 
     config = TrainConfig(layers=layers, neurons=neurons, batch_size=batch_size, device="cpu")
     return training_memory(config, d_in, 1, 1, batch_rows=batch_size)[0]
@@ -112,9 +112,9 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
     ``n_features(dataset)`` gives the data's width (for the memory bound). An explicit ``stack``
     that cannot fit the device's memory is a :class:`ConfigError` before any training.
     """
-    from softbits.engine import resolve_device
-    from softbits.stack import StackCheck, can_stack
-    from softbits.train import available_memory
+    from softbits.training.engine import resolve_device
+    from softbits.training.stacked import StackCheck, can_stack
+    from softbits.training.train import available_memory
 
     if stack == 1 or not tasks:
         return list(tasks), []
@@ -168,7 +168,7 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
 
 
 def _run_stack(stack: StackTask) -> list[TaskResult]:
-    from softbits.stack import fit_stacked
+    from softbits.training.stacked import fit_stacked
 
     start = time.perf_counter()
     prepared = [prepare(t) for t in stack.tasks]

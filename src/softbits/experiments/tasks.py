@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from sklearn.model_selection import KFold, train_test_split
 
-from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
-from softbits.engine import target_tensor, to_tensor
 from softbits.errors import ConfigError
 from softbits.experiments.settings import Setting
 from softbits.runtime import runtime_info
-from softbits.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
+from softbits.training.config import TrainConfig
+from softbits.training.engine import target_tensor, to_tensor
+from softbits.training.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
            "evaluate", "load_cached", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
@@ -71,7 +71,7 @@ class Task:
     training. ``threads`` pins torch's intra-op threads (1 when several trainings share a
     machine), so that local and Dask runs compute the same numbers.
 
-    ``budget``: code bits per sample for :func:`softbits.allocate.train_allocated`, which
+    ``budget``: code bits per sample for :func:`softbits.training.allocation.train_allocated`, which
     chooses the widths on the training part alone; the task then has the one evaluation
     ``(train_method, budget)``, and its keys hold the budget as ``bits`` and the phase with
     :data:`BUDGET_SUFFIX`. None (the protocol's tasks): every feature gets ``train_bits``.
@@ -115,7 +115,7 @@ class RunMetrics:
     n_test: int
     threads: int
     stacked: int = 1
-    #: a budget task's allocation record (:meth:`softbits.allocate.Allocation.to_dict`)
+    #: a budget task's allocation record (:meth:`softbits.training.allocation.Allocation.to_dict`)
     allocation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -211,7 +211,7 @@ def evaluate(task: Task, ds: Dataset, split: Split, fitted: FittedModule, start:
 def _run_allocated(task: Task, budget: int, ds: Dataset, split: Split, config: TrainConfig,
                    start: float) -> TaskResult:
     """Allocate widths for ``budget`` on the training part, train at them, test once."""
-    from softbits.allocate import train_allocated
+    from softbits.training.allocation import train_allocated
 
     model = train_allocated(split, config, budget, task=ds.task, feature_names=ds.feature_names,
                             target_name=ds.target_name, classes=ds.classes, dataset=ds.name)

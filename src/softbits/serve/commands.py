@@ -29,7 +29,7 @@ def serve(
     from softbits.serve.server import parse_address
     from softbits.serve.server import serve as run
     from softbits.serve.service import PredictionService
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     if max_payload < 16:
         raise ConfigError("--max-payload must be at least 16 bytes (the header)")
@@ -73,7 +73,7 @@ def send(
     from softbits.device.spec import EncoderSpec
     from softbits.device.wire import MAX_SAMPLES, build_frame
     from softbits.serve.client import send_payloads
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
     chosen = frame_option(frame)
     if chosen != "full" and batch not in (None, 1):

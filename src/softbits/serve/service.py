@@ -26,7 +26,7 @@ from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, bu
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from softbits.trained_model import TrainedModel
+    from softbits.training.trained_model import TrainedModel
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Answer", "PredictionService"]
 

@@ -4,6 +4,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SOFTBITS_FORMAT_VERSION 1
 #define SOFTBITS_WIRE_VERSION 1
 #define SOFTBITS_MODEL_ID "221fbb5525002d3b"
@@ -26,5 +30,9 @@ void softbits_encode(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_PA
 
 /* One sample as a whole compact frame, ready to send to /predict (CoAP) or /v1/predict (HTTP). */
 void softbits_encode_compact(const float x[SOFTBITS_N_FEATURES], uint8_t out[SOFTBITS_COMPACT_BYTES]);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* SOFTBITS_ENCODER_H */

@@ -25,13 +25,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from softbits.codes import max_code
-from softbits.config import MAX_MEMBERS, TrainConfig
 from softbits.data import Standardizer
-from softbits.engine import FitResult
 from softbits.errors import ConfigError, DataError
-from softbits.methods import get_method
-from softbits.network import QuantizedMLP, build_network, describe_network
-from softbits.quantizers import build_quantizer
+from softbits.nn.network import QuantizedMLP, build_network, describe_network
+from softbits.nn.quantizers import build_quantizer
+from softbits.training.config import MAX_MEMBERS, TrainConfig
+from softbits.training.engine import FitResult
+from softbits.training.methods import get_method
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
@@ -56,7 +56,7 @@ class TrainedModel:
     runtime: dict[str, Any] = field(default_factory=dict)
     #: the training's per-epoch record (None for a model file written before it was kept)
     history: FitResult | None = None
-    #: how a payload budget's widths were chosen (softbits.allocate; None without a budget)
+    #: how a payload budget's widths were chosen (softbits.training.allocation; None without a budget)
     allocation: dict[str, Any] | None = None
 
     @property
@@ -99,7 +99,7 @@ class TrainedModel:
     @torch.no_grad()
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for raw feature rows (regression: target units; classification: index)."""
-        from softbits.engine import predict_tensor
+        from softbits.training.engine import predict_tensor
 
         return self._output_to_prediction(predict_tensor(self.module, self.standardize(X)))
 

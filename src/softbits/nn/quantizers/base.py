@@ -16,7 +16,7 @@ from torch import nn
 
 from softbits.codes import check_widths
 from softbits.errors import ConfigError, DataError
-from softbits.quantizers.threshold_init import init_thresholds, n_thresholds
+from softbits.nn.quantizers.threshold_init import init_thresholds, n_thresholds
 
 __all__ = ["Quantizer", "ThresholdQuantizer"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from softbits.errors import ConfigError
-from softbits.quantizers.base import ThresholdQuantizer
-from softbits.quantizers.threshold_init import midpoint_levels, n_thresholds
+from softbits.nn.quantizers.base import ThresholdQuantizer
+from softbits.nn.quantizers.threshold_init import midpoint_levels, n_thresholds
 
 __all__ = ["MidpointQuantizer"]
 

@@ -3,9 +3,9 @@
 Trainings that share the method, bits, layers, neurons, batch size and task (and the data's
 width) but differ in seed, split or fold, learning rate, dropout, weight decay, optimizer,
 temperature schedule and epochs train together: member k is built exactly as
-:func:`softbits.train.fit_module` builds its single training (same seed, same quantizer
+:func:`softbits.training.train.fit_module` builds its single training (same seed, same quantizer
 initialisation on its own rows, same build order) and then copied into one stacked model, a
-:class:`StackedQuantizer` in front of a :class:`~softbits.ensemble.BatchedMLP` that sees per-member
+:class:`StackedQuantizer` in front of a :class:`~softbits.nn.batched.BatchedMLP` that sees per-member
 input [K, B, F]. Every step each member takes its own batch (its own generator's permutation of
 its own rows), the loss is the sum of the members' mean losses (so member k's gradient is its own
 loss's), and :class:`StackedAdam` updates each member with its own learning rate, weight decay and
@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softbits.config import TrainConfig
-from softbits.engine import FitResult, lr_factors, resolve_device, seed_everything, target_tensor, to_tensor
-from softbits.ensemble import BatchedLinear, BatchedMLP
 from softbits.errors import ConfigError
-from softbits.network import QuantizedMLP
-from softbits.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer, ThresholdQuantizer
-from softbits.schedules import make_schedule
-from softbits.train import FittedModule, build_model, check_training_memory, hold_out_validation
+from softbits.nn.batched import BatchedLinear, BatchedMLP
+from softbits.nn.network import QuantizedMLP
+from softbits.nn.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer, ThresholdQuantizer
+from softbits.nn.schedules import make_schedule
+from softbits.training.config import TrainConfig
+from softbits.training.engine import FitResult, lr_factors, resolve_device, seed_everything, target_tensor, to_tensor
+from softbits.training.train import FittedModule, build_model, check_training_memory, hold_out_validation
 
 __all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "StackedQuantizer",
            "can_stack", "fit_stacked", "stack_modules", "unstack_into"]
@@ -286,8 +286,8 @@ def fit_stacked(configs: Sequence[TrainConfig], splits: Sequence[tuple[np.ndarra
                 task: str, n_outputs: int = 1) -> list[FittedModule]:
     """Train ``configs[k]`` on ``splits[k]`` (standardized X_train, y_train) for every k at once.
 
-    Returns one :class:`~softbits.train.FittedModule` per member, as
-    :func:`~softbits.train.fit_module` would: the member's own single module (eval mode) with the
+    Returns one :class:`~softbits.training.train.FittedModule` per member, as
+    :func:`~softbits.training.train.fit_module` would: the member's own single module (eval mode) with the
     trained parameters, its history (losses and temperatures of its own epochs;
     ``train_seconds`` is the stack's wall time until the member's last epoch) and its training
     rows. A member with ``val_fraction`` > 0 holds out the same rows as its single training and
@@ -389,7 +389,7 @@ def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Se
            batch_size: int, device: torch.device) -> list[FitResult]:
     """The stacked loop: per epoch each live member draws its permutation; step s trains batch s of
     every member that has one. Members with validation rows keep their best epoch's state (hard
-    validation loss, as :func:`~softbits.engine.fit`) and end there."""
+    validation loss, as :func:`~softbits.training.engine.fit`) and end there."""
     K = len(configs)
     X_pad, rows = _pad([X for X, _ in train], train[0][0])
     y_pad, _ = _pad([y for _, y in train], train[0][1])

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softbits.ensemble import BatchedLinear, BatchedMLP, MemberMean, batched_linear
 from softbits.errors import DataError
-from softbits.quantizers import Quantizer
+from softbits.nn.batched import BatchedLinear, BatchedMLP, MemberMean, batched_linear
+from softbits.nn.quantizers import Quantizer
 
 __all__ = ["build_mlp", "build_network", "describe_network", "network_eval", "QuantizedMLP"]
 
@@ -33,7 +33,7 @@ def build_network(d_in: int, d_out: int, layers: int, neurons: int, dropout: flo
     """The server-side network: one MLP (``members=None``) or an ensemble of ``members`` MLPs.
 
     The ensemble's members train on the mean of their losses and predict their mean
-    (:class:`~softbits.ensemble.BatchedMLP` with ``mean=True``). Training and loading a saved
+    (:class:`~softbits.nn.batched.BatchedMLP` with ``mean=True``). Training and loading a saved
     model both build through here, so :func:`describe_network` rebuilds the same module.
     """
     if members is None:

@@ -13,7 +13,7 @@ from softbits.codes import check_bits, check_widths
 from softbits.errors import ConfigError
 
 if TYPE_CHECKING:
-    from softbits.quantizers import Quantizer
+    from softbits.nn.quantizers import Quantizer
 
 __all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_method"]
 
@@ -35,7 +35,7 @@ def _quantizer(kind: str, **fixed: Any) -> QuantizerFactory:
     """
 
     def make(n_features: int, bits: int, init: str, widths: tuple[int, ...] | None = None) -> Quantizer:
-        from softbits.quantizers import QUANTIZERS
+        from softbits.nn.quantizers import QUANTIZERS
 
         cls: Any = QUANTIZERS[kind]
         chosen: dict[str, Any] = {} if kind in _NO_INIT else {"init": init}

@@ -13,9 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from softbits.config import TrainConfig
 from softbits.data import Dataset, Split, split_and_scale
-from softbits.engine import (
+from softbits.errors import ConfigError
+from softbits.nn.network import QuantizedMLP, build_network
+from softbits.nn.schedules import make_schedule
+from softbits.runtime import runtime_info
+from softbits.training.config import TrainConfig
+from softbits.training.engine import (
     FitResult,
     evaluate,
     fit,
@@ -24,12 +28,8 @@ from softbits.engine import (
     target_tensor,
     to_tensor,
 )
-from softbits.errors import ConfigError
-from softbits.methods import get_method
-from softbits.network import QuantizedMLP, build_network
-from softbits.runtime import runtime_info
-from softbits.schedules import make_schedule
-from softbits.trained_model import TrainedModel
+from softbits.training.methods import get_method
+from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "evaluate_as", "fit_module", "hold_out_validation", "score", "summary",

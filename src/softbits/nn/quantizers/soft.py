@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from softbits.quantizers.base import ThresholdQuantizer
+from softbits.nn.quantizers.base import ThresholdQuantizer
 
 __all__ = ["SoftQuantizer"]
 

@@ -1,7 +1,7 @@
-"""scikit-learn estimators around one training (softbits.train): ``fit`` / ``predict`` / ``transform`` (codes).
+"""scikit-learn estimators around one training (softbits.training.train): ``fit`` / ``predict`` / ``transform`` (codes).
 
 They standardize X (and y for regression) on the data given to ``fit``, as the paper does on its
-training split, and keep the trained :class:`~softbits.trained_model.TrainedModel` in ``model_``.
+training split, and keep the trained :class:`~softbits.training.trained_model.TrainedModel` in ``model_``.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, Transfo
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from softbits.config import TrainConfig
 from softbits.data import Split, Standardizer
-from softbits.config import resolve
-from softbits.train import train_on_split
-from softbits.trained_model import TrainedModel
+from softbits.training.config import TrainConfig, resolve
+from softbits.training.train import train_on_split
+from softbits.training.trained_model import TrainedModel
 
 __all__ = ["SoftbitsRegressor", "SoftbitsClassifier"]
 
 
 class _SoftbitsBase(TransformerMixin, BaseEstimator):
-    """Parameters are :class:`~softbits.config.TrainConfig`'s fields (numpy-style, same names):
+    """Parameters are :class:`~softbits.training.config.TrainConfig`'s fields (numpy-style, same names):
     ``method`` any registered method, ``members`` the MLPs of an ensemble method such as
-    ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.config.RECIPES`)
+    ``bw-sq-ens`` (None: the method's default). ``recipe`` (:data:`softbits.training.config.RECIPES`)
     fills ``weight_decay``, ``val_fraction``, ``optimizer``, ``lr_schedule`` and
     ``warmup_epochs`` where they are None; a value given wins. ``bits_per_feature``: one code
     width per column of X (0: the column is not sent), threshold methods only.

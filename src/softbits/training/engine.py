@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from softbits.errors import ConfigError, DataError
-from softbits.network import QuantizedMLP
-from softbits.schedules import TemperatureSchedule
+from softbits.nn.network import QuantizedMLP
+from softbits.nn.schedules import TemperatureSchedule
 
 __all__ = [
     "EvalResult",

@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from softbits.codes import MAX_BITS, check_widths, n_thresholds, widths_payload_bytes
-from softbits.config import TrainConfig
 from softbits.data import Split
-from softbits.engine import target_tensor, to_tensor
 from softbits.errors import ConfigError, DataError
-from softbits.methods import get_method
-from softbits.network import QuantizedMLP, network_eval
-from softbits.train import evaluate_as, fit_module, train_on_split
-from softbits.trained_model import TrainedModel
+from softbits.nn.network import QuantizedMLP, network_eval
+from softbits.training.config import TrainConfig
+from softbits.training.engine import target_tensor, to_tensor
+from softbits.training.methods import get_method
+from softbits.training.train import evaluate_as, fit_module, train_on_split
+from softbits.training.trained_model import TrainedModel
 
 __all__ = ["Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
            "start_bits", "train_allocated"]
@@ -105,7 +105,7 @@ def budget_bits(bits: int | None, payload_bytes: int | None, n_features: int) ->
     if bits is not None and payload_bytes is not None:
         raise ConfigError("give --budget-bits or --budget-bytes, not both")
     if payload_bytes is not None:
-        from softbits.device.wire import COMPACT_FRAMING
+        from softbits.codes import COMPACT_FRAMING
 
         if payload_bytes <= COMPACT_FRAMING:
             raise ConfigError(f"--budget-bytes {payload_bytes} leaves no room for codes: a compact frame "

@@ -11,7 +11,7 @@ decay 1e-4, 0.5 % lower validation MSE than ``paper`` over four cells (−3.5 % 
 +2.3 % on cpu_act at 4 bits), so a small change; AdamW with a cosine schedule was 5–6 % worse.
 
 A recipe fills only what the user did not set: :func:`resolve` lets every explicit option win
-and returns a :class:`~softbits.config.TrainConfig` holding the values used.
+and returns a :class:`~softbits.training.config.TrainConfig` holding the values used.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from softbits.codes import MAX_BITS, payload_bytes, widths_payload_bytes
 from softbits.errors import ConfigError
-from softbits.schedules import SCHEDULES
+from softbits.nn.schedules import SCHEDULES
 
 if TYPE_CHECKING:
-    from softbits.methods import Method
+    from softbits.training.methods import Method
 
 __all__ = ["LR_SCHEDULES", "MAX_BITS", "MAX_MEMBERS", "MAX_THRESHOLD_LR_SCALE", "OPTIMIZERS", "RECIPES",
            "TrainConfig", "check_recipe", "resolve"]
@@ -59,7 +59,7 @@ class TrainConfig:
     Parameters
     ----------
     method : str
-        A name from :data:`softbits.methods.METHODS` (``bw-sq`` is the paper's method).
+        A name from :data:`softbits.training.methods.METHODS` (``bw-sq`` is the paper's method).
     bits : int
         Bits per feature n (2^n − 1 thresholds); ignored by ``fp``. With ``bits_per_feature``
         the largest width.
@@ -68,7 +68,7 @@ class TrainConfig:
     decrease_factor : float
         The paper's d: τ decays to d over the epochs (and the ablation schedules' minimum).
     schedule : str
-        Temperature schedule, one of :data:`softbits.schedules.SCHEDULES`.
+        Temperature schedule, one of :data:`softbits.nn.schedules.SCHEDULES`.
     init : str
         Threshold initialisation for trainable quantizers (``quantile`` as in the paper, ``minmax``).
     val_fraction : float
@@ -76,7 +76,7 @@ class TrainConfig:
         (off by default: the paper evaluates the last epoch).
     members : int or None
         MLPs behind the quantizer for an ensemble method (1..MAX_MEMBERS); None takes the
-        method's default (:data:`softbits.methods.DEFAULT_MEMBERS` for ensembles, 1 otherwise).
+        method's default (:data:`softbits.training.methods.DEFAULT_MEMBERS` for ensembles, 1 otherwise).
         Other methods train one network and refuse any other number.
     optimizer : str
         ``adam`` (the paper's; weight decay as L2 on the gradient) or ``adamw`` (decoupled decay).
@@ -86,8 +86,8 @@ class TrainConfig:
     warmup_epochs : int
         Epochs of linear warm-up (cosine only; 0..epochs − 1).
     recipe : str
-        The recipe (:data:`softbits.config.RECIPES`) whose defaults filled the options not given;
-        the fields hold the resolved values (:func:`softbits.config.resolve`).
+        The recipe (:data:`softbits.training.config.RECIPES`) whose defaults filled the options not given;
+        the fields hold the resolved values (:func:`softbits.training.config.resolve`).
     threshold_lr_scale : float
         The quantizer's parameters (thresholds, LSQ steps, LLT tables) train at ``lr`` times this
         (1, the paper's: one rate for everything); methods that learn a quantizer only. A larger
@@ -124,8 +124,8 @@ class TrainConfig:
     bits_per_feature: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        from softbits.methods import get_method
-        from softbits.quantizers import THRESHOLD_INITS
+        from softbits.nn.quantizers import THRESHOLD_INITS
+        from softbits.training.methods import get_method
 
         self._check_types()
         method = get_method(self.method)
@@ -179,7 +179,7 @@ class TrainConfig:
 
     def _check_members(self, method: Method) -> None:
         """Resolve ``members=None`` to the method's default; refuse a number it cannot use."""
-        from softbits.methods import DEFAULT_MEMBERS, METHODS
+        from softbits.training.methods import DEFAULT_MEMBERS, METHODS
 
         if self.members is None:
             object.__setattr__(self, "members", DEFAULT_MEMBERS if method.ensemble else 1)
@@ -194,7 +194,7 @@ class TrainConfig:
 
     def _check_threshold_lr_scale(self, method: Method) -> None:
         """A scale in (0, MAX_THRESHOLD_LR_SCALE]; another than 1 only where a quantizer learns."""
-        from softbits.methods import METHODS
+        from softbits.training.methods import METHODS
 
         if not 0 < self.threshold_lr_scale <= MAX_THRESHOLD_LR_SCALE:
             raise ConfigError(f"threshold_lr_scale must be in (0, {MAX_THRESHOLD_LR_SCALE:g}], "
@@ -224,7 +224,7 @@ class TrainConfig:
     @property
     def compression_factor(self) -> float:
         """32 bits of float32 over the mean bits sent per feature (1 for full precision)."""
-        from softbits.methods import get_method
+        from softbits.training.methods import get_method
 
         if not get_method(self.method).quantized:
             return 1.0
@@ -234,7 +234,7 @@ class TrainConfig:
 
     def payload_bytes(self, n_features: int) -> int:
         """Bytes one sample sends: float32 features unquantized, else the packed codes."""
-        from softbits.methods import get_method
+        from softbits.training.methods import get_method
 
         if not get_method(self.method).quantized:
             return 4 * n_features

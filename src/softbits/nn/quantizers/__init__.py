@@ -8,13 +8,13 @@ from typing import Any
 
 from softbits.codes import check_bits, check_widths
 from softbits.errors import ConfigError
-from softbits.quantizers.base import Quantizer, ThresholdQuantizer
-from softbits.quantizers.bitwise import BitwiseQuantizer
-from softbits.quantizers.llt import LLTQuantizer
-from softbits.quantizers.lsq import LSQQuantizer
-from softbits.quantizers.midpoint import MidpointQuantizer
-from softbits.quantizers.soft import SoftQuantizer
-from softbits.quantizers.threshold_init import (
+from softbits.nn.quantizers.base import Quantizer, ThresholdQuantizer
+from softbits.nn.quantizers.bitwise import BitwiseQuantizer
+from softbits.nn.quantizers.llt import LLTQuantizer
+from softbits.nn.quantizers.lsq import LSQQuantizer
+from softbits.nn.quantizers.midpoint import MidpointQuantizer
+from softbits.nn.quantizers.soft import SoftQuantizer
+from softbits.nn.quantizers.threshold_init import (
     THRESHOLD_INITS,
     midpoint_levels,
     minmax_thresholds,

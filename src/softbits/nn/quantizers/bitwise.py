@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from softbits.quantizers.base import ThresholdQuantizer
-from softbits.quantizers.threshold_init import n_thresholds
+from softbits.nn.quantizers.base import ThresholdQuantizer
+from softbits.nn.quantizers.threshold_init import n_thresholds
 
 __all__ = ["BitwiseQuantizer"]
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from softbits.errors import ConfigError
-from softbits.quantizers.base import Quantizer
+from softbits.nn.quantizers.base import Quantizer
 
 __all__ = ["LSQQuantizer", "grad_scale", "round_ste"]
 
