@@ -24,7 +24,7 @@ import torch
 from common import save_result
 
 from softbits.data import load_dataset, split_and_scale
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 from softbits.training.allocation import train_allocated
 from softbits.training.config import TrainConfig
 from softbits.training.train import train_on_split

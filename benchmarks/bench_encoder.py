@@ -17,7 +17,7 @@ from common import best_of, save_result
 
 from softbits.device.encode import encode, has_numba, pack, unpack
 from softbits.device.spec import EncoderSpec
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "encoder.json"
 

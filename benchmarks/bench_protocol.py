@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "protocol_jobs.json"
 

@@ -33,7 +33,7 @@ from typing import Any
 from common import save_result
 
 from softbits.experiments.settings import PAPER_GRID
-from softbits.runtime import machine_info, runtime_info
+from softbits.provenance import machine_info, runtime_info
 from softbits.training.engine import resolve_device
 
 REFERENCE = Path(os.environ.get("SOFTBITS_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"

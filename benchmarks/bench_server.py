@@ -26,7 +26,7 @@ from common import save_result
 
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import encode_payload
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 from softbits.training.trained_model import TrainedModel
 
 RESULTS = Path(__file__).parent / "results" / "server.json"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from common import save_result
 
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 
 HERE = Path(__file__).parent
 

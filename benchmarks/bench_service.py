@@ -20,7 +20,7 @@ from common import best_of, save_result
 import softbits.nn.network
 from softbits.data import load_dataset
 from softbits.device.wire import encode_payload
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 from softbits.serve.service import PredictionService
 from softbits.training.config import TrainConfig
 from softbits.training.train import train_dataset

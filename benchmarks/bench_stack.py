@@ -27,7 +27,7 @@ from common import save_result
 
 from softbits.codes import n_thresholds
 from softbits.data import load_dataset, split_and_scale
-from softbits.runtime import machine_info, runtime_info
+from softbits.provenance import machine_info, runtime_info
 from softbits.training.config import TrainConfig
 from softbits.training.engine import resolve_device
 from softbits.training.stacked import fit_stacked

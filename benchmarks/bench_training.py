@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from softbits.nn.network import QuantizedMLP, build_mlp
 from softbits.nn.quantizers import BitwiseQuantizer
-from softbits.runtime import machine_info, runtime_info
+from softbits.provenance import machine_info, runtime_info
 from softbits.training.engine import resolve_device, train_epoch
 
 

@@ -40,7 +40,7 @@ from common import save_result
 
 from softbits.device.cgen import C_SOURCE_NAME, write_c
 from softbits.device.spec import EncoderSpec
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 
 HARNESS = Path(__file__).resolve().parents[1] / "tests" / "device_harness"
 sys.path.insert(0, str(HARNESS))

@@ -22,7 +22,7 @@ from recipe_cv import markdown, summarize
 from sklearn.model_selection import KFold, train_test_split
 
 from softbits.data import load_dataset, scale_split
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.train import fit_module, score

@@ -28,7 +28,7 @@ from scipy.optimize import minimize
 
 from softbits.data import load_dataset
 from softbits.experiments.report import read_reference
-from softbits.runtime import machine_info
+from softbits.provenance import machine_info
 
 GRID = 600
 AXIS = (np.arange(GRID) + 0.5) / GRID

@@ -38,7 +38,7 @@ from scipy.optimize import nnls
 from softbits.codes import n_thresholds
 from softbits.data import PAPER_DATASETS, get_dataset_info
 from softbits.experiments.protocol import shares_fp_training
-from softbits.experiments.run import FULL_PRESET
+from softbits.experiments.reproduce import FULL_PRESET
 from softbits.experiments.settings import draw_settings
 from softbits.experiments.stacking import auto_size
 from softbits.training.config import TrainConfig

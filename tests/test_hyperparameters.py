@@ -11,11 +11,11 @@ from dataclasses import MISSING, fields
 
 import pytest
 
-from softbits.cli import train
 from softbits.data import dataset_names
 from softbits.experiments.settings import OPTIONAL_COLUMNS, SETTING_COLUMNS, Setting
 from softbits.nn.quantizers import THRESHOLD_INITS
 from softbits.nn.schedules import SCHEDULES
+from softbits.training.commands import train
 from softbits.training.config import RECIPES, TrainConfig
 from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor
 from softbits.training.methods import METHODS

@@ -105,7 +105,7 @@ def test_protocol_and_frontier_refuse_a_classification_dataset(tmp_path: Path) -
 
 def test_presets_come_from_the_registries() -> None:
     from softbits.data import PAPER_DATASETS
-    from softbits.experiments.run import FULL_PRESET, QUICK_PRESET
+    from softbits.experiments.reproduce import FULL_PRESET, QUICK_PRESET
     from softbits.training.methods import METHODS
 
     assert FULL_PRESET.datasets == tuple(PAPER_DATASETS)

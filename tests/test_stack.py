@@ -15,7 +15,7 @@ import softbits.training.stacked as stack_module
 from softbits.errors import ConfigError
 from softbits.nn.batched import BatchedMLP, MemberDropout
 from softbits.training.config import TrainConfig
-from softbits.training.engine import predict_tensor, seed_everything, to_tensor
+from softbits.training.engine import lr_factors, predict_tensor, seed_everything, to_tensor
 from softbits.training.stacked import StackedAdam, can_stack, fit_stacked
 from softbits.training.train import FittedModule, fit_module
 
@@ -64,6 +64,7 @@ def _assert_members_match(configs: list[TrainConfig], splits: list[tuple[np.ndar
         assert len(member.fit.train_loss) == config.epochs
         np.testing.assert_allclose(member.fit.train_loss, single.fit.train_loss, rtol=1e-5, atol=1e-6)
         assert member.fit.temperatures == single.fit.temperatures
+        assert member.fit.lrs == single.fit.lrs
         assert member.fit.best_epoch == single.fit.best_epoch
         np.testing.assert_allclose(member.fit.val_loss, single.fit.val_loss, rtol=1e-5, atol=1e-6)
         assert not member.module.training
@@ -112,6 +113,28 @@ def test_members_with_validation_end_at_their_own_best_epoch(diabetes) -> None:
     assert stacked[0].fit.best_epoch == 4  # not the last epoch: the restore is exercised
     assert stacked[2].fit.best_epoch is None
     assert stacked[0].X_train.shape[0] == 320
+
+
+def test_stacked_histories_are_the_single_histories_epoch_by_epoch(diabetes) -> None:
+    """One epoch driver: the stacked histories hold the same records (temperature, lr, losses,
+    best epoch) as the single trainings, for members of different lengths and lr schedules."""
+    X, y = diabetes
+    configs = [replace(c, val_fraction=0.2) for c in _mixed_stack("bw-sq")]
+    splits = _splits(X, y)
+    stacked = fit_stacked(configs, splits, task="regression")
+    for config, (Xk, yk), member in zip(configs, splits, stacked, strict=True):
+        single = fit_module(Xk, yk, config, task="regression").fit
+        records, expected = member.fit.epochs(), single.epochs()
+        assert [sorted(r) for r in records] == [sorted(r) for r in expected]
+        assert [r["lr"] for r in records] == [r["lr"] for r in expected]
+        assert [r["lr"] for r in records] == [config.lr * f for f in
+                                              lr_factors(config.lr_schedule, config.epochs, config.warmup_epochs)]
+        for got, want in zip(records, expected, strict=True):
+            assert got["temperature"] == want["temperature"]
+            np.testing.assert_allclose([got["train_loss"], got["val_loss"]],
+                                       [want["train_loss"], want["val_loss"]], rtol=1e-5, atol=1e-6)
+        assert member.fit.best_epoch == single.best_epoch
+        assert 0 < member.fit.train_seconds
 
 
 def test_swapped_member_generators_break_equivalence(diabetes, monkeypatch) -> None:

@@ -6,8 +6,7 @@ for importing torch and scikit-learn.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from softbits.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -23,7 +22,7 @@ _EXPORTS = {
     "SoftbitsError": "softbits.errors",
     "SoftbitsClassifier": "softbits.training.estimators",
     "SoftbitsRegressor": "softbits.training.estimators",
-    "run_protocol": "softbits.experiments.run",
+    "run_protocol": "softbits.experiments.reproduce",
     "METHODS": "softbits.training.methods",
     "get_method": "softbits.training.methods",
     "train_dataset": "softbits.training.train",
@@ -38,14 +37,4 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'softbits' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, __all__)

@@ -6,10 +6,10 @@ scalers load on first use, so that listing names does not import pandas and scik
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from softbits.data.registry import DATASETS, PAPER_DATASETS, DatasetInfo, dataset_names, get_dataset_info
+from softbits.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the type checker sees the real names; at run time they load on first use
     from softbits.data.loading import (
@@ -57,14 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'softbits.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY, __all__)

@@ -36,6 +36,11 @@ from softbits.codes import check_bits, check_widths, max_code, n_thresholds, pay
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike
+
+    from softbits.nn.quantizers import Quantizer
     from softbits.training.trained_model import TrainedModel
 
 __all__ = [
@@ -250,19 +255,55 @@ class EncoderSpec:
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod
+    def from_quantizer(cls, quantizer: Quantizer, feature_names: Sequence[str], *,
+                       mean: ArrayLike | None = None, scale: ArrayLike | None = None,
+                       source: dict[str, Any] | None = None) -> EncoderSpec:
+        """The device encoder of any threshold quantizer, e.g. one inside a model of your own.
+
+        Parameters
+        ----------
+        quantizer
+            A threshold quantizer (``BitwiseQuantizer``, ``SoftQuantizer``, ``MidpointQuantizer``,
+            ...); LSQ and LLT have no threshold table and are refused.
+        feature_names
+            One name per feature, in the quantizer's feature order.
+        mean, scale
+            The standardization the quantizer's inputs went through, ``(x − mean) / scale``, so
+            the device compares raw readings; leave both out when it saw raw units.
+        source
+            Free-form provenance stored in the spec (not part of the model id).
+        """
+        if not getattr(quantizer, "has_thresholds", False):
+            raise DataError(f"quantizer {getattr(quantizer, 'kind', type(quantizer).__name__)!r} has no "
+                            "threshold table; only threshold quantizers (bitwise, soft, midpoint, ...) "
+                            "export a device encoder")
+        names = tuple(str(name) for name in feature_names)
+        n = int(quantizer.n_features)
+        if len(names) != n:
+            raise DataError(f"got {len(names)} feature names for a quantizer of {n} features")
+        if (mean is None) != (scale is None):
+            raise DataError("give both mean and scale (the standardization the inputs went through) or neither")
+        mu = np.zeros(n) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
+        sd = np.ones(n) if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
+        if mu.shape != (n,) or sd.shape != (n,):
+            raise DataError(f"mean and scale must hold {n} values each, got {mu.size} and {sd.size}")
+        # a mixed-width quantizer pads each row's unused slots with +inf, which stay +inf
+        table = raw_thresholds(quantizer.sorted_thresholds(), mu, sd)
+        widths = getattr(quantizer, "widths", None)
+        return cls(names, int(quantizer.bits), table, source=dict(source or {}),
+                   widths=None if widths is None else tuple(widths))
+
+    @classmethod
     def from_model(cls, model: TrainedModel) -> EncoderSpec:
         """The device encoder of a trained threshold model (raises for fp/lsq/llt)."""
         q = model.module.quantizer
         if q is None or not getattr(q, "has_thresholds", False):
             kind = "full precision" if q is None else f"quantizer {q.kind!r}"
             raise DataError(f"method {model.config.method} ({kind}) has no threshold encoder; "
-                                "only threshold methods (bw-*, sq, pr-*, po-*) export a device encoder")
-        # a mixed-width quantizer pads each row's unused slots with +inf, which stay +inf
-        table = raw_thresholds(q.sorted_thresholds(), model.x_scaler.mean, model.x_scaler.scale)
+                            "only threshold methods (bw-*, sq, pr-*, po-*) export a device encoder")
         source = {"method": model.config.method, "dataset": model.dataset, "task": model.task}
-        widths = getattr(q, "widths", None)
-        return cls(tuple(model.feature_names), int(q.bits), table, source=source,
-                   widths=None if widths is None else tuple(widths))
+        return cls.from_quantizer(q, model.feature_names, mean=model.x_scaler.mean,
+                                  scale=model.x_scaler.scale, source=source)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> EncoderSpec:

@@ -12,16 +12,15 @@ The names below load lazily so that ``softbits --help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from softbits.lazy import lazy_exports
 
 _EXPORTS = {
     "Protocol": "protocol", "choose_settings": "protocol", "final_tasks": "protocol",
     "search_tasks": "protocol",
     "ReportPaths": "report", "summarize": "report", "write_report": "report",
     "execute": "executor",
-    "FULL_PRESET": "run", "QUICK_PRESET": "run", "Preset": "run", "ProgressSink": "run",
-    "ProtocolOutcome": "run", "run_protocol": "run",
+    "FULL_PRESET": "reproduce", "QUICK_PRESET": "reproduce", "Preset": "reproduce", "ProgressSink": "session", "RunSession": "session",
+    "ProtocolOutcome": "reproduce", "run_protocol": "reproduce",
     "PAPER_GRID": "settings", "QUICK_GRID": "settings", "SETTING_COLUMNS": "settings",
     "Setting": "settings", "draw_settings": "settings", "load_grid": "settings",
     "read_settings_table": "settings",
@@ -33,10 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'softbits.experiments' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"softbits.experiments.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, __all__)

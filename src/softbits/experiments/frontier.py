@@ -15,7 +15,6 @@ import numbers
 import os
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from softbits.errors import ConfigError, SoftbitsError
 if TYPE_CHECKING:  # these import torch and pandas, which `softbits --help` must not load
     import pandas as pd
 
-    from softbits.experiments.run import ProgressSink
+    from softbits.experiments.session import ProgressSink
     from softbits.experiments.settings import Setting
     from softbits.experiments.tasks import Evaluation, ResultKey, Task
     from softbits.training.methods import Method
@@ -208,7 +207,7 @@ def run_frontier(
     layers, neurons, epochs, lr, dropout, decrease_factor, weight_decay
         The one network and training every model of the frontier shares.
     jobs, scheduler, connect_timeout, device, data_dir
-        As for :func:`softbits.experiments.run.run_protocol`.
+        As for :func:`softbits.experiments.reproduce.run_protocol`.
     progress
         Receives one ``add_task`` and one ``advance`` per finished training; a context manager
         (a rich ``Progress``) is entered for the trainings only, after all validation.
@@ -216,10 +215,10 @@ def run_frontier(
     Every input is checked before the store is opened; problems are one-line
     :class:`~softbits.errors.SoftbitsError`\\ s, and nothing is written.
     """
-    from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask, execute, pending
-    from softbits.experiments.run import NoProgress, at_least, regression_dataset
+    from softbits.experiments.executor import pending
+    from softbits.experiments.session import RunSession, at_least, default_out_dir, regression_dataset, worker_count
     from softbits.experiments.settings import Setting
-    from softbits.experiments.store import ResultStore, check_store
+    from softbits.experiments.store import check_store
     from softbits.paths import check_output_dir, writing
     from softbits.training.engine import resolve_device
     from softbits.training.methods import get_method
@@ -232,7 +231,7 @@ def run_frontier(
     the_method.check_widths((the_method.min_bits,) * n_features)  # takes per-feature widths at all
     budget_values = budget_list(budgets, n_features, the_method)
     seeds = at_least(seeds, "seeds")
-    jobs = at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    jobs = worker_count(jobs)
     given = Setting(learning_rate=lr, hidden_layers=layers, hidden_neurons=neurons, num_epochs=epochs,
                     decrease_factor=decrease_factor, dropout_rate=dropout, weight_decay=weight_decay)
     for name in (the_method.name, "fp"):  # the training config checks each value and its type
@@ -240,7 +239,7 @@ def run_frontier(
     setting = Setting.from_mapping(given.to_dict())  # 1 and 1.0 are one setting (and one id)
     resolve_device(device)
     check_store(store)
-    out = Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
+    out = default_out_dir(store, out_dir)
     check_output_dir(out, "--out-dir")
     parallel = scheduler is not None or jobs > 1
     frontier = Frontier(dataset=dataset, method=the_method.name, n_features=n_features,
@@ -248,30 +247,16 @@ def run_frontier(
                         data_dir=str(data_path) if data_path else None, device=device,
                         threads=1 if parallel else None)
     tasks = frontier.tasks()
-    sink = progress if progress is not None else NoProgress()
-    backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
-    result_store = ResultStore(store)
-    runs = 0
-    try:
-        with sink if isinstance(sink, AbstractContextManager) else nullcontext():
-            result_store.add_settings([setting])
-            todo = pending(tasks, result_store)
-            bar = sink.add_task(f"frontier · {backend.name}", total=len(todo))
-
-            def advance(_: Any) -> None:
-                nonlocal runs
-                runs += 1
-                sink.advance(bar)
-
-            added = execute(list(todo), result_store, backend, advance)
-        table = summarize(frontier, result_store.results())
+    with RunSession(store, jobs=jobs, scheduler=scheduler, connect_timeout=connect_timeout,
+                    progress=progress) as session:
+        with session.training():
+            session.store.add_settings([setting])
+            session.execute("frontier", pending(tasks, session.store))
+        table = summarize(frontier, session.store.results())
         with writing("--out-dir"):
             paths = write_frontier(frontier, table, out)
-    finally:
-        backend.close()
-        result_store.close()
-    return FrontierOutcome(store=store, paths=paths, table=table, rows_added=added, runs=runs,
-                           seconds=time.perf_counter() - started, backend=backend.name)
+    return FrontierOutcome(store=store, paths=paths, table=table, rows_added=session.added, runs=session.runs,
+                           seconds=time.perf_counter() - started, backend=session.backend.name)
 
 
 def summarize(frontier: Frontier, results: pd.DataFrame) -> pd.DataFrame:

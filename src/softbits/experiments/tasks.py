@@ -23,7 +23,7 @@ from sklearn.model_selection import KFold, train_test_split
 from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
 from softbits.errors import ConfigError
 from softbits.experiments.settings import Setting
-from softbits.runtime import runtime_info
+from softbits.provenance import runtime_info
 from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.train import FittedModule, TestMetrics, evaluate_as, fit_module, score

@@ -11,15 +11,14 @@ Nothing here imports training, experiments, device or serve code. The names load
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from softbits.lazy import lazy_exports
 
 _EXPORTS = {
     "BitwiseQuantizer": "quantizers", "LLTQuantizer": "quantizers", "LSQQuantizer": "quantizers",
     "MidpointQuantizer": "quantizers", "Quantizer": "quantizers", "SoftQuantizer": "quantizers",
     "ThresholdQuantizer": "quantizers", "build_quantizer": "quantizers",
     "quantile_thresholds": "quantizers", "minmax_thresholds": "quantizers",
-    "SCHEDULES": "schedules", "TemperatureSchedule": "schedules", "make_schedule": "schedules",
+    "SCHEDULES": "schedules", "Annealer": "schedules", "anneal": "schedules", "TemperatureSchedule": "schedules", "make_schedule": "schedules",
     "QuantizedMLP": "network", "build_mlp": "network", "build_network": "network",
     "BatchedMLP": "batched", "BatchedLinear": "batched", "MemberMean": "batched",
 }
@@ -27,14 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'softbits.nn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"softbits.nn.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, __all__)

@@ -12,7 +12,8 @@ from softbits.errors import DataError
 from softbits.nn.batched import BatchedLinear, BatchedMLP, MemberMean, batched_linear
 from softbits.nn.quantizers import Quantizer
 
-__all__ = ["build_mlp", "build_network", "describe_network", "network_eval", "QuantizedMLP"]
+__all__ = ["build_mlp", "build_network", "describe_network", "network_eval", "QuantizedMLP",
+           "QuantizerThenNetwork"]
 
 
 def build_mlp(d_in: int, d_out: int, layers: int, neurons: int, dropout: float) -> nn.Sequential:
@@ -51,14 +52,11 @@ def describe_network(network: nn.Sequential) -> dict[str, Any]:
             "members": network.members if isinstance(network, BatchedMLP) else None}
 
 
-class QuantizedMLP(nn.Module):
-    """``network(quantizer(x))``; without a quantizer it is the full-precision model.
+class QuantizerThenNetwork(nn.Module):
+    """``network(quantizer(x))``, the shape of every softbits model (one MLP, an ensemble, or K
+    stacked trainings); without a quantizer the network sees the features as they are."""
 
-    With an ensemble network the output in training mode is the members' [K, N, d_out] (the
-    engine's loss averages the members' losses) and in eval mode their mean [N, d_out].
-    """
-
-    def __init__(self, quantizer: Quantizer | None, network: nn.Sequential) -> None:
+    def __init__(self, quantizer: nn.Module | None, network: nn.Module) -> None:
         super().__init__()
         self.quantizer = quantizer
         self.network = network
@@ -67,6 +65,20 @@ class QuantizedMLP(nn.Module):
         if self.quantizer is not None:
             x = self.quantizer(x)
         return self.network(x)
+
+
+class QuantizedMLP(QuantizerThenNetwork):
+    """``network(quantizer(x))``; without a quantizer it is the full-precision model.
+
+    With an ensemble network the output in training mode is the members' [K, N, d_out] (the
+    engine's loss averages the members' losses) and in eval mode their mean [N, d_out].
+    """
+
+    quantizer: Quantizer | None
+    network: nn.Sequential
+
+    def __init__(self, quantizer: Quantizer | None, network: nn.Sequential) -> None:
+        super().__init__(quantizer, network)
 
     def forward_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """The server side: codes from a device → the network's output (eval semantics)."""

@@ -3,7 +3,8 @@
 ``exponential`` is the paper's: after every epoch τ ← max(τ·d^(1/E), 1e-4), starting at τ = 1, so
 epoch e (0-based) trains with max(d^(e/E), 1e-4). The ablation schedules run over ``steps`` =
 epochs from ``max`` (1) to ``min`` (the decrease factor): linear, log-spaced, warmup, cosine and
-cyclical. The trainer asks the schedule explicitly before each epoch.
+cyclical. The trainer asks the schedule explicitly before each epoch; in a model of your own,
+:class:`Annealer` does the asking and sets τ on every soft quantizer the model holds.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
 from softbits.errors import ConfigError
 
-__all__ = ["SCHEDULES", "TemperatureSchedule", "make_schedule"]
+__all__ = ["SCHEDULES", "Annealer", "TemperatureSchedule", "anneal", "make_schedule"]
 
 TAU_FLOOR = 1e-4
 SCHEDULES = ("exponential", "linear", "logspace", "warmup", "cosine", "cyclical", "constant")
@@ -73,3 +75,55 @@ class TemperatureSchedule:
 def make_schedule(name: str, epochs: int, decrease_factor: float) -> TemperatureSchedule:
     """The schedule the CLI means: ``decrease_factor`` is the paper's d (and the ablations' min)."""
     return TemperatureSchedule(name=name, epochs=epochs, tau_min=decrease_factor)
+
+
+def _soft_quantizers(module: nn.Module) -> list[nn.Module]:
+    """The submodules (``module`` included) whose forward reads a temperature."""
+    return [m for m in module.modules() if getattr(m, "uses_temperature", False)
+            and callable(getattr(m, "set_temperature", None))]
+
+
+def anneal(module: nn.Module, tau: float) -> int:
+    """Set temperature ``tau`` on every soft quantizer inside ``module``; returns how many.
+
+    Hard quantizers (Bw-MQ, Bw-QQ, LSQ, ...) ignore temperatures and are left alone.
+    """
+    if not (math.isfinite(tau) and tau > 0):
+        raise ConfigError(f"temperature must be a positive finite number, got {tau!r}")
+    found = _soft_quantizers(module)
+    for quantizer in found:
+        quantizer.set_temperature(tau)  # type: ignore[operator]
+    return len(found)
+
+
+class Annealer:
+    """The annealing hook for a model softbits did not build.
+
+    Call it with the epoch (or step) index before that epoch trains: it sets the schedule's
+    temperature on every soft quantizer in ``module`` and returns it. For per-step annealing give
+    the schedule the number of steps as ``epochs``.
+
+    Parameters
+    ----------
+    module
+        Any ``nn.Module`` holding one or more soft quantizers (e.g. ``BitwiseQuantizer``).
+    schedule
+        The temperature of each index, e.g. ``TemperatureSchedule("exponential", epochs=30)``.
+    """
+
+    def __init__(self, module: nn.Module, schedule: TemperatureSchedule) -> None:
+        if not _soft_quantizers(module):
+            raise ValueError(f"{type(module).__name__} holds no soft quantizer to anneal; "
+                             "put a BitwiseQuantizer (soft=True) or SoftQuantizer in it")
+        self.module, self.schedule = module, schedule
+        self._values = schedule.values()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __call__(self, index: int) -> float:
+        if not 0 <= index < len(self._values):
+            raise IndexError(f"index {index} is outside the schedule's {len(self._values)} epochs/steps")
+        tau = float(self._values[index])
+        anneal(self.module, tau)
+        return tau

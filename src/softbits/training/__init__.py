@@ -14,8 +14,7 @@ The names load lazily so that ``softbits --help`` does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from softbits.lazy import lazy_exports
 
 _EXPORTS = {
     "RECIPES": "config", "TrainConfig": "config", "resolve": "config",
@@ -31,14 +30,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'softbits.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"softbits.training.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS, __all__)

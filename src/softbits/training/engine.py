@@ -1,8 +1,11 @@
 """The training engine: data as tensors on the device, sliced batches, explicit schedule.
 
-The pieces stay separate (:func:`iterate_batches`, :func:`train_epoch`, :func:`evaluate`,
-:func:`fit`) so that a stacked many-models engine can reuse them. The engine never knows which
-method it trains; it sees a module, a schedule and tensors.
+One epoch driver, :func:`run_epochs`, trains one model or K stacked members: per epoch it asks
+each member's :class:`EpochPlan` for its temperature and learning rate, lets a step strategy
+train and validate, keeps each member's best epoch, and writes the histories. A strategy knows
+how to step (:class:`SingleSteps` here: one module, a torch optimizer;
+:class:`softbits.training.stacked.StackedSteps`: K members in one batched model), the driver
+knows when. The engine never knows which method it trains; it sees modules, schedules and tensors.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,14 +29,18 @@ from softbits.nn.network import QuantizedMLP
 from softbits.nn.schedules import TemperatureSchedule
 
 __all__ = [
+    "EpochPlan",
     "EvalResult",
     "FitResult",
+    "SingleSteps",
+    "StepStrategy",
     "evaluate",
     "fit",
     "iterate_batches",
     "lr_factors",
     "predict_tensor",
     "resolve_device",
+    "run_epochs",
     "seed_everything",
     "target_tensor",
     "to_tensor",
@@ -251,11 +258,132 @@ def _param_groups(model: QuantizedMLP, threshold_lr_scale: float) -> list[dict[s
     return [{"params": network}, {"params": learned, "lr_scale": threshold_lr_scale}]
 
 
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one member trains with in each of its epochs.
+
+    ``temperatures`` is None for a member whose quantizer reads none (hard, or absent);
+    ``on_epoch_end(epoch, logs)`` receives ``train_loss``, ``lr`` and, with validation,
+    ``val_loss``.
+    """
+
+    epochs: int
+    lr: float
+    lr_factors: Sequence[float]
+    temperatures: Sequence[float] | None = None
+    on_epoch_end: EpochCallback | None = None
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * self.lr_factors[epoch]
+
+
+class StepStrategy(Protocol):
+    """How :func:`run_epochs` trains its K members (K = 1 for a single model)."""
+
+    device: torch.device
+
+    def start_epoch(self, live: Sequence[bool], temperatures: Sequence[float | None],
+                    lrs: Sequence[float]) -> None:
+        """Set each live member's temperature (None: leave it) and learning rate."""
+
+    def train_epoch(self, live: Sequence[bool]) -> list[float]:
+        """One pass over each live member's shuffled batches; its mean training loss."""
+
+    def validation_losses(self, live: Sequence[bool]) -> list[float | None]:
+        """Each live member's hard validation loss (None: it holds no validation rows)."""
+
+    def keep(self, member: int) -> None:
+        """Remember member's present state as its best."""
+
+    def restore(self, members: Sequence[int]) -> None:
+        """Put back the kept states of ``members`` and switch to eval mode."""
+
+
+def run_epochs(steps: StepStrategy, plans: Sequence[EpochPlan]) -> list[FitResult]:
+    """The epoch driver: member k trains ``plans[k].epochs`` epochs (the others go on past its
+    last); with validation rows it ends at its epoch of lowest hard validation loss. Its
+    ``train_seconds`` is the wall time until the end of its last epoch."""
+    results = [FitResult() for _ in plans]
+    best = [math.inf] * len(plans)
+    start = time.perf_counter()
+    for epoch in range(max(p.epochs for p in plans)):
+        live = [epoch < p.epochs for p in plans]
+        taus = [float(p.temperatures[epoch]) if on and p.temperatures is not None else None
+                for p, on in zip(plans, live, strict=True)]
+        lrs = [p.lr_at(epoch) if on else 0.0 for p, on in zip(plans, live, strict=True)]
+        steps.start_epoch(live, taus, lrs)
+        losses = steps.train_epoch(live)
+        vals = steps.validation_losses(live)
+        if steps.device.type == "cuda":
+            torch.cuda.synchronize(steps.device)
+        elapsed = time.perf_counter() - start
+        for k, (plan, result) in enumerate(zip(plans, results, strict=True)):
+            if not live[k]:
+                continue
+            if taus[k] is not None:
+                result.temperatures.append(taus[k])  # type: ignore[arg-type]
+            result.train_loss.append(float(losses[k]))
+            result.lrs.append(lrs[k])
+            logs: dict[str, Any] = {"train_loss": float(losses[k]), "lr": lrs[k]}
+            val = vals[k]
+            if val is not None:
+                result.val_loss.append(float(val))
+                logs["val_loss"] = float(val)
+                if val < best[k]:
+                    best[k], result.best_epoch = float(val), epoch
+                    steps.keep(k)
+            result.train_seconds = elapsed
+            if plan.on_epoch_end is not None:
+                plan.on_epoch_end(epoch, logs)
+    steps.restore([k for k, r in enumerate(results) if r.best_epoch is not None])
+    return results
+
+
+class SingleSteps:
+    """The step strategy of one module: ``optimizer`` over shuffled batches of ``X``."""
+
+    def __init__(self, model: QuantizedMLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
+                 y: torch.Tensor, *, task: str, batch_size: int, generator: torch.Generator,
+                 X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> None:
+        self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
+        self.task, self.batch_size, self.generator = task, batch_size, generator
+        self.X_val, self.y_val = X_val, y_val
+        self.device = X.device
+        self._best: dict[str, torch.Tensor] | None = None
+
+    def start_epoch(self, live: Sequence[bool], temperatures: Sequence[float | None],
+                    lrs: Sequence[float]) -> None:
+        if temperatures[0] is not None and self.model.quantizer is not None:
+            self.model.quantizer.set_temperature(temperatures[0])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lrs[0] * group.get("lr_scale", 1.0)
+
+    def train_epoch(self, live: Sequence[bool]) -> list[float]:
+        return [train_epoch(self.model, self.optimizer, self.X, self.y, task=self.task,
+                            batch_size=self.batch_size, generator=self.generator)]
+
+    def validation_losses(self, live: Sequence[bool]) -> list[float | None]:
+        if self.X_val is None or self.y_val is None:
+            return [None]
+        return [evaluate(self.model, self.X_val, self.y_val, task=self.task).loss]
+
+    def keep(self, member: int) -> None:
+        self._best = copy.deepcopy(self.model.state_dict())
+
+    def restore(self, members: Sequence[int]) -> None:
+        self.model.eval()
+        if members and self._best is not None:
+            self.model.load_state_dict(self._best)
+
+
 def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epochs: int,
         lr: float, weight_decay: float = 0.0, batch_size: int = 512,
         schedule: TemperatureSchedule | None = None, generator: torch.Generator,
         X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
-        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+        on_epoch_end: EpochCallback | None = None,
         optimizer: str = "adam", lr_schedule: str = "constant",
         warmup_epochs: int = 0, threshold_lr_scale: float = 1.0) -> FitResult:
     """``optimizer`` (Adam as in the paper, or AdamW) on the whole module for ``epochs`` epochs,
@@ -270,37 +398,11 @@ def fit(model: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, *, task: str, epo
         raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(_OPTIMIZERS)}")
     opt = _OPTIMIZERS[optimizer](_param_groups(model, threshold_lr_scale), lr=lr,
                                  weight_decay=weight_decay)
-    factors = lr_factors(lr_schedule, epochs, warmup_epochs)
     quantizer = model.quantizer
-    temps = schedule.values() if schedule is not None else None
-    result = FitResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    best_loss = float("inf")
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        if quantizer is not None and temps is not None and quantizer.uses_temperature:
-            quantizer.set_temperature(temps[epoch])
-            result.temperatures.append(float(temps[epoch]))
-        for group in opt.param_groups:
-            group["lr"] = lr * factors[epoch] * group.get("lr_scale", 1.0)
-        loss = train_epoch(model, opt, X, y, task=task, batch_size=batch_size,
-                           generator=generator)
-        result.train_loss.append(loss)
-        result.lrs.append(lr * factors[epoch])
-        logs: dict[str, Any] = {"train_loss": loss, "lr": lr * factors[epoch]}
-        if X_val is not None and y_val is not None:
-            val = evaluate(model, X_val, y_val, task=task).loss
-            result.val_loss.append(val)
-            logs["val_loss"] = val
-            if val < best_loss:
-                best_loss, result.best_epoch = val, epoch
-                best_state = copy.deepcopy(model.state_dict())
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, logs)
-    model.eval()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if X.device.type == "cuda":
-        torch.cuda.synchronize(X.device)
-    result.train_seconds = time.perf_counter() - start
-    return result
+    soft = quantizer is not None and schedule is not None and quantizer.uses_temperature
+    plan = EpochPlan(epochs=epochs, lr=lr, lr_factors=lr_factors(lr_schedule, epochs, warmup_epochs),
+                     temperatures=schedule.values().tolist() if soft and schedule is not None else None,
+                     on_epoch_end=on_epoch_end)
+    steps = SingleSteps(model, opt, X, y, task=task, batch_size=batch_size, generator=generator,
+                        X_val=X_val, y_val=y_val)
+    return run_epochs(steps, [plan])[0]

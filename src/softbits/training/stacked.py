@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,15 +33,24 @@ from torch import nn
 
 from softbits.errors import ConfigError
 from softbits.nn.batched import BatchedLinear, BatchedMLP
-from softbits.nn.network import QuantizedMLP
+from softbits.nn.network import QuantizedMLP, QuantizerThenNetwork
 from softbits.nn.quantizers import BitwiseQuantizer, MidpointQuantizer, Quantizer, SoftQuantizer, ThresholdQuantizer
 from softbits.nn.schedules import make_schedule
 from softbits.training.config import TrainConfig
-from softbits.training.engine import FitResult, lr_factors, resolve_device, seed_everything, target_tensor, to_tensor
+from softbits.training.engine import (
+    EpochPlan,
+    FitResult,
+    lr_factors,
+    resolve_device,
+    run_epochs,
+    seed_everything,
+    target_tensor,
+    to_tensor,
+)
 from softbits.training.train import FittedModule, build_model, check_training_memory, hold_out_validation
 
 __all__ = ["STACKABLE_METHODS", "StackCheck", "StackedAdam", "StackedModel", "StackedQuantizer",
-           "can_stack", "fit_stacked", "stack_modules", "unstack_into"]
+           "StackedSteps", "can_stack", "fit_stacked", "stack_modules", "unstack_into"]
 
 #: methods whose training stacks (po-* train the plain FP network, as fp does)
 STACKABLE_METHODS = ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "sq", "bw-mq", "bw-qq", "bw-sq")
@@ -150,18 +158,14 @@ class StackedQuantizer(nn.Module):
         return (x.unsqueeze(-1) > self.thresholds.unsqueeze(1)).to(x.dtype).flatten(2)
 
 
-class StackedModel(nn.Module):
+class StackedModel(QuantizerThenNetwork):
     """``network(quantizer(x))`` for K members: input [K, B, F], output [K, B, d_out]."""
 
-    def __init__(self, quantizer: StackedQuantizer | None, network: BatchedMLP) -> None:
-        super().__init__()
-        self.quantizer = quantizer
-        self.network = network
+    quantizer: StackedQuantizer | None
+    network: BatchedMLP
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.quantizer is not None:
-            x = self.quantizer(x)
-        return self.network(x)
+    def __init__(self, quantizer: StackedQuantizer | None, network: BatchedMLP) -> None:
+        super().__init__(quantizer, network)
 
 
 def _linears(network: nn.Sequential) -> list[nn.Linear]:
@@ -383,46 +387,46 @@ def _validation_losses(stacked: StackedModel, X: torch.Tensor, y: torch.Tensor, 
     return total / counts.clamp(min=1)
 
 
-def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Sequence[torch.Generator],
-           train: Sequence[tuple[torch.Tensor, torch.Tensor]],
-           val: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], *, task: str,
-           batch_size: int, device: torch.device) -> list[FitResult]:
-    """The stacked loop: per epoch each live member draws its permutation; step s trains batch s of
-    every member that has one. Members with validation rows keep their best epoch's state (hard
-    validation loss, as :func:`~softbits.training.engine.fit`) and end there."""
-    K = len(configs)
-    X_pad, rows = _pad([X for X, _ in train], train[0][0])
-    y_pad, _ = _pad([y for _, y in train], train[0][1])
-    X_val, val_rows = _pad([X for X, _ in val], train[0][0])
-    y_val, _ = _pad([y for _, y in val], train[0][1])
-    X_pad, y_pad, X_val, y_val = (t.to(device) for t in (X_pad, y_pad, X_val, y_val))
-    epochs = [c.epochs for c in configs]
-    factors = [lr_factors(c.lr_schedule, c.epochs, c.warmup_epochs) for c in configs]
-    temps = [make_schedule(c.schedule, c.epochs, c.decrease_factor).values() for c in configs]
-    optimizer = StackedAdam(list(stacked.parameters()), weight_decay=[c.weight_decay for c in configs],
-                            decoupled=[c.optimizer == "adamw" for c in configs])
-    quantizer = stacked.quantizer
-    histories = [FitResult() for _ in configs]
-    best_loss = [math.inf] * K
-    best_state: dict[str, torch.Tensor] = {}
-    member = torch.arange(K, device=device).unsqueeze(1)
-    start = time.perf_counter()
-    for epoch in range(max(epochs)):
-        live = [epoch < e for e in epochs]
-        for k in range(K):
-            if live[k] and quantizer is not None and quantizer.uses_temperature:
-                quantizer.temperature[k] = float(temps[k][epoch])
-                histories[k].temperatures.append(float(temps[k][epoch]))
-        lr = torch.tensor([c.lr * factors[k][epoch] if live[k] else 0.0 for k, c in enumerate(configs)],
-                          dtype=torch.float64)
-        n = [rows[k] if live[k] else 0 for k in range(K)]
+class StackedSteps:
+    """The step strategy of a stack: each epoch every live member draws its own permutation of
+    its own rows; step s trains batch s of every member that has one, and :class:`StackedAdam`
+    updates just those members."""
+
+    def __init__(self, stacked: StackedModel, configs: Sequence[TrainConfig],
+                 generators: Sequence[torch.Generator], train: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                 val: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], *, task: str,
+                 batch_size: int, device: torch.device) -> None:
+        self.stacked, self.generators, self.task, self.batch_size = stacked, generators, task, batch_size
+        self.device = device
+        X_pad, self.rows = _pad([X for X, _ in train], train[0][0])
+        y_pad, _ = _pad([y for _, y in train], train[0][1])
+        X_val, self.val_rows = _pad([X for X, _ in val], train[0][0])
+        y_val, _ = _pad([y for _, y in val], train[0][1])
+        self.X, self.y, self.X_val, self.y_val = (t.to(device) for t in (X_pad, y_pad, X_val, y_val))
+        self.optimizer = StackedAdam(list(stacked.parameters()), weight_decay=[c.weight_decay for c in configs],
+                                     decoupled=[c.optimizer == "adamw" for c in configs])
+        self.member = torch.arange(len(configs), device=device).unsqueeze(1)
+        self.lr = torch.zeros(len(configs), dtype=torch.float64)
+        self._best: dict[str, torch.Tensor] = {}
+
+    def start_epoch(self, live: Sequence[bool], temperatures: Sequence[float | None],
+                    lrs: Sequence[float]) -> None:
+        quantizer = self.stacked.quantizer
+        for k, tau in enumerate(temperatures):
+            if tau is not None and quantizer is not None and quantizer.uses_temperature:
+                quantizer.temperature[k] = tau
+        self.lr = torch.tensor(list(lrs), dtype=torch.float64)
+
+    def train_epoch(self, live: Sequence[bool]) -> list[float]:
+        K, batch_size, device = len(live), self.batch_size, self.device
+        n = [self.rows[k] if live[k] else 0 for k in range(K)]
         steps = max(math.ceil(r / batch_size) for r in n)
         order = torch.zeros(K, steps * batch_size, dtype=torch.long)
         for k in range(K):
             if live[k]:
-                order[k, :rows[k]] = torch.randperm(rows[k], generator=generators[k])
+                order[k, :n[k]] = torch.randperm(n[k], generator=self.generators[k])
         order = order.to(device)
-        stacked.train()
+        self.stacked.train()
         total = torch.zeros(K, device=device)
         for s in range(steps):
             counts_cpu = torch.tensor([min(max(r - s * batch_size, 0), batch_size) for r in n])
@@ -430,35 +434,46 @@ def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Se
             idx = order[:, s * batch_size: s * batch_size + width]
             counts = counts_cpu.to(device)
             valid = torch.arange(width, device=device).unsqueeze(0) < counts.unsqueeze(1)
-            losses = _member_losses(stacked(X_pad[member, idx]), y_pad[member, idx], valid, counts, task)
-            optimizer.zero_grad()
+            losses = _member_losses(self.stacked(self.X[self.member, idx]), self.y[self.member, idx],
+                                    valid, counts, self.task)
+            self.optimizer.zero_grad()
             losses.sum().backward()
-            optimizer.step(counts_cpu > 0, lr)
+            self.optimizer.step(counts_cpu > 0, self.lr)
             total += losses.detach() * counts
-        mean = (total.cpu() / torch.tensor([max(r, 1) for r in n])).tolist()
-        for k in range(K):
-            if live[k]:
-                histories[k].train_loss.append(float(mean[k]))
-        checked = [rows_k if live[k] else 0 for k, rows_k in enumerate(val_rows)]
-        if any(checked):
-            val_losses = _validation_losses(stacked, X_val, y_val, checked, task).tolist()
-            state = stacked.state_dict()
-            for k in (k for k in range(K) if checked[k]):
-                histories[k].val_loss.append(float(val_losses[k]))
-                if val_losses[k] < best_loss[k]:
-                    best_loss[k], histories[k].best_epoch = val_losses[k], epoch
-                    for name, value in state.items():
-                        best_state.setdefault(name, value.detach().clone())[k].copy_(value[k])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-        for k in range(K):
-            if live[k]:
-                histories[k].train_seconds = elapsed
-    stacked.eval()
-    with torch.no_grad():
-        state = stacked.state_dict()
-        for k in (k for k in range(K) if histories[k].best_epoch is not None):
+        return (total.cpu() / torch.tensor([max(r, 1) for r in n])).tolist()
+
+    def validation_losses(self, live: Sequence[bool]) -> list[float | None]:
+        checked = [rows if on else 0 for rows, on in zip(self.val_rows, live, strict=True)]
+        if not any(checked):
+            return [None] * len(live)
+        losses = _validation_losses(self.stacked, self.X_val, self.y_val, checked, self.task).tolist()
+        return [float(loss) if rows else None for loss, rows in zip(losses, checked, strict=True)]
+
+    def keep(self, member: int) -> None:
+        for name, value in self.stacked.state_dict().items():
+            self._best.setdefault(name, value.detach().clone())[member].copy_(value[member])
+
+    @torch.no_grad()
+    def restore(self, members: Sequence[int]) -> None:
+        self.stacked.eval()
+        state = self.stacked.state_dict()
+        for k in members:
             for name, value in state.items():
-                value[k].copy_(best_state[name][k])
-    return histories
+                value[k].copy_(self._best[name][k])
+
+
+def _train(stacked: StackedModel, configs: Sequence[TrainConfig], generators: Sequence[torch.Generator],
+           train: Sequence[tuple[torch.Tensor, torch.Tensor]],
+           val: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], *, task: str,
+           batch_size: int, device: torch.device) -> list[FitResult]:
+    """The stack's members through the one epoch driver, each with its own plan (epochs,
+    learning-rate factors, temperatures), as :func:`~softbits.training.engine.fit` plans a
+    single training."""
+    soft = stacked.quantizer is not None and stacked.quantizer.uses_temperature
+    plans = [EpochPlan(epochs=c.epochs, lr=c.lr, lr_factors=lr_factors(c.lr_schedule, c.epochs, c.warmup_epochs),
+                       temperatures=make_schedule(c.schedule, c.epochs, c.decrease_factor).values().tolist()
+                       if soft else None)
+             for c in configs]
+    steps = StackedSteps(stacked, configs, generators, train, val, task=task, batch_size=batch_size,
+                         device=device)
+    return run_epochs(steps, plans)

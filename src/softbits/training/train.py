@@ -17,7 +17,7 @@ from softbits.data import Dataset, Split, split_and_scale
 from softbits.errors import ConfigError
 from softbits.nn.network import QuantizedMLP, build_network
 from softbits.nn.schedules import make_schedule
-from softbits.runtime import runtime_info
+from softbits.provenance import runtime_info
 from softbits.training.config import TrainConfig
 from softbits.training.engine import (
     FitResult,

@@ -9,27 +9,24 @@ library prints nothing: progress goes to the ``progress`` object the caller pass
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from typing import Protocol as Interface
+from typing import TYPE_CHECKING
 
 from softbits.codes import check_bits
-from softbits.errors import ConfigError, DataError, SoftbitsError
+from softbits.errors import ConfigError, SoftbitsError
 from softbits.experiments.report import ReportPaths
+from softbits.experiments.session import ProgressSink, at_least
 from softbits.training.config import MAX_MEMBERS, TrainConfig
 
 if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
     from softbits.experiments.stacking import Unit
     from softbits.experiments.tasks import Task
 
-__all__ = ["FULL_PRESET", "QUICK_PRESET", "NoProgress", "Preset", "ProgressSink", "ProtocolOutcome",
-           "run_protocol"]
+__all__ = ["FULL_PRESET", "QUICK_PRESET", "Preset", "ProtocolOutcome", "run_protocol"]
 
 
 @dataclass(frozen=True)
@@ -71,25 +68,6 @@ FULL_PRESET = _full_preset()
 QUICK_PRESET = _quick_preset()
 
 
-class ProgressSink(Interface):
-    """Where the protocol reports completed trainings: a rich ``Progress`` or anything with its
-    ``add_task``/``advance`` (``softbits.experiments.commands.LineProgress`` writes log lines)."""
-
-    def add_task(self, description: str, *, total: int) -> Any: ...
-
-    def advance(self, task_id: Any) -> None: ...
-
-
-class NoProgress:
-    """The sink of a caller that passes none: it drops every report."""
-
-    def add_task(self, description: str, *, total: int) -> int:
-        return 0
-
-    def advance(self, task_id: Any) -> None:
-        return None
-
-
 @dataclass(frozen=True)
 class ProtocolOutcome:
     """What one protocol run did: the store and report it wrote, and how much it trained."""
@@ -102,21 +80,6 @@ class ProtocolOutcome:
     backend: str
     recipe: str
     members: dict[str, int]
-
-
-def _trainings(units: Sequence[Unit]) -> int:
-    """Trainings in ``units`` (a stack counts its members): what progress counts."""
-    from softbits.experiments.stacking import StackTask
-
-    return sum(len(u.tasks) if isinstance(u, StackTask) else 1 for u in units)
-
-
-def at_least(value: int, what: str, minimum: int = 1) -> int:
-    """``value`` as an int, or a one-line error naming option ``--what``: a count (settings,
-    repeats, folds, jobs, seeds) must be an integer, not a bool, and at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"--{what} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _names(names: Sequence[str], what: str) -> list[str]:
@@ -169,19 +132,9 @@ def _check_ensemble_memory(configs: Sequence[tuple[TrainConfig, int]], device: s
             build_model(config, n_features, 1, device=target)
 
 
-def regression_dataset(name: str, data_dir: Path | None, reporter: str = "the protocol") -> int:
-    """Dataset ``name`` is known, a regression task (``reporter`` reports MSE) and loadable now,
-    so a missing file fails before any training: its number of features."""
-    from softbits.data import get_dataset_info
-    from softbits.experiments.tasks import load_cached
-
-    info = get_dataset_info(name)
-    if info.task != "regression":
-        raise DataError(f"dataset {name} is a {info.task} task; {reporter} reports regression MSE")
-    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
-
-
 def _datasets(names: Sequence[str], data_dir: Path | None) -> list[str]:
+    from softbits.experiments.session import regression_dataset
+
     names = _names(names, "datasets")
     for name in names:
         regression_dataset(name, data_dir)
@@ -253,13 +206,7 @@ def run_protocol(
         Receives one line per thing the caller should know before the trainings start (e.g.
         methods that cannot stack and run one at a time).
     """
-    from softbits.experiments.executor import (
-        DaskBackend,
-        LocalBackend,
-        connect_dask,
-        execute,
-        pending,
-    )
+    from softbits.experiments.executor import pending
     from softbits.experiments.protocol import (
         Protocol,
         choose_settings,
@@ -267,6 +214,7 @@ def run_protocol(
         search_tasks,
     )
     from softbits.experiments.report import read_reference, write_report
+    from softbits.experiments.session import RunSession, default_out_dir, worker_count
     from softbits.experiments.settings import (
         draw_settings,
         load_grid,
@@ -288,14 +236,14 @@ def run_protocol(
     n_settings = at_least(n_settings if n_settings is not None else preset.n_settings, "n-settings")
     repeats = at_least(repeats if repeats is not None else preset.repeats, "repeats")
     at_least(folds, "folds", 2)
-    jobs = at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+    jobs = worker_count(jobs)
     check_recipe(recipe)
     members = _members(members)
     ensembles = [m for m in method_list if get_method(m).ensemble]
     resolve_device(device)
     stack_size = check_stack(stack)
     check_store(store)
-    out_dir = Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
+    out_dir = default_out_dir(store, out_dir)
     check_output_dir(out_dir, "--out-dir")
     compare = Path(compare) if compare is not None else None
     if compare is not None:
@@ -349,30 +297,20 @@ def run_protocol(
         todo = pending(first_tasks, store)
         return first_units if len(todo) == len(first_tasks) else units(todo)[0]
 
-    sink = progress if progress is not None else NoProgress()
-    backend = DaskBackend(connect_dask(scheduler, connect_timeout)) if scheduler else LocalBackend(jobs)
+    session = RunSession(store, jobs=jobs, scheduler=scheduler, connect_timeout=connect_timeout,
+                         progress=progress)
     if notes is not None:  # after the last check that can fail, so an error stays one line
         for line in planned_notes:
             notes(line)
-    result_store = ResultStore(store)
-    added = 0
-    runs = 0
-    try:
-        with sink if isinstance(sink, AbstractContextManager) else nullcontext():
+    with session:
+        result_store = session.store
+        with session.training():
             if search:
                 result_store.add_settings(t for _, t in trained)
             else:
                 result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
                                          for (d, m, b), s in chosen_from_file.items())
-            todo = first_phase(result_store)
-            bar = sink.add_task(f"{'search' if search else 'test'} · {backend.name}", total=_trainings(todo))
-
-            def advance(_: Any) -> None:
-                nonlocal runs
-                runs += 1
-                sink.advance(bar)
-
-            added += execute(todo, result_store, backend, advance)
+            session.execute("search" if search else "test", first_phase(result_store))
             if search:
                 choices = choose_settings(protocol, candidates, result_store.results())
                 missing = [c for c in protocol.cells() if c not in choices]
@@ -380,15 +318,10 @@ def run_protocol(
                     raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
                 result_store.set_choices((d, m, b, protocol.trained(s, m), "search", val)
                                          for (d, m, b), (s, val) in choices.items())
-                todo = units(pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}),
-                                     result_store))[0]
-                bar = sink.add_task(f"test · {backend.name}", total=_trainings(todo))
-                added += execute(todo, result_store, backend, advance)
+                session.execute("test", units(pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}),
+                                                      result_store))[0])
         with writing("--out-dir"):
             paths = write_report(result_store, out_dir, compare)
-    finally:
-        backend.close()
-        result_store.close()
-    return ProtocolOutcome(store=store, report=paths, rows_added=added, runs=runs,
-                           seconds=time.perf_counter() - started, backend=backend.name,
+    return ProtocolOutcome(store=store, report=paths, rows_added=session.added, runs=session.runs,
+                           seconds=time.perf_counter() - started, backend=session.backend.name,
                            recipe=recipe, members={m: members or DEFAULT_MEMBERS for m in ensembles})

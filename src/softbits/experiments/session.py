@@ -1,0 +1,148 @@
+"""The run setup that ``reproduce`` (:func:`~softbits.experiments.reproduce.run_protocol`) and
+``frontier`` (:func:`~softbits.experiments.frontier.run_frontier`) share: the checks of their
+common options, the backend (local processes or a Dask cluster), the results store, progress
+reporting and the execution of each phase's pending units.
+
+A :class:`RunSession` is opened after every input has been checked; closing it shuts the
+backend down and closes the store, also when a phase fails or the run is interrupted, so the
+trainings that finished stay stored.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as Interface
+
+from softbits.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
+    from softbits.experiments.executor import DaskBackend, LocalBackend
+    from softbits.experiments.stacking import Unit
+    from softbits.experiments.store import ResultStore
+
+__all__ = ["NoProgress", "ProgressSink", "RunSession", "at_least", "default_out_dir",
+           "regression_dataset", "worker_count"]
+
+
+class ProgressSink(Interface):
+    """Where a run reports completed trainings: a rich ``Progress`` or anything with its
+    ``add_task``/``advance`` (``softbits.experiments.commands.LineProgress`` writes log lines)."""
+
+    def add_task(self, description: str, *, total: int) -> Any: ...
+
+    def advance(self, task_id: Any) -> None: ...
+
+
+class NoProgress:
+    """The sink of a caller that passes none: it drops every report."""
+
+    def add_task(self, description: str, *, total: int) -> int:
+        return 0
+
+    def advance(self, task_id: Any) -> None:
+        return None
+
+
+def at_least(value: int, what: str, minimum: int = 1) -> int:
+    """``value`` as an int, or a one-line error naming option ``--what``: a count (settings,
+    repeats, folds, jobs, seeds) must be an integer, not a bool, and at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"--{what} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def worker_count(jobs: int) -> int:
+    """``--jobs``: 0 means one worker per CPU core."""
+    return at_least(jobs if jobs != 0 else (os.cpu_count() or 1), "jobs")
+
+
+def default_out_dir(store: Path, out_dir: str | os.PathLike[str] | None) -> Path:
+    """``out_dir``, or ``<store>_report`` next to the store."""
+    return Path(out_dir) if out_dir is not None else store.parent / f"{store.stem}_report"
+
+
+def regression_dataset(name: str, data_dir: Path | None, reporter: str = "the protocol") -> int:
+    """Dataset ``name`` is known, a regression task (``reporter`` reports MSE) and loadable now,
+    so a missing file fails before any training: its number of features."""
+    from softbits.data import get_dataset_info
+    from softbits.experiments.tasks import load_cached
+
+    info = get_dataset_info(name)
+    if info.task != "regression":
+        raise DataError(f"dataset {name} is a {info.task} task; {reporter} reports regression MSE")
+    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
+
+
+def _trainings(units: Sequence[Unit]) -> int:
+    """Trainings in ``units`` (a stack counts its members): what progress counts."""
+    from softbits.experiments.stacking import StackTask
+
+    return sum(len(u.tasks) if isinstance(u, StackTask) else 1 for u in units)
+
+
+class RunSession:
+    """A backend, a results store and a progress sink for one run; use it as a context manager.
+
+    Parameters
+    ----------
+    store
+        The SQLite results store (checked by the caller with ``check_store``).
+    jobs, scheduler, connect_timeout
+        Local worker processes, or the Dask scheduler to run on instead (connected here, so an
+        unreachable one fails before the store is opened).
+    progress
+        Receives one ``add_task`` per phase and one ``advance`` per finished training.
+    """
+
+    def __init__(self, store: Path, *, jobs: int, scheduler: str | None, connect_timeout: float,
+                 progress: ProgressSink | None) -> None:
+        from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask
+        from softbits.experiments.store import ResultStore
+
+        self.sink: ProgressSink = progress if progress is not None else NoProgress()
+        self.backend: DaskBackend | LocalBackend = (DaskBackend(connect_dask(scheduler, connect_timeout))
+                                                    if scheduler else LocalBackend(jobs))
+        try:
+            self.store: ResultStore = ResultStore(store)
+        except BaseException:
+            self.backend.close()
+            raise
+        self.runs = 0
+        self.added = 0
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.backend.close()
+        finally:
+            self.store.close()
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """The span in which trainings run: a rich ``Progress`` is live only inside it."""
+        sink = self.sink
+        with sink if isinstance(sink, AbstractContextManager) else nullcontext():
+            yield
+
+    def execute(self, label: str, units: Sequence[Unit]) -> int:
+        """Train ``units`` on the backend, storing each result as it arrives; new rows."""
+        from softbits.experiments.executor import execute
+
+        bar = self.sink.add_task(f"{label} · {self.backend.name}", total=_trainings(units))
+
+        def advance(_: Any) -> None:
+            self.runs += 1
+            self.sink.advance(bar)
+
+        added = execute(list(units), self.store, self.backend, advance)
+        self.added += added
+        return added
