@@ -30,7 +30,7 @@ SEARCHED = {"learning_rate": "lr", "hidden_layers": "layers", "hidden_neurons": 
 #: fields the protocol does not search: its axes and run arguments, or kept at the default
 PROTOCOL_ARGUMENTS = {"method", "bits", "seed", "device", "task"}
 PROTOCOL_DEFAULTS = {"schedule", "batch_size", "init", "val_fraction", "members", "optimizer",
-                     "lr_schedule", "warmup_epochs", "recipe", "bits_per_feature"}
+                     "lr_schedule", "warmup_epochs", "recipe", "bits_per_feature", "predictor"}
 #: fields a grid or settings table may search (OPTIONAL_COLUMNS), at their default when absent
 OPTIONAL = {"threshold_lr_scale": "threshold_lr_scale"}
 

@@ -97,6 +97,11 @@ class TrainConfig:
         One code width per feature in 0..16 (0: the feature is neither measured nor sent),
         threshold methods only; None gives every feature ``bits``. Equal widths are stored as
         that ``bits`` and None, so they are the same model as the uniform one.
+    predictor : str
+        The server model behind the codes (:mod:`softbits.training.predictors`): ``mlp`` (the
+        paper's network), ``gbdt`` (gradient-boosted trees on the codes) or ``auto`` (the one
+        with the lower validation loss). ``gbdt`` and ``auto`` validate on ``val_fraction`` of
+        the training part, 0.15 when it is 0.
     """
 
     method: str = "bw-sq"
@@ -122,6 +127,7 @@ class TrainConfig:
     recipe: str = "paper"
     threshold_lr_scale: float = 1.0
     bits_per_feature: tuple[int, ...] | None = None
+    predictor: str = "mlp"
 
     def __post_init__(self) -> None:
         from softbits.nn.quantizers import THRESHOLD_INITS
@@ -155,6 +161,16 @@ class TrainConfig:
         self._check_members(method)
         self._check_recipe()
         self._check_threshold_lr_scale(method)
+        self._check_predictor(method)
+
+    def _check_predictor(self, method: Method) -> None:
+        """A known predictor; trees replace the one network, so not behind an ensemble."""
+        from softbits.training.predictors import check_predictor
+
+        check_predictor(self.predictor)
+        if self.predictor != "mlp" and method.ensemble:
+            raise ConfigError(f"predictor {self.predictor} replaces the network, but {self.method} is an "
+                              f"ensemble of {self.members} networks; use predictor mlp or a single-network method")
 
     def _check_types(self) -> None:
         """Settings arrive from the CLI, JSON files and model headers: text where a number belongs,
@@ -222,6 +238,16 @@ class TrainConfig:
         check_recipe(self.recipe)
 
     @property
+    def validation_share(self) -> float:
+        """The share of the training part held out for validation: ``val_fraction``, or for a
+        tree or ``auto`` predictor (which need validation rows) 0.15 when it is 0."""
+        from softbits.training.predictors import GBDT_VAL_FRACTION
+
+        if self.val_fraction > 0 or self.predictor == "mlp":
+            return self.val_fraction
+        return GBDT_VAL_FRACTION
+
+    @property
     def compression_factor(self) -> float:
         """32 bits of float32 over the mean bits sent per feature (1 for full precision)."""
         from softbits.training.methods import get_method
@@ -243,11 +269,14 @@ class TrainConfig:
         return payload_bytes(n_features, self.bits)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; ``bits_per_feature`` only when set and ``threshold_lr_scale`` only
-        when not 1, so model files and results keep the form they had before these existed."""
+        """JSON-ready fields; ``bits_per_feature`` only when set, ``threshold_lr_scale`` only
+        when not 1 and ``predictor`` only when not ``mlp``, so model files and results keep the
+        form they had before these existed."""
         out = asdict(self)
         if self.threshold_lr_scale == 1.0:
             del out["threshold_lr_scale"]
+        if self.predictor == "mlp":
+            del out["predictor"]
         if self.bits_per_feature is None:
             del out["bits_per_feature"]
         else:

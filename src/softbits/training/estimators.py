@@ -29,7 +29,9 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
     ``warmup_epochs`` where they are None; a value given wins. ``bits_per_feature``: one code
     width per column of X (0: the column is not sent), threshold methods only.
     ``threshold_lr_scale``: the quantizer's parameters train at ``lr`` times this (methods that
-    learn a quantizer; 1 is the paper's one rate)."""
+    learn a quantizer; 1 is the paper's one rate). ``predictor``: the server model behind the
+    codes, ``mlp`` (the paper's), ``gbdt`` (trees on the codes, ``softbits[gbdt]``) or ``auto``
+    (:mod:`softbits.training.predictors`)."""
 
     def __init__(self, method: str = "bw-sq", bits: int = 4, layers: int = 5, neurons: int = 128,
                  epochs: int = 30, lr: float = 1e-3, weight_decay: float | None = None,
@@ -40,7 +42,7 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
                  lr_schedule: str | None = None, warmup_epochs: int | None = None,
                  val_fraction: float | None = None,
                  bits_per_feature: tuple[int, ...] | None = None,
-                 threshold_lr_scale: float = 1.0) -> None:
+                 threshold_lr_scale: float = 1.0, predictor: str = "mlp") -> None:
         self.method = method
         self.bits = bits
         self.layers = layers
@@ -63,6 +65,7 @@ class _SoftbitsBase(TransformerMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.bits_per_feature = bits_per_feature
         self.threshold_lr_scale = threshold_lr_scale
+        self.predictor = predictor
 
     _task: str = "regression"
 

@@ -81,6 +81,8 @@ def can_stack(configs: Sequence[TrainConfig]) -> StackCheck:
     first = configs[0]
     if any(c.bits_per_feature is not None for c in configs):
         return StackCheck(False, "per-feature widths do not stack yet")
+    if any(c.predictor != "mlp" for c in configs):
+        return StackCheck(False, "a tree or auto predictor trains after its network, one at a time")
     if any(c.threshold_lr_scale != 1.0 for c in configs):
         return StackCheck(False, "a threshold learning-rate scale does not stack yet")
     if first.method not in STACKABLE_METHODS:

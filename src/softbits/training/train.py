@@ -6,6 +6,7 @@ This is the function the CLI, the estimator and the protocol's tasks call.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from softbits.codes import max_code
 from softbits.data import Dataset, Split, split_and_scale
 from softbits.errors import ConfigError
 from softbits.nn.network import QuantizedMLP, build_network
@@ -29,10 +31,12 @@ from softbits.training.engine import (
     to_tensor,
 )
 from softbits.training.methods import get_method
+from softbits.training.predictors import GBDTPredictor, check_gbdt_installed
 from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
-           "check_training_memory", "evaluate_as", "fit_module", "hold_out_validation", "score", "summary",
+           "check_training_memory", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
+           "score", "score_trees", "summary",
            "train_dataset", "train_on_split", "training_memory"]
 
 
@@ -148,6 +152,10 @@ class FittedModule:
     module: QuantizedMLP
     fit: FitResult
     X_train: torch.Tensor
+    #: the training targets and the held-out validation rows (None without a validation share)
+    y_train: torch.Tensor | None = None
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
 
 def score(module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor, task: str) -> TestMetrics:
@@ -186,11 +194,12 @@ def evaluate_as(fitted: FittedModule, method: str, bits: int, X_test: torch.Tens
 
 def hold_out_validation(X: torch.Tensor, y: torch.Tensor, config: TrainConfig
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Training and validation rows: ``val_fraction`` of the rows (a permutation seeded with the
-    config's seed) validate, the rest train; without a fraction every row trains."""
-    if config.val_fraction <= 0:
+    """Training and validation rows: ``validation_share`` of the rows (a permutation seeded with
+    the config's seed) validate, the rest train; without a share every row trains."""
+    share = config.validation_share
+    if share <= 0:
         return X, y, None, None
-    n_val = max(1, int(round(config.val_fraction * X.shape[0])))
+    n_val = max(1, int(round(share * X.shape[0])))
     perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(config.seed)).to(X.device)
     return X[perm[n_val:]], y[perm[n_val:]], X[perm[:n_val]], y[perm[:n_val]]
 
@@ -217,7 +226,50 @@ def fit_module(
                  on_epoch_end=on_epoch_end, optimizer=config.optimizer,
                  lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
                  threshold_lr_scale=config.threshold_lr_scale)
-    return FittedModule(module=module, fit=result, X_train=X_tr)
+    return FittedModule(module=module, fit=result, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
+
+
+def _predictor_inputs(module: QuantizedMLP, X: torch.Tensor) -> np.ndarray:
+    """What the trees read: the hard codes, or for a full-precision model the standardized features."""
+    if module.quantizer is None:
+        return X.cpu().numpy().astype(np.float64)
+    with torch.no_grad():
+        return module.quantizer.encode(X).cpu().numpy().astype(np.float64)
+
+
+def fit_predictor(fitted: FittedModule, module: QuantizedMLP, config: TrainConfig, *, task: str,
+                  n_outputs: int) -> tuple[GBDTPredictor | None, dict[str, Any]]:
+    """The server model ``config.predictor`` asks for behind ``module``'s codes.
+
+    Trees fit on the codes of ``fitted``'s training rows and early-stop on its validation rows
+    (carved from the training part); ``auto`` keeps the MLP or the trees, whichever has the
+    lower validation loss. Returns the trees (None when the MLP serves) and what was chosen
+    and why (each candidate's validation loss).
+    """
+    if fitted.X_val is None or fitted.y_val is None or fitted.y_train is None:
+        raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
+    q = module.quantizer
+    top = None if q is None else max_code(config.bits)
+    X_tr, X_val = _predictor_inputs(module, fitted.X_train), _predictor_inputs(module, fitted.X_val)
+    y_tr, y_val = fitted.y_train.cpu().numpy(), fitted.y_val.cpu().numpy()
+    trees = GBDTPredictor.fit(X_tr, y_tr, X_val, y_val, task=task, n_outputs=n_outputs,
+                              inputs="features" if q is None else "codes", seed=config.seed, max_code=top)
+    losses = {"mlp": evaluate(module, fitted.X_val, fitted.y_val, task=task).loss,
+              "gbdt": trees.loss(X_val, y_val)}
+    chosen = "gbdt" if config.predictor == "gbdt" else min(losses, key=losses.__getitem__)
+    record = {"predictor": chosen, "predictor_val_loss": losses, "gbdt_rounds": trees.rounds}
+    return (trees if chosen == "gbdt" else None), record
+
+
+def score_trees(trees: GBDTPredictor, module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor,
+                task: str) -> TestMetrics:
+    """The trees' hard metrics on ``X, y``, in the names :func:`score` gives the MLP's."""
+    inputs, target = _predictor_inputs(module, X), y.cpu().numpy()
+    loss = trees.loss(inputs, target)
+    if task == "classification":
+        accuracy = float((trees.raw(inputs).argmax(-1) == target).mean())
+        return TestMetrics(test_mse=None, test_mse_soft=None, test_accuracy=accuracy, test_loss=loss)
+    return TestMetrics(test_mse=loss, test_mse_soft=None, test_accuracy=None, test_loss=loss)
 
 
 def train_on_split(
@@ -231,7 +283,12 @@ def train_on_split(
     dataset: str = "",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainedModel:
-    """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized)."""
+    """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized).
+
+    With a tree or ``auto`` predictor the test rows reach neither the early stopping nor the
+    choice: both use the validation share of the training part."""
+    if config.predictor != "mlp":
+        check_gbdt_installed()
     n_out = len(classes) if task == "classification" and classes else 1
     fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
                         on_epoch_end=on_epoch_end)
@@ -240,13 +297,22 @@ def train_on_split(
     module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task,
                                  widths=config.bits_per_feature)
     result = fitted.fit
+    trees: GBDTPredictor | None = None
+    chosen: dict[str, Any] = {}
+    if config.predictor != "mlp":
+        started = time.perf_counter()
+        trees, chosen = fit_predictor(fitted, module, config, task=task, n_outputs=n_out)
+        chosen["predictor_seconds"] = time.perf_counter() - started
+        chosen["test_mse_mlp"] = tested.test_mse
+        if trees is not None:
+            tested = score_trees(trees, module, X_te, y_te, task)
     metrics = {**tested.to_dict(), "train_seconds": result.train_seconds, "epochs": config.epochs,
                "final_train_loss": result.final_train_loss,
-               "final_temperature": result.final_temperature, "best_epoch": result.best_epoch}
+               "final_temperature": result.final_temperature, "best_epoch": result.best_epoch, **chosen}
     return TrainedModel(
         module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
         feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
-        dataset=dataset, metrics=metrics, runtime=runtime_info(device), history=result,
+        dataset=dataset, metrics=metrics, runtime=runtime_info(device), history=result, trees=trees,
     )
 
 
@@ -291,6 +357,10 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
     }
     if "test_mse_fp" in m:
         out["test_mse_fp"] = m["test_mse_fp"]
+    out["predictor"] = m.get("predictor", cfg.predictor)
+    if cfg.predictor != "mlp":
+        out["predictor_val_loss"] = m.get("predictor_val_loss")
+        out["test_mse_mlp"] = m.get("test_mse_mlp")
     if cfg.bits_per_feature is not None:
         out["bits_per_feature"] = dict(zip(ds.feature_names, cfg.bits_per_feature, strict=True))
     if model.allocation is not None:  # a budget's widths, also when they came out equal

@@ -1,6 +1,7 @@
 """A trained model with everything a later ``predict``/``export`` needs, saved without pickle.
 
-File format: one safetensors file. Tensors are the module's state dict; the safetensors metadata
+File format: one safetensors file. Tensors are the module's state dict (and, for a tree
+predictor, its LightGBM text model as the uint8 tensor ``predictor.gbdt``); the safetensors metadata
 key ``softbits`` holds JSON with the config, quantizer kind, network shape, scalers (exact float
 repr), feature names, task, classes, metrics and the runtime that produced it. Loading executes
 no code from the file, and checks the header against the format and against the shapes of the
@@ -32,11 +33,14 @@ from softbits.nn.quantizers import build_quantizer
 from softbits.training.config import MAX_MEMBERS, TrainConfig
 from softbits.training.engine import FitResult
 from softbits.training.methods import get_method
+from softbits.training.predictors import MAX_GBDT_BYTES, GBDTPredictor
 
 __all__ = ["TrainedModel", "MODEL_FORMAT", "MODEL_FORMAT_VERSION"]
 
 MODEL_FORMAT = "softbits-model"
 MODEL_FORMAT_VERSION = 1
+#: the tensor that holds a tree predictor's LightGBM text model (UTF-8 bytes)
+TREES_KEY = "predictor.gbdt"
 
 
 @dataclass
@@ -58,6 +62,8 @@ class TrainedModel:
     history: FitResult | None = None
     #: how a payload budget's widths were chosen (softbits.training.allocation; None without a budget)
     allocation: dict[str, Any] | None = None
+    #: the trees that serve instead of the MLP (predictor gbdt, or auto's choice); None: the MLP serves
+    trees: GBDTPredictor | None = None
 
     @property
     def n_features(self) -> int:
@@ -88,9 +94,14 @@ class TrainedModel:
         X = self._check_width(X)
         return torch.as_tensor(self.x_scaler.transform(X), dtype=torch.float32, device=self._device())
 
-    def _output_to_prediction(self, out: torch.Tensor) -> np.ndarray:
-        """Network outputs → predictions, in numpy (cheaper than torch ops for small batches)."""
-        values = out.detach().cpu().numpy()
+    @property
+    def predictor(self) -> str:
+        """The server model behind the codes: ``mlp`` or ``gbdt``."""
+        return "mlp" if self.trees is None else self.trees.kind
+
+    def _output_to_prediction(self, out: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Network (or tree) outputs → predictions, in numpy (cheaper than torch ops for small batches)."""
+        values = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
         if self.task == "classification":
             return values.argmax(-1)
         y = values[:, 0].astype(np.float64)
@@ -101,6 +112,9 @@ class TrainedModel:
         """Predictions for raw feature rows (regression: target units; classification: index)."""
         from softbits.training.engine import predict_tensor
 
+        if self.trees is not None:
+            inputs = self.encode(X) if self.module.quantizer is not None else self.standardize(X).cpu().numpy()
+            return self._output_to_prediction(self.trees.raw(inputs))
         return self._output_to_prediction(predict_tensor(self.module, self.standardize(X)))
 
     @torch.no_grad()
@@ -126,6 +140,8 @@ class TrainedModel:
             raise DataError(f"codes must lie in 0..{max_code(q.bits)}")
         if codes.size and q.widths is not None:
             self._check_width_codes(codes, q.widths)
+        if self.trees is not None:
+            return self._output_to_prediction(self.trees.raw(codes))
         codes_t = torch.from_numpy(codes.astype(np.int64))
         device = self._device()
         if device.type != "cpu":
@@ -172,6 +188,8 @@ class TrainedModel:
             "history": None if self.history is None else self.history.to_dict(),
             # only with a budget, so other model files keep the header they had
             **({} if self.allocation is None else {"allocation": self.allocation}),
+            # only with trees: an MLP model file keeps the header it had
+            **({} if self.trees is None else {"predictor": self.trees.header()}),
         }
 
     def _non_finite(self) -> list[str]:
@@ -199,6 +217,12 @@ class TrainedModel:
                                 "training diverged or the data overflowed, try a lower learning rate")
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        if self.trees is not None:
+            text = self.trees.to_text().encode("utf-8")
+            if len(text) > MAX_GBDT_BYTES:
+                raise DataError(f"not saving {path}: its tree model holds {len(text)} bytes, "
+                                f"more than {MAX_GBDT_BYTES}")
+            tensors[TREES_KEY] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
         save_file(tensors, str(path), metadata={"softbits": json.dumps(self._header())})
         return path
 
@@ -226,8 +250,16 @@ class TrainedModel:
                 f"{path}: unsupported model format {header.get('format')!r} v{header.get('format_version')}"
                 f" (this softbits reads {MODEL_FORMAT} v{MODEL_FORMAT_VERSION})")
         try:
+            trees_shape = shapes.pop(TREES_KEY, None)
             fields_, build = _read_header(header, shapes, str(device))
-            tensors = load_file(str(path), device=str(device))
+            if (trees_shape is None) != (header.get("predictor") is None):
+                raise _InvalidModel("the header's predictor and the file's tree tensor disagree")
+            if trees_shape is not None and (len(trees_shape) != 1 or trees_shape[0] > MAX_GBDT_BYTES):
+                raise _InvalidModel(f"tensor {TREES_KEY} has shape {list(trees_shape)}; a tree model is "
+                                    f"at most {MAX_GBDT_BYTES} bytes")
+            tensors = load_file(str(path), device="cpu" if trees_shape is not None else str(device))
+            trees = None if trees_shape is None else _read_trees(tensors.pop(TREES_KEY), header, fields_)
+            tensors = {k: t.to(device) for k, t in tensors.items()}
             bad = [key for key, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
             if bad:
                 raise _InvalidModel(f"non-finite values in {', '.join(bad)}")
@@ -239,7 +271,28 @@ class TrainedModel:
         except (_InvalidModel, ConfigError) as exc:
             raise DataError(f"{path} is not a valid softbits model file ({exc})") from None
         module.to(device).eval()
-        return cls(module=module, history=_read_history(header, path), **fields_)
+        return cls(module=module, history=_read_history(header, path), trees=trees, **fields_)
+
+
+def _read_trees(tensor: torch.Tensor, header: dict[str, Any], fields_: dict[str, Any]) -> GBDTPredictor:
+    """The tree predictor of a model file, checked against the model it serves."""
+    predictor = header.get("predictor")
+    if not isinstance(predictor, dict) or predictor.get("kind") != "gbdt":
+        raise _InvalidModel(f"unknown predictor {predictor!r}")
+    if tensor.dtype != torch.uint8:
+        raise _InvalidModel(f"tensor {TREES_KEY} must be uint8 text")
+    config: TrainConfig = fields_["config"]
+    names, task = fields_["feature_names"], fields_["task"]
+    max_codes = None
+    if get_method(config.method).quantized:
+        widths = config.bits_per_feature or (config.bits,) * len(names)
+        max_codes = [max_code(w) if w else 0 for w in widths]
+    n_outputs = len(fields_["classes"]) if task == "classification" else 1
+    try:
+        return GBDTPredictor.from_text(tensor.numpy().tobytes(), predictor, task=task, n_features=len(names),
+                                       n_outputs=n_outputs, max_codes=max_codes)
+    except ValueError as exc:
+        raise _InvalidModel(str(exc)) from None
 
 
 def _read_history(header: dict[str, Any], path: Path) -> FitResult | None:

@@ -1,0 +1,241 @@
+"""Predictors behind the same codes (docs/predictors.md): trees on the codes, ``auto``'s choice,
+the default unchanged, no test row in early stopping or the choice, the tree model in the model
+file (loaded without executing code, checked against the model), predict = predict_codes = the
+server's answer, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+pytest.importorskip("lightgbm")
+
+from softbits import TrainConfig, load_dataset, train_dataset  # noqa: E402
+from softbits.data import split_and_scale  # noqa: E402
+from softbits.device.spec import EncoderSpec  # noqa: E402
+from softbits.device.wire import encode_payload  # noqa: E402
+from softbits.errors import ConfigError, DataError  # noqa: E402
+from softbits.training import predictors  # noqa: E402
+from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor  # noqa: E402
+from softbits.training.trained_model import TREES_KEY, TrainedModel  # noqa: E402
+
+from conftest import assert_train_refuses, run_main, start_server, stop_server  # noqa: E402
+
+TINY = dict(bits=3, layers=1, neurons=16, epochs=3, lr=0.02, device="cpu", seed=3)
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    return load_dataset("diabetes")
+
+
+@pytest.fixture(scope="module")
+def gbdt_model(diabetes, tmp_path_factory):
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", predictor="gbdt", **TINY))
+    path = tmp_path_factory.mktemp("gbdt") / "bw-sq-gbdt.safetensors"
+    model.save(path)
+    return model, path
+
+
+def test_the_default_predictor_is_the_mlp_and_keeps_the_config_form(diabetes):
+    config = TrainConfig(method="bw-sq", **TINY)
+    assert config.predictor == "mlp" and "predictor" not in config.to_dict()
+    assert config.validation_share == 0.0
+    model = train_dataset(diabetes, config)
+    assert model.trees is None and model.predictor == "mlp"
+    assert "predictor_val_loss" not in model.metrics
+
+
+def test_gbdt_serves_the_codes_and_reports_both_candidates(gbdt_model, diabetes):
+    model, _ = gbdt_model
+    m = model.metrics
+    assert model.predictor == "gbdt" and m["predictor"] == "gbdt"
+    assert set(m["predictor_val_loss"]) == {"mlp", "gbdt"} and m["gbdt_rounds"] >= 1
+    assert m["test_mse"] != m["test_mse_mlp"]
+    split = split_and_scale(diabetes, seed=TINY["seed"])
+    X_test = split.x_scaler.inverse(split.X_test)
+    np.testing.assert_array_equal(model.predict(X_test), model.predict_codes(model.encode(X_test)))
+    # the recorded test MSE is the trees' on the test split (standardized target)
+    y_hat = model.y_scaler.transform(model.predict(X_test).reshape(-1, 1))[:, 0]
+    assert np.mean((y_hat - split.y_test) ** 2) == pytest.approx(m["test_mse"], rel=1e-6)
+
+
+def test_auto_keeps_the_candidate_with_the_lower_validation_loss(diabetes):
+    model = train_dataset(diabetes, TrainConfig(method="bw-qq", predictor="auto", **TINY))
+    losses = model.metrics["predictor_val_loss"]
+    assert model.metrics["predictor"] == min(losses, key=losses.get) == model.predictor
+
+
+def test_no_test_row_reaches_early_stopping_or_the_choice(diabetes, monkeypatch):
+    """The trees see the codes of the training part only: fit and validation rows are the
+    training rows' codes, disjoint, and together the whole training part."""
+    seen = {}
+    fit = predictors.GBDTPredictor.fit.__func__
+
+    def spy(cls, X, y, X_val, y_val, **kwargs):
+        seen.update(X=X, y=y, X_val=X_val, y_val=y_val)
+        return fit(cls, X, y, X_val, y_val, **kwargs)
+
+    monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(spy))
+    config = TrainConfig(method="fp", predictor="auto", **TINY)
+    model = train_dataset(diabetes, config)
+    split = split_and_scale(diabetes, seed=config.seed)
+    train_rows = {tuple(np.float32(r)) for r in split.X_train}
+    test_rows = {tuple(np.float32(r)) for r in split.X_test}
+    fit_rows = {tuple(np.float32(r)) for r in seen["X"]}
+    val_rows = {tuple(np.float32(r)) for r in seen["X_val"]}
+    assert not (fit_rows | val_rows) & test_rows
+    assert fit_rows | val_rows == train_rows and not fit_rows & val_rows
+    assert len(seen["X_val"]) == round(predictors.GBDT_VAL_FRACTION * len(split.X_train))
+    assert model.metrics["predictor"] in ("mlp", "gbdt")
+
+
+def test_the_model_file_keeps_the_trees_as_text_and_loads_them_back(gbdt_model, diabetes):
+    model, path = gbdt_model
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["softbits"])
+        text = f.get_tensor(TREES_KEY).numpy().tobytes()
+    assert header["predictor"]["kind"] == "gbdt" and text.startswith(b"tree\n")
+    assert header["config"]["predictor"] == "gbdt"
+    loaded = TrainedModel.load(path)
+    assert loaded.predictor == "gbdt"
+    X = diabetes.X[:50]
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_codes(loaded.encode(X)), model.predict(X))
+
+
+def _rewrite(path, out, *, text: bytes | None = None, header_change=None, drop_trees=False):
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["softbits"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if text is not None:
+        tensors[TREES_KEY] = torch.frombuffer(bytearray(text), dtype=torch.uint8)
+    if drop_trees:
+        del tensors[TREES_KEY]
+    if header_change is not None:
+        header_change(header)
+    save_file(tensors, str(out), metadata={"softbits": json.dumps(header)})
+    return out
+
+
+def _original_text(path) -> bytes:
+    with safe_open(str(path), framework="pt") as f:
+        return f.get_tensor(TREES_KEY).numpy().tobytes()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not text", "not UTF-8 text"),
+    ("other text", "not a LightGBM text model"),
+    ("garbage", "does not parse"),
+    ("no trees", "predictor and the file's tree tensor disagree"),
+    ("other widths", "whose width allows 0..7"),
+    ("features", "does not fit a model with codes"),
+])
+def test_a_bad_tree_model_is_one_line(gbdt_model, tmp_path, capsys, case, message):
+    _, path = gbdt_model
+    text = _original_text(path)
+    out = tmp_path / "bad.safetensors"
+    if case == "not text":
+        _rewrite(path, out, text=b"\x80\x81 not a model")
+    elif case == "other text":
+        _rewrite(path, out, text=b"import os; os.system('echo owned')")
+    elif case == "garbage":
+        _rewrite(path, out, text=b"tree\nversion=v4\nnum_class=abc\n")
+    elif case == "no trees":
+        _rewrite(path, out, drop_trees=True)
+    elif case == "other widths":  # the trees claim codes of a wider width than the model's 3 bits
+        infos = next(line for line in text.split(b"\n") if line.startswith(b"feature_infos="))
+        parts = infos[len(b"feature_infos="):].split(b" ")
+        parts[0] = b"[0:15]"
+        _rewrite(path, out, text=text.replace(infos, b"feature_infos=" + b" ".join(parts)))
+    else:
+        _rewrite(path, out, header_change=lambda h: h["predictor"].update(inputs="features"))
+    with pytest.raises(DataError, match="is not a valid softbits model file"):
+        TrainedModel.load(out)
+    code, _, err = run_main(capsys, "predict", out, "--input", tmp_path / "none.csv")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_oversized_tree_tensor_is_refused_before_it_is_read(gbdt_model, tmp_path, monkeypatch):
+    _, path = gbdt_model
+    monkeypatch.setattr("softbits.training.trained_model.MAX_GBDT_BYTES", 1000)
+    with pytest.raises(DataError, match="a tree model is at most 1000 bytes"):
+        TrainedModel.load(path)
+
+
+def test_train_cli_reports_the_predictor_and_refuses_bad_ones(tmp_path, capsys):
+    code, out, err = run_main(capsys, "train", "--dataset", "diabetes", "--epochs", "2", "--layers", "1",
+                              "--neurons", "8", "--device", "cpu", "--bits", "2", "--predictor", "auto",
+                              "--json", "--save", tmp_path / "m.safetensors")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["predictor"] in ("mlp", "gbdt") and set(result["predictor_val_loss"]) == {"mlp", "gbdt"}
+    assert result["settings"]["predictor"] == "auto"
+    assert TrainedModel.load(tmp_path / "m.safetensors").predictor == result["predictor"]
+    assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--predictor", "forest"],
+                         "unknown predictor 'forest'; choose one of: mlp, gbdt, auto")
+    assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--method", "bw-sq-ens", "--predictor", "gbdt"],
+                         "predictor gbdt replaces the network")
+
+
+def test_a_missing_gbdt_extra_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    real = predictors.importlib.util.find_spec
+    monkeypatch.setattr(predictors.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "lightgbm" else real(name, *a))
+    assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--predictor", "gbdt"],
+                         "pip install 'softbits[gbdt]'")
+
+
+def test_estimators_take_the_predictor():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    y = X[:, 0] * 2 + np.sin(3 * X[:, 1])
+    reg = SoftbitsRegressor(predictor="gbdt", bits=3, layers=1, neurons=8, epochs=2, device="cpu").fit(X, y)
+    assert reg.model_.predictor == "gbdt" and reg.get_params()["predictor"] == "gbdt"
+    assert reg.predict(X).shape == (300,)
+    labels = np.where(y > 0, "hi", "lo")
+    clf = SoftbitsClassifier(predictor="gbdt", bits=3, layers=1, neurons=8, epochs=2, device="cpu").fit(X, labels)
+    assert set(clf.predict(X)) <= {"hi", "lo"} and clf.score(X, labels) > 0.7
+    with pytest.raises(ConfigError, match="unknown predictor"):
+        SoftbitsRegressor(predictor="forest").fit(X, y)
+
+
+def test_stacks_refuse_tree_predictors():
+    from softbits.training.stacked import can_stack
+
+    check = can_stack([TrainConfig(predictor="gbdt"), TrainConfig()])
+    assert not check and "one at a time" in check.reason
+
+
+def test_the_server_answers_what_predict_gives(gbdt_model, diabetes):
+    model, path = gbdt_model
+    spec = EncoderSpec.from_model(model)
+    X = diabetes.X[:12]
+    env = dict(os.environ, NO_COLOR="1")
+    proc, urls = start_server(path, env)
+    try:
+        request = urllib.request.Request(urls["http"], data=encode_payload(spec, X), method="POST",
+                                         headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+    finally:
+        stop_server(proc)
+    assert body["model_id"] == spec.model_id
+    np.testing.assert_allclose(body["predictions"], model.predict(X), rtol=0, atol=0)
+
+
+def test_gbdt_trains_on_mixed_widths_and_their_codes(diabetes):
+    widths = (3, 0, 2, 4, 1, 3, 2, 2, 3, 1)
+    config = replace(TrainConfig(method="bw-qq", predictor="gbdt", **TINY), bits_per_feature=widths)
+    model = train_dataset(diabetes, config)
+    codes = model.encode(diabetes.X[:40])
+    assert (codes[:, 1] == 0).all()
+    np.testing.assert_array_equal(model.predict_codes(codes), model.predict(diabetes.X[:40]))
