@@ -239,3 +239,53 @@ def test_gbdt_trains_on_mixed_widths_and_their_codes(diabetes):
     codes = model.encode(diabetes.X[:40])
     assert (codes[:, 1] == 0).all()
     np.testing.assert_array_equal(model.predict_codes(codes), model.predict(diabetes.X[:40]))
+
+
+def test_a_budget_is_allocated_for_the_trees_that_will_serve(diabetes):
+    from softbits.training.allocation import train_allocated
+
+    config = TrainConfig(method="bw-qq", predictor="gbdt", **TINY)
+    split = split_and_scale(diabetes, seed=config.seed)
+    model = train_allocated(split, config, 20, task=diabetes.task, feature_names=diabetes.feature_names,
+                            dataset=diabetes.name)
+    record = model.allocation
+    assert record["scored_by"] == "gbdt" and record["code_bits"] <= 20
+    assert model.trees is not None and model.config.bits_per_feature is not None
+    assert sum(model.config.bits_per_feature) == record["code_bits"]
+    mlp = train_allocated(split, replace(config, predictor="mlp"), 20, task=diabetes.task,
+                          feature_names=diabetes.feature_names, dataset=diabetes.name)
+    assert mlp.allocation["scored_by"] == "mlp" and mlp.trees is None
+
+
+def test_frontier_with_trees_stores_its_own_keys_beside_the_mlps(tmp_path, capsys):
+    """Quantile codes + trees and the MLP frontier share one store without sharing a key; a
+    uniform tree point equals a plain ``train --predictor gbdt`` on the same split."""
+    import sqlite3
+
+    import pandas as pd
+
+    from softbits.experiments.frontier import run_frontier
+
+    store = tmp_path / "f.sqlite"
+    net = {"layers": 1, "neurons": 8, "epochs": 2}
+    trees = run_frontier(store=store, out_dir=tmp_path / "trees", dataset="diabetes", method="bw-qq",
+                         budgets=["20"], seeds=1, jobs=1, device="cpu", predictor="gbdt", **net)
+    table = pd.read_csv(trees.paths.csv)
+    assert list(zip(table["kind"], table["budget_bits"], strict=True)) == [
+        ("fp", 320), ("uniform", 20), ("allocated", 20)]
+    assert set(table["method"]) == {"bw-qq+gbdt"}
+    mlp = run_frontier(store=store, out_dir=tmp_path / "mlp", dataset="diabetes", method="bw-qq",
+                       budgets=["20"], seeds=1, jobs=1, device="cpu", **net)
+    assert mlp.rows_added == 3
+    with sqlite3.connect(store) as conn:
+        methods = sorted(m for (m,) in conn.execute("SELECT DISTINCT method FROM results"))
+        uniform = conn.execute("SELECT metrics FROM results WHERE method = 'bw-qq+gbdt' AND bits = 2").fetchone()
+    assert methods == ["bw-qq", "bw-qq+gbdt", "fp", "fp+gbdt"]
+    code, out, err = run_main(capsys, "train", "--dataset", "diabetes", "--method", "bw-qq", "--bits", "2",
+                              "--layers", "1", "--neurons", "8", "--epochs", "2", "--seed", "42",
+                              "--device", "cpu", "--predictor", "gbdt", "--json")
+    assert code == 0, err
+    assert json.loads(out)["test_mse"] == pytest.approx(json.loads(uniform[0])["test_mse"], rel=1e-9)
+    code, _, err = run_main(capsys, "frontier", "--dataset", "diabetes", "--predictor", "forest",
+                            "--store", tmp_path / "x.sqlite")
+    assert code == 2 and "unknown predictor 'forest'" in err and not (tmp_path / "x.sqlite").exists()

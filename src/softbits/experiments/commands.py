@@ -209,6 +209,7 @@ def frontier(
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the trainings on that cluster instead of local processes.")] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    predictor: Annotated[str, typer.Option(help="Server model of every point: mlp, gbdt (trees on the codes; with --method bw-qq: quantile codes + trees) or auto (docs/predictors.md).")] = "mlp",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -219,7 +220,8 @@ def frontier(
         store=store, dataset=dataset, out_dir=out_dir, method=method.lower(), budgets=budgets.split(","),
         seeds=seeds, seed=seed, layers=layers, neurons=neurons, epochs=epochs, lr=lr, dropout=dropout,
         decrease_factor=decrease_factor, weight_decay=weight_decay, jobs=jobs, scheduler=scheduler,
-        connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=progress_display())
+        connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=progress_display(),
+        predictor=predictor.lower())
     paths = outcome.paths
     if as_json:
         print_json({"store": str(store), "csv": str(paths.csv), "md": str(paths.md), "png": str(paths.figure),

@@ -15,7 +15,7 @@ import numbers
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,14 @@ class Frontier:
     data_dir: str | None = None
     device: str = "auto"
     threads: int | None = None
+    predictor: str = "mlp"
+
+    @property
+    def label(self) -> str:
+        """The method as the store and the report name it (``bw-qq+gbdt`` for trees)."""
+        from softbits.experiments.tasks import predictor_method
+
+        return predictor_method(self.method, self.predictor)
 
     @property
     def uniform(self) -> dict[int, int]:
@@ -105,18 +113,19 @@ class Frontier:
         return Task(dataset=self.dataset, train_method=method, train_bits=bits, setting=self.setting,
                     phase=TEST_PHASE, index=r, seed=self.seed + r, evaluations=tuple(evaluations),
                     data_dir=self.data_dir, split_seed=self.seed, device=self.device,
-                    threads=self.threads, budget=budget)
+                    threads=self.threads, budget=budget, predictor=self.predictor)
 
     def tasks(self) -> list[Task]:
         """Allocated trainings first (the longest), then the uniform ones, then FP, per seed.
 
         Po-* methods quantize an FP network after training, so their uniform points are
-        evaluations of the seed's FP training (as in the protocol)."""
+        evaluations of the seed's FP training (as in the protocol); with a predictor other than
+        the MLP each point fits its own, so each trains on its own."""
         from softbits.experiments.protocol import shares_fp_training
         from softbits.experiments.tasks import Evaluation
 
         widths = sorted(self.uniform.values())
-        shared = shares_fp_training(self.method)
+        shared = shares_fp_training(self.method) and self.predictor == "mlp"
         tasks: list[Task] = []
         for r in range(self.seeds):
             for b in self.budgets:
@@ -137,7 +146,7 @@ class Frontier:
             for key in t.keys():
                 if t.budget is not None:
                     labels[key] = ("allocated", t.budget)
-                elif key.method == "fp":
+                elif key.method.split("+")[0] == "fp":
                     labels[key] = ("fp", FP_BITS * self.n_features)
                 else:
                     labels[key] = ("uniform", key.bits * self.n_features)
@@ -188,6 +197,7 @@ def run_frontier(
     device: str = "auto",
     data_dir: str | os.PathLike[str] | None = None,
     progress: ProgressSink | None = None,
+    predictor: str = "mlp",
 ) -> FrontierOutcome:
     """Train the frontier's models (resuming from ``store``) and write its table and plot.
 
@@ -208,6 +218,9 @@ def run_frontier(
         The one network and training every model of the frontier shares.
     jobs, scheduler, connect_timeout, device, data_dir
         As for :func:`softbits.experiments.reproduce.run_protocol`.
+    predictor
+        The server model of every point (:mod:`softbits.training.predictors`); ``gbdt`` with
+        method ``bw-qq`` is quantile codes sent to trees, the alternative a user would pick.
     progress
         Receives one ``add_task`` and one ``advance`` per finished training; a context manager
         (a rich ``Progress``) is entered for the trainings only, after all validation.
@@ -222,7 +235,9 @@ def run_frontier(
     from softbits.paths import check_output_dir, writing
     from softbits.training.engine import resolve_device
     from softbits.training.methods import get_method
+    from softbits.training.predictors import check_gbdt_installed, check_predictor
 
+    check_predictor(predictor)
     started = time.perf_counter()
     store = Path(store)
     the_method = get_method(method)
@@ -235,7 +250,9 @@ def run_frontier(
     given = Setting(learning_rate=lr, hidden_layers=layers, hidden_neurons=neurons, num_epochs=epochs,
                     decrease_factor=decrease_factor, dropout_rate=dropout, weight_decay=weight_decay)
     for name in (the_method.name, "fp"):  # the training config checks each value and its type
-        given.train_config(name, the_method.min_bits, seed, device)
+        replace(given.train_config(name, the_method.min_bits, seed, device), predictor=predictor)
+    if predictor != "mlp":
+        check_gbdt_installed()
     setting = Setting.from_mapping(given.to_dict())  # 1 and 1.0 are one setting (and one id)
     resolve_device(device)
     check_store(store)
@@ -245,7 +262,7 @@ def run_frontier(
     frontier = Frontier(dataset=dataset, method=the_method.name, n_features=n_features,
                         budgets=tuple(budget_values), setting=setting, seeds=seeds, seed=seed,
                         data_dir=str(data_path) if data_path else None, device=device,
-                        threads=1 if parallel else None)
+                        threads=1 if parallel else None, predictor=predictor)
     tasks = frontier.tasks()
     with RunSession(store, jobs=jobs, scheduler=scheduler, connect_timeout=connect_timeout,
                     progress=progress) as session:
@@ -279,7 +296,7 @@ def summarize(frontier: Frontier, results: pd.DataFrame) -> pd.DataFrame:
         if key in labels:
             groups.setdefault(labels[key], []).append(row)
     if not groups:
-        raise SoftbitsError(f"the store holds no results of this frontier ({frontier.dataset}, {frontier.method})")
+        raise SoftbitsError(f"the store holds no results of this frontier ({frontier.dataset}, {frontier.label})")
     f = frontier.n_features
     uniform_means: dict[int, float] = {}
     rows = []
@@ -297,7 +314,7 @@ def summarize(frontier: Frontier, results: pd.DataFrame) -> pd.DataFrame:
             width, code_bits = None, float(np.mean([c["code_bits"] for c in chosen]))
             payload = COMPACT_FRAMING + max(c["payload_bytes_per_sample"] for c in chosen)
         ratio = mean / uniform_means[budget] if kind == "allocated" and budget in uniform_means else None
-        rows.append({"dataset": frontier.dataset, "method": frontier.method, "kind": kind, "budget_bits": budget,
+        rows.append({"dataset": frontier.dataset, "method": frontier.label, "kind": kind, "budget_bits": budget,
                      "bits_per_feature": width, "code_bits_mean": code_bits, "payload_bytes": payload,
                      "n_runs": len(mine), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high,
                      "vs_uniform": ratio, "seconds_mean": float(np.mean([r["seconds"] for r in mine]))})
@@ -318,7 +335,7 @@ def _markdown(frontier: Frontier, table: pd.DataFrame) -> str:
     import pandas as pd
 
     s = frontier.setting
-    lines = [f"# Frontier: {frontier.dataset} · {frontier.method}", "",
+    lines = [f"# Frontier: {frontier.dataset} · {frontier.label}", "",
              f"Test MSE (standardized target) against code bits per sample: mean over "
              f"{frontier.seeds} seed{'s' if frontier.seeds > 1 else ''} ({frontier.seed}.."
              f"{frontier.seed + frontier.seeds - 1}, a fresh 90/10 split each) with the 95% t-interval. "
@@ -360,7 +377,7 @@ def _figure(frontier: Frontier, table: pd.DataFrame, path: Path) -> None:
     allocated = table[table["kind"] == "allocated"]
     if not allocated.empty:
         line, = ax.plot(allocated["budget_bits"], allocated["test_mse_mean"], marker="o",
-                        label=f"allocated ({frontier.method})")
+                        label=f"allocated ({frontier.label})")
         ok = np.isfinite(allocated["ci95_low"]) & np.isfinite(allocated["ci95_high"])
         if ok.any():
             ax.fill_between(allocated["budget_bits"][ok], allocated["ci95_low"][ok], allocated["ci95_high"][ok],
@@ -370,7 +387,7 @@ def _figure(frontier: Frontier, table: pd.DataFrame, path: Path) -> None:
         below = (uniform["test_mse_mean"] - uniform["ci95_low"]).fillna(0)
         above = (uniform["ci95_high"] - uniform["test_mse_mean"]).fillna(0)
         ax.errorbar(uniform["budget_bits"], uniform["test_mse_mean"], yerr=[below, above], fmt="s",
-                    capsize=4, color="tab:red", label=f"uniform ({frontier.method}, n bits × {frontier.n_features})")
+                    capsize=4, color="tab:red", label=f"uniform ({frontier.label}, n bits × {frontier.n_features})")
         for r in uniform.to_dict("records"):
             ax.annotate(f"n={r['bits_per_feature']}", (r["budget_bits"], r["test_mse_mean"]),
                         textcoords="offset points", xytext=(6, 6), fontsize="small")

@@ -125,6 +125,8 @@ def plan(tasks: Sequence[Task], stack: StackSize, *, n_features: Callable[[str],
     alone: dict[str, tuple[int, str]] = {}
     for task in tasks:
         config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
+        if task.predictor != "mlp":
+            config = replace(config, predictor=task.predictor)
         check = can_stack([config]) if task.budget is None else StackCheck(False, _ALLOCATED)
         if not check:
             label = config.method if task.budget is None else f"{config.method} allocated"

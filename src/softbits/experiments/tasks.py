@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
-           "evaluate", "load_cached", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
+           "evaluate", "load_cached", "predictor_method", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
 
 TEST_PHASE = "test"
 #: what a budget task's keys add to its phase, so that an allocated result never shares a key
@@ -75,6 +75,10 @@ class Task:
     chooses the widths on the training part alone; the task then has the one evaluation
     ``(train_method, budget)``, and its keys hold the budget as ``bits`` and the phase with
     :data:`BUDGET_SUFFIX`. None (the protocol's tasks): every feature gets ``train_bits``.
+
+    ``predictor``: the server model (:mod:`softbits.training.predictors`); another than ``mlp``
+    gives one evaluation, and its keys name the method as ``method+predictor`` (``bw-qq+gbdt``),
+    so that its rows never share a key with the MLP's and the store keeps its columns.
     """
 
     dataset: str
@@ -92,16 +96,24 @@ class Task:
     device: str = "auto"
     threads: int | None = None
     budget: int | None = None
+    predictor: str = "mlp"
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.evaluations != (Evaluation(self.train_method, self.budget),):
             raise ConfigError(f"a task with a budget has one evaluation, ({self.train_method}, "
                               f"{self.budget}), got {self.evaluations}")
+        if self.predictor != "mlp" and len(self.evaluations) != 1:
+            raise ConfigError(f"a task with predictor {self.predictor} has one evaluation, got {self.evaluations}")
 
     def keys(self) -> list[ResultKey]:
         phase = self.phase if self.budget is None else self.phase + BUDGET_SUFFIX
-        return [ResultKey(self.dataset, e.method, e.bits, self.setting.id, phase, self.index,
-                          self.seed) for e in self.evaluations]
+        return [ResultKey(self.dataset, predictor_method(e.method, self.predictor), e.bits, self.setting.id,
+                          phase, self.index, self.seed) for e in self.evaluations]
+
+
+def predictor_method(method: str, predictor: str) -> str:
+    """The store's method name of ``method`` served by ``predictor`` (the method alone for ``mlp``)."""
+    return method if predictor == "mlp" else f"{method}+{predictor}"
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,8 @@ def prepare(task: Task) -> tuple[Dataset, Split, TrainConfig]:
         torch.set_num_threads(task.threads)
     ds = load_cached(task.dataset, task.data_dir)
     split = _split(ds, task)
-    return ds, split, task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
+    config = task.setting.train_config(task.train_method, task.train_bits, task.seed, task.device)
+    return ds, split, config if task.predictor == "mlp" else replace(config, predictor=task.predictor)
 
 
 def evaluate(task: Task, ds: Dataset, split: Split, fitted: FittedModule, start: float,
@@ -208,13 +221,17 @@ def evaluate(task: Task, ds: Dataset, split: Split, fitted: FittedModule, start:
     return TaskResult(task=task, rows=rows)
 
 
-def _run_allocated(task: Task, budget: int, ds: Dataset, split: Split, config: TrainConfig,
-                   start: float) -> TaskResult:
-    """Allocate widths for ``budget`` on the training part, train at them, test once."""
+def _run_model(task: Task, ds: Dataset, split: Split, config: TrainConfig, start: float) -> TaskResult:
+    """A whole :class:`~softbits.training.trained_model.TrainedModel` and its one test row: with a
+    budget, widths allocated on the training part and a training at them; with a predictor other
+    than ``mlp``, the network and then the predictor behind its codes."""
     from softbits.training.allocation import train_allocated
+    from softbits.training.train import train_on_split
 
-    model = train_allocated(split, config, budget, task=ds.task, feature_names=ds.feature_names,
-                            target_name=ds.target_name, classes=ds.classes, dataset=ds.name)
+    names: dict[str, Any] = dict(task=ds.task, feature_names=ds.feature_names, target_name=ds.target_name,
+                                 classes=ds.classes, dataset=ds.name)
+    model = (train_allocated(split, config, task.budget, **names) if task.budget is not None
+             else train_on_split(split, config, **names))
     m = model.metrics
     fp = m.get("test_mse_fp")  # Po-*: the model keeps only its FP network's test MSE, all a row stores of it
     tested = TestMetrics(test_mse=m["test_mse"], test_mse_soft=m["test_mse_soft"],
@@ -232,10 +249,10 @@ def _run_allocated(task: Task, budget: int, ds: Dataset, split: Split, config: T
 
 def run(task: Task) -> TaskResult:
     """Train once and evaluate every requested (method, bits), or, with a budget, allocate and
-    train at the chosen widths; pure apart from the clock."""
+    train at the chosen widths (with a predictor, fit it behind the codes); pure apart from the clock."""
     start = time.perf_counter()
     ds, split, config = prepare(task)
-    if task.budget is not None:
-        return _run_allocated(task, task.budget, ds, split, config, start)
+    if task.budget is not None or task.predictor != "mlp":
+        return _run_model(task, ds, split, config, start)
     fitted = fit_module(split.X_train, split.y_train, config, task=ds.task)
     return evaluate(task, ds, split, fitted, start)

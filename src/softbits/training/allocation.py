@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.methods import get_method
 from softbits.training.train import evaluate_as, fit_module, train_on_split
 from softbits.training.trained_model import TrainedModel
+
+if TYPE_CHECKING:
+    from softbits.training.predictors import GBDTPredictor
 
 __all__ = ["Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
            "start_bits", "train_allocated"]
@@ -150,11 +153,14 @@ class Allocation:
     trace: tuple[tuple[int, int, float], ...]
     probe_seconds: float
     search_seconds: float
+    #: the model whose validation loss chose the widths: the probe's MLP, or trees on its codes
+    scored_by: str = "mlp"
 
     def to_dict(self, feature_names: Sequence[str]) -> dict[str, Any]:
         """The record kept in the model file and printed by ``train --json``."""
         return {
             "allocator": "greedy-removal",
+            "scored_by": self.scored_by,
             "bits_per_feature": dict(zip(feature_names, self.widths, strict=True)),
             "budget_bits": self.budget_bits,
             "code_bits": sum(self.widths),
@@ -273,6 +279,49 @@ class _Probe:
         return float((out[:, 0] - self.y).square().mean())
 
 
+class _TreeProbe:
+    """:class:`_Probe` for a tree predictor: trees fitted on the probe's codes of the fit rows
+    score the validation rows' codes, a candidate's column snapped to its coarser bins first,
+    so the widths are chosen for the model that will serve them (no refit in the search)."""
+
+    def __init__(self, module: QuantizedMLP, trees: GBDTPredictor, x: np.ndarray, y: np.ndarray) -> None:
+        if module.quantizer is None:
+            raise ConfigError("a tree probe needs codes")
+        self.quantizer, self.trees, self.y = module.quantizer.eval(), trees, y
+        self.state = torch.as_tensor(x)
+        self.loss = self._loss(self.state)
+
+    def _loss(self, x: torch.Tensor) -> float:
+        with torch.no_grad():
+            codes = self.quantizer.encode(x).cpu().numpy()
+        return self.trees.loss(codes, self.y)
+
+    def try_column(self, f: int, column: np.ndarray) -> tuple[float, torch.Tensor]:
+        x = self.state.clone()
+        x[:, f] = torch.as_tensor(column)
+        return self._loss(x), x
+
+    def accept(self, loss: float, state: torch.Tensor) -> None:
+        self.loss, self.state = loss, state
+
+
+def _tree_probe(module: QuantizedMLP, config: TrainConfig, X_fit: np.ndarray, y_fit: np.ndarray,
+                X_val: np.ndarray, y_val: np.ndarray, task: str, n_outputs: int, start: int) -> _TreeProbe:
+    """Trees on the probe's start-width codes of the fit rows, early-stopped on the validation rows."""
+    from softbits.training.predictors import GBDTPredictor
+
+    q = module.quantizer
+    if q is None:
+        raise ConfigError(f"method {config.method} sends no codes")
+    q = q.cpu().eval()
+    with torch.no_grad():
+        codes_fit = q.encode(torch.as_tensor(X_fit, dtype=torch.float32)).numpy()
+        codes_val = q.encode(torch.as_tensor(X_val, dtype=torch.float32)).numpy()
+    trees = GBDTPredictor.fit(codes_fit, y_fit, codes_val, y_val, task=task, n_outputs=n_outputs,
+                              inputs="codes", seed=config.seed, max_code=(1 << start) - 1)
+    return _TreeProbe(module, trees, X_val, y_val)
+
+
 def probe_epochs(config: TrainConfig) -> int:
     """Epochs of the allocation's probe training."""
     return max(1, round(PROBE_EPOCH_SHARE * config.epochs))
@@ -292,6 +341,10 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
        per freed bit is taken. No retraining happens in this search. The first step tries every
        feature; later steps re-evaluate only the features whose last known cost could still be
        the least (lazy greedy), which cuts the search several-fold.
+
+    With a tree or ``auto`` predictor the losses in step 2 are those of trees fitted on the
+    probe's codes of the fit rows (:class:`_TreeProbe`): trees use wide codes where an MLP cannot,
+    so the widths follow the model that will serve them.
 
     When the probe's start width fits the budget (a budget of ``MAX_START_BITS`` per feature
     or more) every feature gets it, without a probe. ``on_epoch_end`` follows the probe's epochs.
@@ -322,6 +375,12 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
     X_val = np.asarray(X_train[val_rows], dtype=np.float32)
     y_val = target_tensor(y_train[val_rows], device, task)
     module, _ = evaluate_as(fitted, config.method, start, to_tensor(X_val, device), y_val, task=task)
+    probe: _Probe | _TreeProbe
+    if config.predictor == "mlp":
+        probe = _Probe(module, X_val, y_val, task)
+    else:  # the trees will serve (gbdt, and auto's usual choice): choose widths for them
+        probe = _tree_probe(module, config, np.asarray(X_train[fit_rows], dtype=np.float32), y_train[fit_rows],
+                            X_val, np.asarray(y_train[val_rows]), task, n_outputs, start)
     probe_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -329,13 +388,12 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
         raise ConfigError(f"method {config.method} sends no codes")
     coarse = Coarsener(X_train[fit_rows], module.quantizer.sorted_thresholds(), start)
     widths = [start] * n_features
-    probe = _Probe(module, X_val, y_val, task)
     start_loss, trace = probe.loss, []
     # lazy greedy: a feature's cost per freed bit from an earlier step stands in until it might
     # be the cheapest, then it is re-evaluated at the current widths (-inf: never evaluated)
     stale = dict.fromkeys(range(n_features), -np.inf)
     while sum(widths) > budget:
-        fresh: dict[int, tuple[float, float, tuple[torch.Tensor, ...]]] = {}  # f → (cost per bit, loss, state)
+        fresh: dict[int, tuple[float, float, Any]] = {}  # f → (cost per bit, loss, probe state)
         while True:
             waiting = sorted((c, f) for f, c in stale.items() if widths[f] and f not in fresh)
             cheapest = min(fresh.items(), key=lambda item: item[1][0]) if fresh else None
@@ -356,7 +414,8 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
         trace.append((f, widths[f], loss))
     return Allocation(widths=tuple(widths), budget_bits=budget, start_bits=start, validation_rows=n_val,
                       start_loss=start_loss, trace=tuple(trace), probe_seconds=probe_seconds,
-                      search_seconds=time.perf_counter() - clock)
+                      search_seconds=time.perf_counter() - clock,
+                      scored_by="mlp" if isinstance(probe, _Probe) else "gbdt")
 
 
 def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str, feature_names: list[str],
