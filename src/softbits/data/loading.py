@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from softbits.data.names import check_feature_names
 from softbits.data.registry import DatasetInfo, get_dataset_info
 from softbits.errors import DataError
 
@@ -83,6 +84,8 @@ def _read_file(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, sep="\t" if ".tsv" in name else ",")
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
+    except EOFError:  # gzip's end-of-stream marker is missing
+        raise DataError(f"cannot read {path}: the compressed file is truncated") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     raise DataError(f"unsupported file type {path.name!r}: use .csv, .csv.gz or .parquet")
@@ -131,7 +134,12 @@ def frame_to_dataset(
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"{source} has no rows or no columns")
     if frame.shape[1] < 2:
-        raise DataError(f"{source} needs at least one feature column and a target column")
+        header = str(frame.columns[0])
+        hint = next((f" (its header holds {sep!r}: is the file separated by {name}? softbits reads "
+                     "comma-separated files; convert it)" for sep, name in ((";", "semicolons"), ("\t", "tabs"),
+                                                                           ("|", "pipes")) if sep in header), "")
+        raise DataError(f"{source} needs at least one feature column and a target column{hint}")
+    check_feature_names([str(c) for c in frame.columns], source)
     target = frame.columns[-1] if target is None else target
     if target not in frame.columns:
         raise DataError(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from softbits.codes import check_bits, check_widths, max_code, n_thresholds, payload_bytes, widths_payload_bytes
+from softbits.data.names import check_feature_names
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -153,7 +154,10 @@ class EncoderSpec:
     widths: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        names = tuple(str(n) for n in self.feature_names)
+        try:
+            names = tuple(check_feature_names(list(self.feature_names), "the encoder spec"))
+        except DataError as exc:
+            raise DataError(f"encoder spec: {exc}") from None
         object.__setattr__(self, "feature_names", names)
         table = np.ascontiguousarray(self.thresholds, dtype=np.float32)
         table.setflags(write=False)
@@ -307,16 +311,21 @@ class EncoderSpec:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> EncoderSpec:
-        """Read ``encoder.json``'s object; checks the model id it states."""
+        """Read ``encoder.json``'s object; checks the model id it states. Anything wrong with it
+        is a :class:`DataError`."""
+        if not isinstance(obj, dict):
+            raise DataError(f"not a softbits encoder spec (a JSON {type(obj).__name__}, not an object)")
         try:
             if obj.get("format") != ENCODER_FORMAT:
                 raise DataError(f"not a softbits encoder spec (format {obj.get('format')!r})")
-            version = _readable(int(obj["format_version"]))
+            version = _readable(_whole(obj["format_version"], "format_version"))
             features = obj["features"]
+            if not isinstance(features, list) or not all(isinstance(f, dict) for f in features):
+                raise DataError("malformed encoder spec: features must be a list of objects")
             if version == MIXED_FORMAT_VERSION:
                 spec = _mixed_from_dict(cls, obj)
             else:
-                bits = {int(f["bits"]) for f in features}
+                bits = {_whole(f["bits"], "bits") for f in features}
                 if len(bits) != 1:
                     raise DataError(f"all features must share one bit width, got {sorted(bits)}")
                 spec = cls(tuple(f["name"] for f in features), bits.pop(),
@@ -324,8 +333,8 @@ class EncoderSpec:
                            format_version=version, source=dict(obj.get("source", {})))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"malformed encoder spec: {exc}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError, UnicodeError) as exc:
+            raise DataError(f"malformed encoder spec: {type(exc).__name__}: {str(exc)[:200]}") from None
         if obj.get("model_id") != spec.model_id:
             raise DataError(f"encoder spec states model id {obj.get('model_id')!r} "
                                 f"but its content hashes to {spec.model_id}")
@@ -351,6 +360,14 @@ class EncoderSpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"
+
+
+def _whole(value: Any, name: str) -> int:
+    """A JSON integer (2 or 2.0), never a bool, a fraction or an infinity."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not value.is_integer()):
+        raise DataError(f"malformed encoder spec: {name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 def _readable(version: int) -> int:

@@ -47,6 +47,7 @@ _KINDS = ("fp", "uniform", "allocated")
 def budget_list(budgets: Sequence[int | str], n_features: int, method: Method) -> list[int]:
     """Sorted distinct budgets in code bits per sample from integers and the word ``uniform``
     (n·F for n in :data:`UNIFORM_BITS` that the method can send); one-line errors otherwise."""
+    from softbits.text import ascii_int
     from softbits.training.allocation import budget_bits
 
     if isinstance(budgets, str):
@@ -59,8 +60,8 @@ def budget_list(budgets: Sequence[int | str], n_features: int, method: Method) -
             chosen.update(n * n_features for n in UNIFORM_BITS if n >= method.min_bits)
             continue
         value: object = item
-        if isinstance(item, str) and item.strip().lstrip("+").isdigit():
-            value = int(item)
+        if isinstance(item, str) and ascii_int(item) is not None:
+            value = ascii_int(item)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"--budgets wants code bits per sample (whole numbers) or 'uniform', got {item!r}")
         budget = budget_bits(int(value), None, n_features)
@@ -233,6 +234,7 @@ def run_frontier(
     from softbits.experiments.settings import Setting
     from softbits.experiments.store import check_store
     from softbits.paths import check_output_dir, writing
+    from softbits.training.config import check_seeds
     from softbits.training.engine import resolve_device
     from softbits.training.methods import get_method
     from softbits.training.predictors import check_gbdt_installed, check_predictor
@@ -246,6 +248,7 @@ def run_frontier(
     the_method.check_widths((the_method.min_bits,) * n_features)  # takes per-feature widths at all
     budget_values = budget_list(budgets, n_features, the_method)
     seeds = at_least(seeds, "seeds")
+    check_seeds(seed, seeds)  # repeat r trains with seed + r
     jobs = worker_count(jobs)
     given = Setting(learning_rate=lr, hidden_layers=layers, hidden_neurons=neurons, num_epochs=epochs,
                     decrease_factor=decrease_factor, dropout_rate=dropout, weight_decay=weight_decay)

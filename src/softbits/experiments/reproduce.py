@@ -224,7 +224,7 @@ def run_protocol(
     from softbits.experiments.store import ResultStore, check_store
     from softbits.experiments.tasks import load_cached
     from softbits.paths import check_output_dir, writing
-    from softbits.training.config import check_recipe
+    from softbits.training.config import check_recipe, check_seeds
     from softbits.training.engine import resolve_device
     from softbits.training.methods import DEFAULT_MEMBERS, get_method
 
@@ -235,6 +235,7 @@ def run_protocol(
     method_list = _methods(methods if methods is not None else preset.methods, bit_list)
     n_settings = at_least(n_settings if n_settings is not None else preset.n_settings, "n-settings")
     repeats = at_least(repeats if repeats is not None else preset.repeats, "repeats")
+    check_seeds(seed, repeats)  # repeat r trains with seed + r
     at_least(folds, "folds", 2)
     jobs = worker_count(jobs)
     check_recipe(recipe)

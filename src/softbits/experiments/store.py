@@ -66,7 +66,17 @@ def _sqlite_errors(path: Path) -> Iterator[None]:
         yield
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
-        raise DataError(f"store {path}: {str(cause).splitlines()[0]}") from None
+        message = str(cause).splitlines()[0]
+        if "malformed" in message or "not a database" in message:
+            raise DataError(_damaged(path, message)) from None
+        raise DataError(f"store {path}: {message}") from None
+
+
+def _damaged(path: Path, detail: str) -> str:
+    """What to do about a damaged store file."""
+    return (f"store {path} is damaged ({detail}): restore a copy, or give another --store path to "
+            "start a new store; the rows finished so far are in the file, and `softbits report` may "
+            "still read them (it opens stores read-only)")
 
 
 def _guarded(method: _F) -> _F:
@@ -112,8 +122,7 @@ def _check_intact(conn: sqlite3.Connection, path: Path) -> None:
     problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         detail = " ".join(problems[0].replace("*** in database main ***", "").split())
-        raise DataError(f"store {path}: database disk image is malformed ({detail}); restore a copy "
-                        "or give another --store path")
+        raise DataError(_damaged(path, f"database disk image is malformed: {detail}"))
 
 
 def _check_writable(path: Path) -> None:

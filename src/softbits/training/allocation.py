@@ -6,7 +6,7 @@ data (docs/payload-budget.md).
 from __future__ import annotations
 
 import csv
-import json
+import io
 import numbers
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +21,7 @@ from softbits.codes import MAX_BITS, check_widths, n_thresholds, widths_payload_
 from softbits.data import Split
 from softbits.errors import ConfigError, DataError
 from softbits.nn.network import QuantizedMLP, network_eval
+from softbits.text import ascii_int, strict_json
 from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.methods import get_method
@@ -66,8 +67,8 @@ def parse_widths(text: str, feature_names: Sequence[str], default_bits: int) -> 
 
 def _width(value: object, name: str) -> int:
     """One width from text or a JSON number, in 0..MAX_BITS."""
-    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        value = int(value)
+    if isinstance(value, str) and ascii_int(value) is not None:
+        value = ascii_int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) <= MAX_BITS:
         raise ConfigError(f"--bits-per-feature: bits of {name!r} must be an integer in 0..{MAX_BITS}, got {value!r}")
     return int(value)
@@ -76,20 +77,18 @@ def _width(value: object, name: str) -> int:
 def _read_widths_file(path: Path) -> list[tuple[str, object]]:
     """(name, width) pairs of a widths file; a missing or malformed file is a :class:`DataError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     except OSError as exc:
         raise DataError(f"cannot read --bits-per-feature file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise DataError(f"cannot read --bits-per-feature file {path}: not UTF-8 text") from None
     if path.suffix.lower() == ".json":
-        try:
-            mapping = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"--bits-per-feature file {path} is not JSON ({exc})") from None
+        mapping = strict_json(text, f"--bits-per-feature file {path}")
         if not isinstance(mapping, dict):
             raise DataError(f"--bits-per-feature file {path} must hold one JSON object {{name: bits}}")
         return list(mapping.items())
-    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    # parsed as CSV, not split into lines first: a quoted name may hold a newline
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if rows and [cell.strip().lower() for cell in rows[0]] == ["name", "bits"]:
         rows = rows[1:]
     for number, row in enumerate(rows, 1):

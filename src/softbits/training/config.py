@@ -28,11 +28,13 @@ from softbits.nn.schedules import SCHEDULES
 if TYPE_CHECKING:
     from softbits.training.methods import Method
 
-__all__ = ["LR_SCHEDULES", "MAX_BITS", "MAX_MEMBERS", "MAX_THRESHOLD_LR_SCALE", "OPTIMIZERS", "RECIPES",
+__all__ = ["LR_SCHEDULES", "MAX_BITS", "MAX_MEMBERS", "MAX_SEED", "check_seeds", "MAX_THRESHOLD_LR_SCALE", "OPTIMIZERS", "RECIPES",
            "TrainConfig", "check_recipe", "resolve"]
 
 #: ensemble members per training; the memory estimate before training bounds it further
 MAX_MEMBERS = 1024
+#: the largest seed: numpy and scikit-learn take seeds in 0..2^32 − 1
+MAX_SEED = 2**32 - 1
 #: beyond this the thresholds' Adam steps (lr × scale) dwarf any standardized feature's range
 MAX_THRESHOLD_LR_SCALE = 1000.0
 
@@ -150,6 +152,8 @@ class TrainConfig:
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 < self.decrease_factor <= 1, f"decrease factor must be in (0, 1], got {self.decrease_factor}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (numpy and scikit-learn take 32-bit "
+                                         f"seeds), got {self.seed}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}"),
             (self.init in THRESHOLD_INITS, f"unknown init {self.init!r}; choose one of: {', '.join(THRESHOLD_INITS)}"),
             (self.task in ("auto", "regression", "classification"), f"unknown task {self.task!r}; choose auto, regression or classification"),
@@ -287,6 +291,19 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_seeds(seed: Any, count: int = 1, what: str = "seed") -> int:
+    """``--seed`` and the ``count - 1`` seeds after it all in 0..MAX_SEED, checked before any work."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ConfigError(f"--{what} must be an integer, got {seed!r}")
+    seed = int(seed)
+    last = seed + max(int(count), 1) - 1
+    if not 0 <= seed <= MAX_SEED or last > MAX_SEED:
+        span = f"{seed}..{last}" if count > 1 else str(seed)
+        raise ConfigError(f"--{what} {span} leaves 0..{MAX_SEED} (numpy and scikit-learn take 32-bit seeds); "
+                          f"choose --{what} <= {MAX_SEED - max(int(count), 1) + 1}")
+    return seed
 
 
 def check_recipe(name: Any) -> dict[str, Any]:

@@ -27,9 +27,11 @@ from safetensors.torch import load_file, save_file
 
 from softbits.codes import max_code
 from softbits.data import Standardizer
+from softbits.data.names import check_feature_names
 from softbits.errors import ConfigError, DataError
 from softbits.nn.network import QuantizedMLP, build_network, describe_network
 from softbits.nn.quantizers import build_quantizer
+from softbits.text import strict_json
 from softbits.training.config import MAX_MEMBERS, TrainConfig
 from softbits.training.engine import FitResult
 from softbits.training.methods import get_method
@@ -240,10 +242,7 @@ class TrainedModel:
             raise DataError(f"{path} is not a softbits model file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         if "softbits" not in meta:
             raise DataError(f"{path} is not a softbits model file (no softbits metadata)")
-        try:
-            header = json.loads(meta["softbits"])
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} is not a valid softbits model file (metadata is not JSON: {exc})") from None
+        header = strict_json(meta["softbits"], f"{path}: the softbits metadata of this model file")
         if isinstance(header, dict) and (header.get("format") != MODEL_FORMAT
                                          or header.get("format_version") != MODEL_FORMAT_VERSION):
             raise DataError(
@@ -355,6 +354,10 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
     names = _texts(_need(header, "feature_names", ""), "feature_names")
     if not names:
         raise _InvalidModel("no feature names")
+    try:
+        check_feature_names(names, "the model")
+    except DataError as exc:
+        raise _InvalidModel(str(exc)) from None
     task = _need(header, "task", "")
     if task not in ("regression", "classification"):
         raise _InvalidModel(f"unknown task {task!r}")
