@@ -5,6 +5,11 @@ Replies: 2.05 Content with the JSON predictions (content format 50, application/
 4.00 Bad Request, 4.04 Not Found (a route naming another model id) or 4.13 Request Entity Too
 Large with a text/plain diagnostic (format 0), 5.00 when the model's prediction is not finite.
 
+Datagrams that break RFC 7252's format (a reserved token length 9–15, or a string option such
+as Uri-Path that is not UTF-8) are dropped as unparsable, logged in at most one short line per
+:data:`LOG_INTERVAL_S` (:func:`guard_datagrams`); a request with a critical option the server
+does not understand is answered 4.02 Bad Option (RFC 7252 §5.4.1).
+
 Payloads above one block arrive block-wise (Block1, RFC 7959). The resource reassembles them
 itself rather than through aiocoap, which would keep acknowledging blocks past the size limit
 and start an assembly for every new request key: here a block that would carry the upload past
@@ -16,6 +21,7 @@ leave block-wise (Block2) through aiocoap's response cache.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +32,8 @@ if TYPE_CHECKING:
 
     from softbits.serve.service import PredictionService
 
-__all__ = ["COAP_PATH", "MAX_UPLOADS", "UPLOAD_IDLE_S", "Block1Uploads", "create_coap_site"]
+__all__ = ["COAP_PATH", "LOG_INTERVAL_S", "MAX_UPLOADS", "UPLOAD_IDLE_S", "Block1Uploads", "bad_option",
+           "create_coap_site", "guard_datagrams"]
 
 COAP_PATH = ("predict",)
 #: unfinished Block1 uploads held at once; with the size limit this bounds their memory
@@ -37,6 +44,91 @@ MAX_UPLOADS = 64
 UPLOAD_IDLE_S = 30.0
 _JSON = 50
 _TEXT = 0
+#: at most one log line about dropped datagrams per this many seconds (then a count)
+LOG_INTERVAL_S = 10.0
+#: the longest token RFC 7252 §3 allows; 9..15 are reserved and a message format error
+_MAX_TOKEN = 8
+
+
+class _RateLimited(logging.Filter):
+    """Lets one "Ignoring unparsable message" record through per interval, the next one saying
+    how many were dropped meanwhile: a flood of bad datagrams cannot flood the log."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval, self.clock = interval, clock
+        self.last = -float("inf")
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Ignoring unparsable message"):
+            return True
+        now = self.clock()
+        if now - self.last < self.interval:
+            self.dropped += 1
+            return False
+        if self.dropped:
+            record.msg = f"{record.msg} (and {self.dropped} more unparsable datagrams since the last note)"
+        self.last, self.dropped = now, 0
+        record.exc_info = record.exc_text = None
+        return True
+
+
+_guarded = False
+
+
+def guard_datagrams(logger_name: str = "coap-server") -> None:
+    """Make aiocoap treat format errors as unparsable datagrams, logged rate-limited.
+
+    aiocoap's decoder lets a non-UTF-8 string option escape as ``UnicodeDecodeError`` (a
+    traceback per datagram in the log) and accepts the reserved token lengths; the wrapped
+    decoder raises aiocoap's ``UnparsableMessage`` for both, which its transport drops with one
+    warning that :class:`_RateLimited` thins out. Idempotent; affects this process's aiocoap.
+    """
+    global _guarded
+    if _guarded:
+        return
+    from aiocoap import error
+    from aiocoap.message import Message
+
+    original = Message.decode.__func__
+
+    def decode(cls: type[Message], rawdata: bytes, remote: Any = None) -> Message:
+        if len(rawdata) >= 1 and rawdata[0] & 0x0F > _MAX_TOKEN:
+            raise error.UnparsableMessage("reserved token length")
+        try:
+            message = original(cls, rawdata, remote)
+            for option in message.opt.option_list():  # string options decode here, once
+                option.value  # noqa: B018
+        except (UnicodeError, ValueError, TypeError) as exc:
+            raise error.UnparsableMessage(f"malformed option: {type(exc).__name__}") from None
+        return message
+
+    Message.decode = classmethod(decode)
+    logging.getLogger(logger_name).addFilter(_RateLimited(LOG_INTERVAL_S))
+    _guarded = True
+
+
+def _understood() -> frozenset[int]:
+    """The critical options the resource handles (the others get 4.02 Bad Option)."""
+    from aiocoap.numbers.optionnumbers import OptionNumber as O
+
+    return frozenset(int(o) for o in (O.URI_HOST, O.URI_PORT, O.URI_PATH, O.URI_QUERY, O.ACCEPT,
+                                      O.BLOCK1, O.BLOCK2, O.IF_MATCH, O.IF_NONE_MATCH))
+
+
+def bad_option(request: aiocoap.Message) -> aiocoap.Message | None:
+    """4.02 Bad Option for a request carrying a critical option this server does not
+    understand (RFC 7252 §5.4.1); None when every critical option is understood."""
+    import aiocoap
+
+    understood = _understood()
+    unknown = sorted({int(o.number) for o in request.opt.option_list()
+                      if o.number.is_critical() and int(o.number) not in understood})
+    if not unknown:
+        return None
+    return aiocoap.Message(code=aiocoap.BAD_OPTION, content_format=_TEXT,
+                           payload=f"unsupported critical option {', '.join(map(str, unknown))}".encode())
 
 
 @dataclass
@@ -127,11 +219,13 @@ class Block1Uploads:
 
 
 def create_coap_site(service: PredictionService) -> Any:
-    """An aiocoap site with the ``/predict`` resource (and ``/.well-known/core``)."""
+    """An aiocoap site with the ``/predict`` resource (and ``/.well-known/core``); installs
+    :func:`guard_datagrams`."""
     import aiocoap
     import aiocoap.resource as resource
     from aiocoap.blockwise import Block2Cache
 
+    guard_datagrams()
     codes = {200: aiocoap.CONTENT, 400: aiocoap.BAD_REQUEST, 404: aiocoap.NOT_FOUND,
              413: aiocoap.REQUEST_ENTITY_TOO_LARGE, 500: aiocoap.INTERNAL_SERVER_ERROR}
 
@@ -146,6 +240,10 @@ def create_coap_site(service: PredictionService) -> Any:
         async def render_to_pipe(self, pipe: Any) -> None:
             # replaces aiocoap's blockwise handling (see the module docstring)
             request = pipe.request
+            refused = bad_option(request)
+            if refused is not None:
+                pipe.add_response(refused, is_last=True)
+                return
             if request.code not in (aiocoap.POST, aiocoap.PUT):
                 pipe.add_response(await self.render(request), is_last=True)
                 return
