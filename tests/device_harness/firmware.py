@@ -12,10 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BOARDS", "STRICT", "Board", "build_firmware", "missing_tools", "run_firmware"]
+__all__ = ["BOARDS", "STRICT", "STRICT_CXX", "Board", "build_firmware", "build_sketch_firmware", "missing_tools",
+           "run_firmware"]
 
 HERE = Path(__file__).resolve().parent
 STRICT = ("-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror")
+STRICT_CXX = ("-std=c++11", "-pedantic", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti")
+#: the stand-in Arduino core that runs a package's example sketch off the board
+ARDUINO_SHIM = HERE / "arduino"
 # No crt0: startup.c is the reset handler; nano newlib with semihosting (rdimon) for stdio.
 LINK = ("-nostartfiles", "--specs=nano.specs", "--specs=rdimon.specs", "-T", str(HERE / "mps2.ld"))
 
@@ -64,6 +68,35 @@ def build_firmware(board: Board, c_dir: Path, main_source: Path, out: Path, *,
     r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"arm-none-eabi-gcc failed for {board.machine}:\n{r.stderr}")
+    return out
+
+
+def _compile(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{r.stderr}")
+
+
+def build_sketch_firmware(board: Board, package: Path, sketch: Path, out: Path, *, opt: str = "-O2") -> Path:
+    """An Arduino sketch of a softbits package, built as C++ with arm-none-eabi-g++ against the
+    package's C encoder (compiled as C) and the stand-in Arduino core, for ``board``.
+
+    The sketch uses no C++ library (no exceptions, RTTI or allocation), so the objects link with
+    gcc's C runtime: Debian's gcc-arm-none-eabi ships no nano libstdc++."""
+    objects = []
+    for source in sorted((package / "src").glob("*.c")) + [HERE / "startup.c"]:
+        obj = out.with_name(f"{out.stem}.{source.stem}.o")
+        _compile(["arm-none-eabi-gcc", *board.cpu_flags, opt, *STRICT, "-c", str(source), "-o", str(obj)],
+                 f"arm-none-eabi-gcc {source.name}")
+        objects.append(str(obj))
+    for source in (sketch, ARDUINO_SHIM / "main.cpp"):
+        obj = out.with_name(f"{out.stem}.{source.stem}.cpp.o")
+        _compile(["arm-none-eabi-g++", *board.cpu_flags, opt, *STRICT_CXX, "-I", str(package / "src"),
+                  "-I", str(ARDUINO_SHIM), "-x", "c++", "-c", str(source), "-o", str(obj)],
+                 f"arm-none-eabi-g++ {source.name}")
+        objects.append(str(obj))
+    _compile(["arm-none-eabi-gcc", *board.cpu_flags, *LINK, *objects, "-o", str(out)],
+             f"linking for {board.machine}")
     return out
 
 

@@ -21,11 +21,16 @@ the packed bytes, so firmware written for uniform widths compiles and means the 
 
 The fixed C lives in ``templates/encoder.{h,c}.tmpl`` (uniform) and
 ``templates/encoder_mixed.{h,c}.tmpl``; this module only fills in the spec's values and the
-key table.
+key table. The header is C++-safe (``extern "C"``, no C++ keyword as an identifier). A
+``prefix`` other than ``softbits`` renames every identifier, macro and the file names
+(``<prefix>_encode``, ``<PREFIX>_N_FEATURES``, ``<prefix>_encoder.h``), so that encoders of
+two models link into one firmware.
 """
 
 from __future__ import annotations
 
+import keyword
+import re
 import string
 import textwrap
 from importlib import resources
@@ -36,11 +41,44 @@ import numpy as np
 from softbits.device.spec import EncoderSpec, float32_keys
 from softbits.device.wire import COMPACT_FRAMING, COMPACT_TAG, HEADER_BYTES, WIRE_VERSION, header_prefix, model_tag
 
-__all__ = ["C_HEADER_NAME", "C_SOURCE_NAME", "generate_c", "write_c"]
+__all__ = ["C_HEADER_NAME", "C_SOURCE_NAME", "DEFAULT_PREFIX", "check_prefix", "file_names", "generate_c",
+           "write_c"]
 
+DEFAULT_PREFIX = "softbits"
 C_HEADER_NAME = "softbits_encoder.h"
 C_SOURCE_NAME = "softbits_encoder.c"
 _PER_LINE = 6
+#: C and C++ keywords (and C's reserved forms) a prefix must not be
+_RESERVED = frozenset("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
+char16_t char32_t class compl concept const consteval constexpr constinit const_cast continue co_await
+co_return co_yield decltype default delete do double dynamic_cast else enum explicit export extern false
+float for friend goto if inline int long mutable namespace new noexcept not not_eq nullptr operator or
+or_eq private protected public register reinterpret_cast requires restrict return short signed sizeof
+static static_assert static_cast struct switch template this thread_local throw true try typedef typeid
+typename union unsigned using virtual void volatile wchar_t while xor xor_eq""".split())
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` when it can start C identifiers: lower-case ASCII letters, digits and ``_``,
+    a letter first, at most 40 characters, not a C/C++ keyword; else a one-line ``ValueError``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", prefix) or prefix in _RESERVED or keyword.iskeyword(prefix) \
+            or "__" in prefix or prefix.endswith("_"):
+        raise ValueError(f"C prefix {prefix!r} must be 1..40 lower-case letters, digits and single "
+                         "underscores, start with a letter and not be a C or C++ keyword")
+    return prefix
+
+
+def file_names(prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """The header and source file names of an encoder with ``prefix``."""
+    return f"{prefix}_encoder.h", f"{prefix}_encoder.c"
+
+
+def _renamed(text: str, prefix: str) -> str:
+    """Every ``softbits_`` identifier and ``SOFTBITS_`` macro of generated C under ``prefix``."""
+    if prefix == DEFAULT_PREFIX:
+        return text
+    text = re.sub(r"\bsoftbits_", f"{prefix}_", text)
+    return re.sub(r"\bSOFTBITS_", f"{prefix.upper()}_", text)
 
 
 def _c_identifier_comment(name: str) -> str:
@@ -122,16 +160,17 @@ def _source(spec: EncoderSpec) -> str:
         feature_bits=", ".join(map(str, spec.widths)), keys_table=_mixed_table(spec))
 
 
-def generate_c(spec: EncoderSpec) -> dict[str, str]:
-    """File name → text of the generated header and source."""
-    return {C_HEADER_NAME: _header(spec), C_SOURCE_NAME: _source(spec)}
+def generate_c(spec: EncoderSpec, prefix: str = DEFAULT_PREFIX) -> dict[str, str]:
+    """File name → text of the generated header and source, identifiers under ``prefix``."""
+    header, source = file_names(check_prefix(prefix))
+    return {header: _renamed(_header(spec), prefix), source: _renamed(_source(spec), prefix)}
 
 
-def write_c(spec: EncoderSpec, out_dir: Path) -> list[Path]:
+def write_c(spec: EncoderSpec, out_dir: Path, prefix: str = DEFAULT_PREFIX) -> list[Path]:
     """Write both files into ``out_dir`` (created if needed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in generate_c(spec).items():
+    for name, text in generate_c(spec, prefix).items():
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
         paths.append(path)

@@ -50,15 +50,18 @@ def frame_option(text: str, auto: bool = False) -> Frame | Literal["auto"]:
     raise ConfigError(f"--frame must be {', '.join(choices[:-1])} or {choices[-1]}, got {text!r}")
 
 
+EXPORT_FORMATS = ("json", "c", "package")
+
+
 def export(
     model: ModelArg,
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for encoder.json or softbits_encoder.{h,c}.")],
-    format: Annotated[str, typer.Option("--format", help="json (the device contract) or c (C99 encoder).")] = "json",
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for the export (a new or empty one for package).")],
+    format: Annotated[str, typer.Option("--format", help="json (encoder.json, the device contract), c (softbits_encoder.{h,c}, C99, C++-safe) or package (one library folder for Arduino, PlatformIO, ESP-IDF and Zephyr, with an example sketch; docs/device-guide.md).")] = "json",
 ) -> None:
     """Export the device encoder of a threshold model (raw-unit float32 thresholds)."""
     fmt = format.lower()
-    if fmt not in ("json", "c"):
-        raise ConfigError(f"--format must be json or c, got {format!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"--format must be {', '.join(EXPORT_FORMATS[:-1])} or {EXPORT_FORMATS[-1]}, got {format!r}")
     check_output_dir(out_dir, "--out-dir")
     spec = _spec(_load(model))
     with writing("--out-dir"):
@@ -67,10 +70,14 @@ def export(
             path = out_dir / "encoder.json"
             path.write_text(spec.to_json(), encoding="utf-8")
             paths = [path]
-        else:
+        elif fmt == "c":
             from softbits.device.cgen import write_c
 
             paths = write_c(spec, out_dir)
+        else:
+            from softbits.device.package import write_package
+
+            paths = write_package(spec, out_dir)
     for p in paths:
         typer.echo(str(p))
 
