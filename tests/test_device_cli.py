@@ -127,7 +127,7 @@ def test_missing_values_encode_as_code_zero(workdir, cli, tmp_path):
     (["predict", "{m}", "--payload", "{other_payload}"], "model id mismatch"),
     (["predict", "{m}", "--payload", "{tmp}/missing.bin"], "payload file not found"),
     (["predict", "{m}"], "give exactly one of --input"),
-    (["export", "{m}", "--format", "rust", "--out-dir", "{tmp}"], "--format must be json, c or package"),
+    (["export", "{m}", "--format", "rust", "--out-dir", "{tmp}"], "--format must be json, c, package, onnx or triton"),
     (["encode", "{m}", "--input", "{text_csv}", "--format", "hex"], "non-numeric feature value"),
 ])
 def test_user_errors_are_one_line(workdir, cli, tmp_path, args, message):

@@ -23,8 +23,8 @@ from device_harness.firmware import (
     missing_tools,
     run_firmware,
 )
-from softbits.device.package import EXAMPLE_SKETCH, package_prefix
 from softbits.device.encode import encode_packed
+from softbits.device.package import EXAMPLE_SKETCH, package_prefix
 from softbits.device.spec import EncoderSpec
 from softbits.device.wire import build_compact
 from softbits.training.trained_model import TrainedModel
@@ -185,7 +185,7 @@ def test_bad_package_requests_are_one_line_and_leave_nothing(models, tmp_path, c
     assert code == 2 and "no threshold encoder" in err, err
     assert not fp_out.exists() or not any(fp_out.iterdir())
     code, _, err = run_main(capsys, "export", models / "bw-sq.safetensors", "--format", "zip", "--out-dir", tmp_path / "z")
-    assert code == 2 and "--format must be json, c or package" in err
+    assert code == 2 and "--format must be json, c, package, onnx or triton" in err
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging folder left
 
 

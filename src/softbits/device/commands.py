@@ -50,36 +50,56 @@ def frame_option(text: str, auto: bool = False) -> Frame | Literal["auto"]:
     raise ConfigError(f"--frame must be {', '.join(choices[:-1])} or {choices[-1]}, got {text!r}")
 
 
-EXPORT_FORMATS = ("json", "c", "package")
+EXPORT_FORMATS = ("json", "c", "package", "onnx", "triton")
 
 
 def export(
     model: ModelArg,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for the export (a new or empty one for package).")],
-    format: Annotated[str, typer.Option("--format", help="json (encoder.json, the device contract), c (softbits_encoder.{h,c}, C99, C++-safe) or package (one library folder for Arduino, PlatformIO, ESP-IDF and Zephyr, with an example sketch; docs/device-guide.md).")] = "json",
+    format: Annotated[str, typer.Option("--format", help="json (encoder.json, the device contract), c (softbits_encoder.{h,c}, C99, C++-safe) package (one library folder for Arduino, PlatformIO, ESP-IDF and Zephyr, with an example sketch; docs/device-guide.md), onnx (the server side: codes -> predictions, model.onnx; needs softbits[onnx]) or triton (the same as a Triton model repository entry softbits_<id>/1/model.onnx + config.pbtxt).")] = "json",
 ) -> None:
-    """Export the device encoder of a threshold model (raw-unit float32 thresholds)."""
+    """Export the device encoder of a threshold model (raw-unit float32 thresholds), or its server side as ONNX."""
     fmt = format.lower()
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"--format must be {', '.join(EXPORT_FORMATS[:-1])} or {EXPORT_FORMATS[-1]}, got {format!r}")
     check_output_dir(out_dir, "--out-dir")
-    spec = _spec(_load(model))
+    trained = _load(model)
+    spec = _spec(trained) if fmt in ("json", "c", "package") else None  # the server side needs codes only
     with writing("--out-dir"):
-        if fmt == "json":
+        if fmt == "json" and spec is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             path = out_dir / "encoder.json"
             path.write_text(spec.to_json(), encoding="utf-8")
             paths = [path]
-        elif fmt == "c":
+        elif fmt == "c" and spec is not None:
             from softbits.device.cgen import write_c
 
             paths = write_c(spec, out_dir)
-        else:
+        elif fmt == "package" and spec is not None:
             from softbits.device.package import write_package
 
             paths = write_package(spec, out_dir)
+        elif fmt == "onnx":
+            from softbits.training.onnx_export import export_onnx
+
+            paths = [export_onnx(trained, out_dir / "model.onnx")]
+        else:
+            from softbits.training.onnx_export import write_triton
+
+            paths = write_triton(trained, out_dir, f"softbits_{_file_id(model)}")
     for p in paths:
         typer.echo(str(p))
+
+
+def _file_id(path: Path) -> str:
+    """16 hex digits of the model file's SHA-256: a name for models with or without an encoder."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def encode_cmd(
