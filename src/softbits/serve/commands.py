@@ -22,10 +22,14 @@ def serve(
     coap: Annotated[str, typer.Option(help="CoAP HOST:PORT, or 'off'.")] = "127.0.0.1:5683",
     http: Annotated[str, typer.Option(help="HTTP HOST:PORT, or 'off'.")] = "127.0.0.1:8000",
     max_payload: Annotated[int, typer.Option(help="Largest accepted payload in bytes (HTTP 413 / CoAP 4.13 above).")] = 65536,
+    lorawan_downlink: Annotated[bool, typer.Option("--lorawan-downlink", help="Send each webhook uplink's prediction back as a downlink (4 bytes, float32 LE): TTN through the X-Downlink-Push URL it sends, ChirpStack through --chirpstack-api.")] = False,
+    chirpstack_api: Annotated[str | None, typer.Option(help="ChirpStack v4 REST API base URL for downlinks (e.g. http://chirpstack:8090).")] = None,
+    chirpstack_token: Annotated[str | None, typer.Option(envvar="SOFTBITS_CHIRPSTACK_TOKEN", help="ChirpStack API token for downlinks (or the SOFTBITS_CHIRPSTACK_TOKEN variable).")] = None,
 ) -> None:
-    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID)."""
+    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), and LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack; docs/lorawan.md)."""
     import torch
 
+    from softbits.serve.httpapp import Downlinks
     from softbits.serve.server import parse_address
     from softbits.serve.server import serve as run
     from softbits.serve.service import PredictionService
@@ -33,6 +37,10 @@ def serve(
 
     if max_payload < 16:
         raise ConfigError("--max-payload must be at least 16 bytes (the header)")
+    if chirpstack_api is not None and not chirpstack_api.startswith(("http://", "https://")):
+        raise ConfigError(f"--chirpstack-api must be an http:// or https:// URL, got {chirpstack_api!r}")
+    if chirpstack_api is not None and not lorawan_downlink:
+        raise ConfigError("--chirpstack-api applies with --lorawan-downlink")
     coap_addr = None if coap.strip().lower() in _OFF else parse_address(coap, 5683)
     http_addr = None if http.strip().lower() in _OFF else parse_address(http, 8000)
     torch.set_num_threads(1)
@@ -42,7 +50,8 @@ def serve(
         sys.stdout.write("ready " + json.dumps(urls) + "\n")
         sys.stdout.flush()
 
-    run(service, http_addr, coap_addr, ready)
+    run(service, http_addr, coap_addr, ready,
+        Downlinks(enabled=lorawan_downlink, chirpstack_api=chirpstack_api, chirpstack_token=chirpstack_token))
 
 
 def named_route(url: str, model_id: str) -> str:

@@ -1,5 +1,6 @@
 """The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``POST /v1/predict/<model-id>``,
-``GET /v1/model``, ``GET /healthz``.
+``GET /v1/model``, ``GET /healthz``, and the LoRaWAN webhooks ``POST /v1/lorawan/ttn`` and
+``POST /v1/lorawan/chirpstack`` (each also with ``/<model-id>``; :mod:`softbits.serve.lorawan`).
 
 The body of ``/v1/predict`` is a full wire payload or a compact frame; the body of
 ``/v1/predict/<model-id>`` is one bare sample, answered 404 when the id is not this server's
@@ -10,24 +11,117 @@ whose connection closes before the body is complete is logged as one warning lin
 Only the server module imports this module, so FastAPI loads only when HTTP is served.
 """
 
+import base64
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from softbits.serve.lorawan import (
+    MAX_WEBHOOK_BYTES,
+    Uplink,
+    UplinkError,
+    downlink_bytes,
+    parse_chirpstack,
+    parse_ttn,
+    reply,
+)
 from softbits.serve.service import PredictionService, log
 
-__all__ = ["create_http_app"]
+__all__ = ["Downlinks", "create_http_app"]
+
+
+@dataclass(frozen=True)
+class Downlinks:
+    """Where predictions go back to LoRaWAN devices: TTN's push URL comes with each uplink;
+    ChirpStack's REST API needs its base URL and an API token."""
+
+    enabled: bool = False
+    chirpstack_api: str | None = None
+    chirpstack_token: str | None = None
+
+
+async def _post(url: str, body: dict[str, object], headers: dict[str, str], what: str) -> None:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            response = await client.post(url, json=body, headers=headers)
+        if response.status_code >= 300:
+            log.warning("%s downlink to %s answered %d", what, url, response.status_code)
+    except httpx.HTTPError as exc:
+        log.warning("%s downlink to %s failed: %s", what, url, type(exc).__name__)
 
 
 def _error(status: int, message: str) -> Response:
     return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
-def create_http_app(service: PredictionService) -> FastAPI:
+def create_http_app(service: PredictionService, downlinks: Downlinks | None = None) -> FastAPI:
     """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short."""
     app = FastAPI(title="softbits", docs_url=None, redoc_url=None, openapi_url=None)
+    downlinks = downlinks or Downlinks()
+
+    async def body_of(request: Request, limit: int) -> bytes | Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return _error(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        body = bytearray()
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return _error(413, f"body exceeds the limit of {limit} bytes")
+        except ClientDisconnect:
+            return _error(400, "incomplete upload")
+        return bytes(body)
+
+    def downlink(network: str, request: Request, uplink: Uplink, answer: bytes) -> BackgroundTask | None:
+        """The task that sends the first prediction back, when downlinks are on and possible."""
+        if not downlinks.enabled or uplink.f_port is None:
+            return None
+        predictions = json.loads(answer)["predictions"]
+        if not predictions:
+            return None
+        data = base64.b64encode(downlink_bytes(predictions[0], service.model.classes)).decode()
+        if network == "ttn":
+            url, key = request.headers.get("x-downlink-push"), request.headers.get("x-downlink-apikey")
+            if not url or not key:
+                return None
+            push: dict[str, object] = {"downlinks": [{"f_port": uplink.f_port, "frm_payload": data,
+                                                      "priority": "NORMAL"}]}
+            return BackgroundTask(_post, url, push, {"Authorization": f"Bearer {key}"}, "TTN")
+        if not downlinks.chirpstack_api or not uplink.device_id:
+            return None
+        url = f"{downlinks.chirpstack_api.rstrip('/')}/api/devices/{uplink.device_id}/queue"
+        queue: dict[str, object] = {"queueItem": {"confirmed": False, "fPort": uplink.f_port, "data": data}}
+        return BackgroundTask(_post, url, queue, {"Authorization": f"Bearer {downlinks.chirpstack_token or ''}"},
+                              "ChirpStack")
+
+    async def lorawan(request: Request) -> Response:
+        network = request.path_params["network"]
+        body = await body_of(request, MAX_WEBHOOK_BYTES)
+        if isinstance(body, Response):
+            return body
+        try:
+            uplink = parse_ttn(body) if network == "ttn" else parse_chirpstack(body, request.query_params.get("event"))
+        except UplinkError as exc:
+            return _error(400, str(exc))
+        if uplink is None:  # a ChirpStack event other than an uplink: nothing to predict
+            return Response(status_code=204)
+        answer = service.answer(uplink.payload, request.path_params.get("model_id"))
+        if not answer.ok:
+            return _error(answer.status, answer.body.decode())
+        return Response(reply(uplink, answer.body), media_type="application/json",
+                        background=downlink(network, request, uplink, answer.body))
+
+    for network in ("ttn", "chirpstack"):
+        app.add_route(f"/v1/lorawan/{network}", _bind(lorawan, network), methods=["POST"])
+        app.add_route(f"/v1/lorawan/{network}/{{model_id}}", _bind(lorawan, network), methods=["POST"])
 
     async def predict(request: Request) -> Response:
         declared = request.headers.get("content-length", "")
@@ -64,3 +158,13 @@ def create_http_app(service: PredictionService) -> FastAPI:
                         media_type="application/json")
 
     return app
+
+
+def _bind(endpoint: Callable[[Request], Awaitable[Response]], network: str) -> Callable[[Request], Awaitable[Response]]:
+    """``endpoint`` with ``network`` in its path parameters (one handler for both networks)."""
+
+    async def bound(request: Request) -> Response:
+        request.path_params["network"] = network
+        return await endpoint(request)
+
+    return bound

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from softbits.errors import ConfigError, SoftbitsError
 
 if TYPE_CHECKING:
+    from softbits.serve.httpapp import Downlinks
     from softbits.serve.service import PredictionService
 
 __all__ = ["IDLE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "Address", "parse_address", "run_servers", "serve"]
@@ -152,7 +153,8 @@ def _idle_closing_protocol() -> type[asyncio.Protocol]:
     return IdleClosingProtocol
 
 
-async def _start_http(service: PredictionService, address: Address) -> tuple[Any, asyncio.Task, int]:
+async def _start_http(service: PredictionService, address: Address,
+                      downlinks: Downlinks | None = None) -> tuple[Any, asyncio.Task, int]:
     import uvicorn
 
     from softbits.serve.httpapp import create_http_app
@@ -165,7 +167,7 @@ async def _start_http(service: PredictionService, address: Address) -> tuple[Any
             yield
 
     sock = _bind_tcp(address)
-    config = uvicorn.Config(create_http_app(service), log_level="warning", access_log=False,
+    config = uvicorn.Config(create_http_app(service, downlinks), log_level="warning", access_log=False,
                             lifespan="off", server_header=False, date_header=False,
                             http=_idle_closing_protocol(), timeout_keep_alive=IDLE_TIMEOUT_S,
                             # a backstop: uploads are cut at SHUTDOWN_GRACE_S, answers take ms
@@ -231,7 +233,8 @@ def _udp_port(ctx: Any, requested: int) -> int:
 
 
 async def run_servers(service: PredictionService, http: Address | None, coap: Address | None,
-                      on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None) -> None:
+                      on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None,
+                      downlinks: Downlinks | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
     if http is None and coap is None:
         raise ConfigError("nothing to serve: both HTTP and CoAP are disabled")
@@ -245,7 +248,7 @@ async def run_servers(service: PredictionService, http: Address | None, coap: Ad
                 coap_ctx = await _start_coap(service, coap)
                 urls["coap"] = f"coap://{_host(coap[0])}:{_udp_port(coap_ctx, coap[1])}/predict"
             if http is not None:
-                http_server, http_task, port = await _start_http(service, http)
+                http_server, http_task, port = await _start_http(service, http, downlinks)
                 urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
             on_ready(urls)
             await stop.wait()
@@ -262,7 +265,7 @@ def _host(host: str) -> str:
 
 
 def serve(service: PredictionService, http: Address | None, coap: Address | None,
-          on_ready: Callable[[dict[str, str]], None]) -> None:
+          on_ready: Callable[[dict[str, str]], None], downlinks: Downlinks | None = None) -> None:
     """Blocking entry point for the CLI; on uvloop's event loop when it is installed.
 
     The server's own log lines (aborted uploads, failed predictions) go to stderr as
@@ -281,7 +284,7 @@ def serve(service: PredictionService, http: Address | None, coap: Address | None
     except ImportError:
         loop_factory = None
     if loop_factory is None or not hasattr(asyncio, "Runner"):  # asyncio.Runner: Python 3.11+
-        asyncio.run(run_servers(service, http, coap, on_ready))
+        asyncio.run(run_servers(service, http, coap, on_ready, downlinks=downlinks))
         return
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(run_servers(service, http, coap, on_ready))
+        runner.run(run_servers(service, http, coap, on_ready, downlinks=downlinks))
