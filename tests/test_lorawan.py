@@ -14,8 +14,8 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 
 from softbits.device.encode import encode_packed
@@ -68,7 +68,7 @@ def setup(tmp_path_factory, diabetes_models):
                               "--lorawan-downlink", "--chirpstack-api", listener.url,
                               "--chirpstack-token", "secret")
     base = urls["http"].rsplit("/v1/", 1)[0]
-    yield {"dir": d, "frame": frame, "spec": spec, "model": model, "base": base, "listener": listener}
+    yield {"dir": d, "frame": frame, "spec": spec, "model": model, "base": base, "listener": listener, "urls": urls}
     stop_server(proc)
     listener.server.shutdown()
 
@@ -192,3 +192,32 @@ def test_another_model_s_route_is_404(setup):
 def test_chirpstack_api_needs_downlinks(setup, capsys):
     code, _, err = run_main(capsys, "serve", setup["dir"] / "bw-sq.safetensors", "--chirpstack-api", "http://x")
     assert code == 2 and "applies with --lorawan-downlink" in err
+
+
+def test_metrics_count_every_transport_and_outcome(setup):
+    """``GET /metrics`` (Prometheus text format) after HTTP, webhook and CoAP requests."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from test_coap_conformance import _exchange, _request
+
+    frame, _ = _row_codes(setup, 0)
+    _curl(setup["base"] + "/v1/predict", frame)
+    _curl(setup["base"] + "/v1/lorawan/ttn", b"{bad")
+    coap = urlsplit(setup["urls"]["coap"])
+    reply = _exchange((coap.hostname, coap.port), _request(77, [(11, b"predict")], payload=frame))
+    assert reply is not None and reply[1] == 0x45  # 2.05
+    text = subprocess.run(["curl", "-s", setup["base"] + "/metrics"], capture_output=True, check=True).stdout.decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("softbits_requests_total", transport="http", route="predict", outcome="ok") >= 1
+    assert value("softbits_requests_total", transport="http", route="lorawan_ttn", outcome="bad_request") >= 1
+    assert value("softbits_requests_total", transport="http", route="lorawan_ttn", outcome="ok") >= 1
+    assert value("softbits_requests_total", transport="coap", route="predict", outcome="ok") == 1
+    assert value("softbits_samples_total", transport="coap") == 1
+    assert value("softbits_payload_bytes_total", transport="coap") == len(frame)
+    assert value("softbits_request_duration_seconds_count", transport="coap", route="predict") == 1
+    assert value("softbits_model_info", model_id=setup["spec"].model_id, method="bw-sq", bits="3") == 1

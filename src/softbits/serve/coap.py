@@ -255,26 +255,35 @@ def create_coap_site(service: PredictionService) -> Any:
             reply.opt.block1 = step.opt.block1
             pipe.add_response(reply, is_last=True)
 
+        route_name = "predict"
+
         def route_model_id(self, request: aiocoap.Message) -> str | None:
             """The model id the route names; ``None`` on ``/predict`` itself."""
             return None
 
         async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-            try:
-                route = self.route_model_id(request)
-            except LookupError as exc:
-                return aiocoap.Message(code=aiocoap.NOT_FOUND, content_format=_TEXT, payload=str(exc.args[0]).encode())
-            answer = service.answer(bytes(request.payload), route)
-            reply = aiocoap.Message(code=codes[answer.status], payload=answer.body,
-                                    content_format=_JSON if answer.ok else _TEXT)
-            if answer.status == 413:
-                reply.opt.size1 = service.max_payload_bytes
-            return reply
+            with service.metrics.observe("coap", self.route_name) as record:
+                try:
+                    route = self.route_model_id(request)
+                except LookupError as exc:
+                    record["status"] = 404
+                    return aiocoap.Message(code=aiocoap.NOT_FOUND, content_format=_TEXT,
+                                           payload=str(exc.args[0]).encode())
+                record["bytes"] = len(request.payload)
+                answer = service.answer(bytes(request.payload), route)
+                record["status"], record["samples"] = answer.status, answer.n_samples
+                reply = aiocoap.Message(code=codes[answer.status], payload=answer.body,
+                                        content_format=_JSON if answer.ok else _TEXT)
+                if answer.status == 413:
+                    reply.opt.size1 = service.max_payload_bytes
+                return reply
 
         render_put = render_post
 
     class NamedModelResource(PredictResource, resource.PathCapable):
         """``/predict/<model-id>``: aiocoap hands it the path below ``/predict``."""
+
+        route_name = "predict_named"
 
         def route_model_id(self, request: aiocoap.Message) -> str | None:
             path = request.opt.uri_path

@@ -1,5 +1,5 @@
 """The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``POST /v1/predict/<model-id>``,
-``GET /v1/model``, ``GET /healthz``, and the LoRaWAN webhooks ``POST /v1/lorawan/ttn`` and
+``GET /v1/model``, ``GET /healthz``, ``GET /metrics`` (:mod:`softbits.serve.metrics`), and the LoRaWAN webhooks ``POST /v1/lorawan/ttn`` and
 ``POST /v1/lorawan/chirpstack`` (each also with ``/<model-id>``; :mod:`softbits.serve.lorawan`).
 
 The body of ``/v1/predict`` is a full wire payload or a compact frame; the body of
@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.background import BackgroundTask
@@ -103,6 +104,12 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
                               "ChirpStack")
 
     async def lorawan(request: Request) -> Response:
+        with service.metrics.observe("http", f"lorawan_{request.path_params['network']}") as record:
+            response = await _lorawan(request, record)
+            record["status"] = response.status_code
+            return response
+
+    async def _lorawan(request: Request, record: dict[str, Any]) -> Response:
         network = request.path_params["network"]
         body = await body_of(request, MAX_WEBHOOK_BYTES)
         if isinstance(body, Response):
@@ -113,7 +120,9 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
             return _error(400, str(exc))
         if uplink is None:  # a ChirpStack event other than an uplink: nothing to predict
             return Response(status_code=204)
+        record["bytes"] = len(uplink.payload)
         answer = service.answer(uplink.payload, request.path_params.get("model_id"))
+        record["samples"] = answer.n_samples
         if not answer.ok:
             return _error(answer.status, answer.body.decode())
         return Response(reply(uplink, answer.body), media_type="application/json",
@@ -124,6 +133,13 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
         app.add_route(f"/v1/lorawan/{network}/{{model_id}}", _bind(lorawan, network), methods=["POST"])
 
     async def predict(request: Request) -> Response:
+        route = "predict" if "model_id" not in request.path_params else "predict_named"
+        with service.metrics.observe("http", route) as record:
+            response = await _predict(request, record)
+            record["status"] = response.status_code
+            return response
+
+    async def _predict(request: Request, record: dict[str, Any]) -> Response:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > service.max_payload_bytes:
             return _error(413, service.too_large(int(declared)).body.decode())
@@ -138,7 +154,9 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
             log.warning("upload from %s cut off after %d of %s bytes: the connection closed "
                         "(by the client, when idle, or at shutdown)", peer, len(body), declared or "?")
             return _error(400, "incomplete upload")  # nobody is left to read it
+        record["bytes"] = len(body)
         answer = service.answer(bytes(body), request.path_params.get("model_id"))
+        record["samples"] = answer.n_samples
         if answer.ok:
             return Response(answer.body, media_type="application/json")
         return _error(answer.status, answer.body.decode())
@@ -151,6 +169,11 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
     @app.get("/v1/model")
     async def model() -> Response:
         return Response(service.spec_json, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        text, content_type = service.metrics.exposition()
+        return Response(text, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> Response:

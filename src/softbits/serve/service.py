@@ -44,6 +44,8 @@ class Answer:
 
     status: int
     body: bytes
+    #: samples predicted (0 when the payload was refused)
+    n_samples: int = 0
 
     @property
     def ok(self) -> bool:
@@ -60,6 +62,9 @@ class PredictionService:
         self.spec = EncoderSpec.from_model(model)
         self.max_payload_bytes = int(max_payload_bytes)
         self.spec_json = self.spec.to_json().encode("utf-8")
+        from softbits.serve.metrics import ServiceMetrics
+
+        self.metrics = ServiceMetrics(self.spec.model_id, model.config.method, model.bits)
         self.model.module.eval()
         # one request at startup loads the lazy imports (numba check, torch kernels), so the
         # first device does not wait for them
@@ -107,4 +112,4 @@ class PredictionService:
             return Answer(500, f"{_NON_FINITE.decode()} ({values[bad]}) for sample {bad + 1} "
                                f"of {len(values)}".encode())
         body = {"model_id": self.model_id, "n_samples": len(values), "predictions": values}
-        return Answer(200, json.dumps(body, separators=(",", ":"), allow_nan=False).encode())
+        return Answer(200, json.dumps(body, separators=(",", ":"), allow_nan=False).encode(), len(values))
