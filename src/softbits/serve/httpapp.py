@@ -170,6 +170,10 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
     async def model() -> Response:
         return Response(service.spec_json, media_type="application/json")
 
+    @app.get("/v1/drift")
+    async def drift() -> Response:
+        return Response(service.drift_report(), media_type="application/json")
+
     @app.get("/metrics")
     async def metrics() -> Response:
         text, content_type = service.metrics.exposition()

@@ -9,7 +9,9 @@
 - ``softbits_request_duration_seconds{transport, route}``: a histogram of answering time;
 - ``softbits_payload_bytes_total{transport}`` and ``softbits_samples_total{transport}``: bytes
   received in payloads and samples predicted;
-- ``softbits_model_info{model_id, method, bits}``: 1, naming the model served.
+- ``softbits_model_info{model_id, method, bits}``: 1, naming the model served;
+- ``softbits_feature_psi{feature}`` and ``softbits_feature_js_distance{feature}``: the drift of
+  each sent feature's codes against training (:mod:`softbits.serve.drift`), computed at scrape.
 
 Each service has its own registry, so two servers in one process (the tests) count apart.
 """
@@ -17,7 +19,7 @@ Each service has its own registry, so two servers in one process (the tests) cou
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,6 +62,27 @@ class ServiceMetrics:
                 self.payload_bytes.labels(transport).inc(record["bytes"])
             if record["samples"]:
                 self.samples.labels(transport).inc(record["samples"])
+
+    def watch_drift(self, report: Callable[[], list[dict[str, Any]]]) -> None:
+        """Expose ``report()``'s per-feature PSI and JS distance as gauges, computed at each scrape."""
+        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.registry import Collector
+
+        class DriftCollector(Collector):
+            def collect(self) -> Any:
+                psi = GaugeMetricFamily("softbits_feature_psi", "PSI of a feature's codes against training.",
+                                        labels=["feature"])
+                js = GaugeMetricFamily("softbits_feature_js_distance",
+                                       "Jensen-Shannon distance of a feature's codes against training.",
+                                       labels=["feature"])
+                for row in report():
+                    if row["psi"] is not None:
+                        psi.add_metric([row["name"]], row["psi"])
+                        js.add_metric([row["name"]], row["js"])
+                yield psi
+                yield js
+
+        self.registry.register(DriftCollector())
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format and its content type, for ``GET /metrics``."""

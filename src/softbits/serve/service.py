@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from softbits.device.predict import predict_payload, prediction_values
+from softbits.device.predict import prediction_values
 from softbits.device.spec import EncoderSpec
-from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, build_payload
+from softbits.device.wire import HEADER_BYTES, PayloadError, PayloadTooLarge, build_payload, parse_payload
 from softbits.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -65,19 +65,36 @@ class PredictionService:
         from softbits.serve.metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(self.spec.model_id, model.config.method, model.bits)
+        from softbits.serve.drift import DriftMonitor
+
+        self.drift = (None if model.code_histogram is None
+                      else DriftMonitor(model.feature_names, model.code_histogram))
+        if self.drift is not None:
+            self.metrics.watch_drift(self.drift.report)
         self.model.module.eval()
         # one request at startup loads the lazy imports (numba check, torch kernels), so the
-        # first device does not wait for them
+        # first device does not wait for them; it is not a device's sample, so drift skips it
+        self._warm = False
         warm = self._answer(build_payload(self.spec, np.zeros((1, self.spec.sample_bytes), np.uint8)))
         if warm.status == 500 and warm.body.startswith(_NON_FINITE):
             raise DataError("cannot serve this model: it predicts a non-finite value for an all-zero "
                             "payload (are its weights finite?)")
         if not warm.ok:
             raise DataError(f"cannot serve this model: it cannot answer a valid payload: {warm.body.decode()}")
+        self._warm = True
 
     @property
     def model_id(self) -> str:
         return self.spec.model_id
+
+    def drift_report(self) -> bytes:
+        """``GET /v1/drift``'s JSON: per sent feature PSI and Jensen-Shannon distance against training."""
+        from softbits.serve.drift import DECAY_EVERY
+
+        features = [] if self.drift is None else self.drift.report()
+        return json.dumps({"model_id": self.model_id, "decay_every": DECAY_EVERY,
+                           "reference": "training" if self.drift is not None else None,
+                           "features": features}, allow_nan=False).encode()
 
     def too_large(self, n_bytes: int) -> Answer:
         """The 413 answer for a body known to be ``n_bytes`` long before it is parsed."""
@@ -98,8 +115,8 @@ class PredictionService:
 
     def _answer(self, data: bytes, frame: Literal["auto", "none"] = "auto") -> Answer:
         try:
-            pred = predict_payload(self.model, self.spec, data, self.max_payload_bytes, frame)
-            values = prediction_values(self.model, pred)
+            codes = parse_payload(self.spec, data, self.max_payload_bytes, frame)
+            values = prediction_values(self.model, self.model.predict_codes(codes))
         except PayloadTooLarge as exc:
             return Answer(413, str(exc).encode())
         except PayloadError as exc:
@@ -111,5 +128,7 @@ class PredictionService:
         if bad is not None:
             return Answer(500, f"{_NON_FINITE.decode()} ({values[bad]}) for sample {bad + 1} "
                                f"of {len(values)}".encode())
+        if self.drift is not None and self._warm:
+            self.drift.add(codes)
         body = {"model_id": self.model_id, "n_samples": len(values), "predictions": values}
         return Answer(200, json.dumps(body, separators=(",", ":"), allow_nan=False).encode(), len(values))

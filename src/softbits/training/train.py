@@ -35,7 +35,7 @@ from softbits.training.predictors import GBDTPredictor, check_gbdt_installed
 from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
-           "check_training_memory", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
+           "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
            "score", "score_trees", "summary",
            "train_dataset", "train_on_split", "training_memory"]
 
@@ -261,6 +261,16 @@ def fit_predictor(fitted: FittedModule, module: QuantizedMLP, config: TrainConfi
     return (trees if chosen == "gbdt" else None), record
 
 
+def code_histogram(module: QuantizedMLP, X: torch.Tensor, config: TrainConfig) -> list[list[int]] | None:
+    """Per feature, how often each code occurs on the rows ``X`` (2^w counts; one for width 0)."""
+    if module.quantizer is None:
+        return None
+    with torch.no_grad():
+        codes = module.quantizer.encode(X).cpu().numpy().astype(np.int64)
+    widths = config.bits_per_feature or (config.bits,) * codes.shape[1]
+    return [np.bincount(codes[:, f], minlength=1 << w)[:1 << w].tolist() for f, w in enumerate(widths)]
+
+
 def score_trees(trees: GBDTPredictor, module: QuantizedMLP, X: torch.Tensor, y: torch.Tensor,
                 task: str) -> TestMetrics:
     """The trees' hard metrics on ``X, y``, in the names :func:`score` gives the MLP's."""
@@ -313,6 +323,7 @@ def train_on_split(
         module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
         feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
         dataset=dataset, metrics=metrics, runtime=runtime_info(device), history=result, trees=trees,
+        code_histogram=code_histogram(module, fitted.X_train, config),
     )
 
 

@@ -66,6 +66,9 @@ class TrainedModel:
     allocation: dict[str, Any] | None = None
     #: the trees that serve instead of the MLP (predictor gbdt, or auto's choice); None: the MLP serves
     trees: GBDTPredictor | None = None
+    #: per feature, the counts of each code on the training rows (2^w numbers for width w; one
+    #: for a feature not sent); what a server's drift report compares against. None: no codes
+    code_histogram: list[list[int]] | None = None
 
     @property
     def n_features(self) -> int:
@@ -192,6 +195,7 @@ class TrainedModel:
             **({} if self.allocation is None else {"allocation": self.allocation}),
             # only with trees: an MLP model file keeps the header it had
             **({} if self.trees is None else {"predictor": self.trees.header()}),
+            **({} if self.code_histogram is None else {"code_histogram": self.code_histogram}),
         }
 
     def _non_finite(self) -> list[str]:
@@ -302,6 +306,22 @@ def _read_history(header: dict[str, Any], path: Path) -> FitResult | None:
         raise DataError(f"{path} is not a valid softbits model file ({exc})") from None
 
 
+def _histogram(value: Any, config: TrainConfig, n_features: int) -> list[list[int]] | None:
+    """The header's code histogram: per feature 2^w non-negative integer counts (1 for width 0)."""
+    if value is None:
+        return None
+    if not get_method(config.method).quantized:
+        raise _InvalidModel("a model without codes has no code_histogram")
+    widths = config.bits_per_feature or (config.bits,) * n_features
+    if not isinstance(value, list) or len(value) != n_features:
+        raise _InvalidModel(f"code_histogram must be a list of {n_features} lists")
+    for f, (counts, w) in enumerate(zip(value, widths, strict=True)):
+        if not isinstance(counts, list) or len(counts) != 1 << w or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise _InvalidModel(f"code_histogram[{f}] must be {1 << w} non-negative integers (width {w})")
+    return value
+
+
 class _InvalidModel(Exception):
     """A model file header that breaks the format or disagrees with the file's tensors."""
 
@@ -390,6 +410,7 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
     extras["allocation"] = header.get("allocation")
     if extras["allocation"] is not None and not isinstance(extras["allocation"], dict):
         raise _InvalidModel("allocation must be a mapping")
+    extras["code_histogram"] = _histogram(header.get("code_histogram"), config, len(names))
 
     net = _need(header, "network", "")
     d_in = _integer(_need(net, "d_in", "network."), "network.d_in", 1)
