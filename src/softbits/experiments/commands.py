@@ -30,6 +30,14 @@ from softbits.errors import ConfigError
 
 __all__ = ["frontier", "reproduce", "report", "parse_bits", "parse_names", "progress_display", "LineProgress"]
 
+#: the run options reproduce and frontier share (experiments.session runs them alike)
+JobsOpt = Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    help="Dask scheduler tcp://HOST:PORT; runs the trainings on that cluster instead of local processes.")]
+ConnectTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")]
+
+
 def parse_names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -127,10 +135,10 @@ def reproduce(
     store: Annotated[Path, typer.Option(help="SQLite results store; re-running skips finished runs.")] = Path("runs/softbits.sqlite"),
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Report directory (default: <store>_report next to the store).")] = None,
     compare: Annotated[Path | None, typer.Option("--compare", help="Reference table (e.g. paper_results.csv): the report adds ours/reference and inside-CI per cell.")] = None,
-    jobs: Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")] = 0,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the tasks on that cluster instead of local processes.")] = None,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    jobs: JobsOpt = 0,
+    scheduler: SchedulerOpt = None,
+    connect_timeout: ConnectTimeoutOpt = 5.0,
+    device: DeviceOpt = "auto",
     stack: Annotated[str, typer.Option(help="Trainings of one architecture trained as one stacked model: auto (by device and network width, where measured to help; see docs/gpu.md), K (at most K), or 1 (one at a time). Without dropout each member equals its single training up to float rounding.")] = "auto",
     recipe: Annotated[str, typer.Option(help="Training recipe of every method: paper or best (docs/training.md). The grid's or settings file's values win, except a weight decay of 0, which takes the recipe's.")] = "paper",
     members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer of ensemble methods such as bw-sq-ens (default: the method's, 4); other methods ignore it.")] = None,
@@ -205,10 +213,10 @@ def frontier(
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
     store: Annotated[Path, typer.Option(help="SQLite results store; re-running skips finished trainings.")] = Path("runs/frontier.sqlite"),
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for frontier.csv, frontier.md, frontier.png (default: <store>_report next to the store).")] = None,
-    jobs: Annotated[int, typer.Option(help="Local worker processes (0 = one per CPU core).")] = 0,
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler tcp://HOST:PORT; runs the trainings on that cluster instead of local processes.")] = None,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to wait for the Dask scheduler.")] = 5.0,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
+    jobs: JobsOpt = 0,
+    scheduler: SchedulerOpt = None,
+    connect_timeout: ConnectTimeoutOpt = 5.0,
+    device: DeviceOpt = "auto",
     predictor: Annotated[str, typer.Option(help="Server model of every point: mlp, gbdt (trees on the codes; with --method bw-qq: quantile codes + trees) or auto (docs/predictors.md).")] = "mlp",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
     data_dir: DataDirOpt = None,
