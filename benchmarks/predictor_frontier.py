@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import lightgbm
 import numpy as np
 import torch
 from common import save_result
@@ -117,7 +118,8 @@ def main() -> None:
         for seed in range(42, 42 + args.seeds):
             rows.extend(run_seed(name, seed, args))
             save_result({"settings": vars(args) | {"paper": str(args.paper), "out": str(args.out)},
-                         "machine": machine_info(), "versions": runtime_info(torch.device("cpu")),
+                         "machine": machine_info(),
+                         "versions": runtime_info(torch.device("cpu")) | {"lightgbm": lightgbm.__version__},
                          "seconds": time.perf_counter() - started, "rows": rows,
                          "summary": summarize(rows, paper_table(args.paper))}, args.out)
 

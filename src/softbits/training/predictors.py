@@ -141,6 +141,12 @@ class GBDTPredictor:
         """Boosting rounds kept (the best iteration of early stopping)."""
         return int(self.booster.best_iteration or self.booster.current_iteration())
 
+    def versions(self) -> dict[str, str]:
+        """The tree library's version, recorded with every result the trees produce."""
+        import lightgbm
+
+        return {"lightgbm": str(lightgbm.__version__)}
+
     def header(self) -> dict[str, Any]:
         return {"kind": self.kind, "inputs": self.inputs, "rounds": self.rounds}
 

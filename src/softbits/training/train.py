@@ -322,7 +322,8 @@ def train_on_split(
     return TrainedModel(
         module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
         feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
-        dataset=dataset, metrics=metrics, runtime=runtime_info(device), history=result, trees=trees,
+        dataset=dataset, metrics=metrics, runtime=runtime_info(device) | ({} if trees is None else trees.versions()),
+        history=result, trees=trees,
         code_histogram=code_histogram(module, fitted.X_train, config),
     )
 
