@@ -17,14 +17,15 @@ __all__ = ["MAX_NAME_BYTES", "check_feature_names"]
 MAX_NAME_BYTES = 1024
 
 
-def check_feature_names(names: Sequence[object], where: str = "the data") -> list[str]:
+def check_feature_names(names: Sequence[object], where: str = "the data", *, allow_empty: bool = False) -> list[str]:
     """``names`` as a list of text, or a one-line :class:`DataError` naming the first bad one:
-    not text, empty, not encodable as UTF-8, longer than :data:`MAX_NAME_BYTES` bytes, or repeated."""
+    not text, empty (unless ``allow_empty``: an encoder spec only labels its C with names), not
+    encodable as UTF-8, longer than :data:`MAX_NAME_BYTES` bytes, or repeated."""
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not isinstance(name, str):
             raise DataError(f"feature name {i + 1} of {where} is not text ({type(name).__name__})")
-        if not name.strip():
+        if not name.strip() and not allow_empty:
             raise DataError(f"feature name {i + 1} of {where} is empty")
         try:
             size = len(name.encode("utf-8"))

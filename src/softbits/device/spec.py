@@ -155,7 +155,7 @@ class EncoderSpec:
 
     def __post_init__(self) -> None:
         try:
-            names = tuple(check_feature_names(list(self.feature_names), "the encoder spec"))
+            names = tuple(check_feature_names(list(self.feature_names), "the encoder spec", allow_empty=True))
         except DataError as exc:
             raise DataError(f"encoder spec: {exc}") from None
         object.__setattr__(self, "feature_names", names)
