@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up softbits from a fresh clone: system tools (gcc, Cortex-M gcc with newlib, QEMU's
+# Set up softbits from a fresh clone: system tools (gcc, g++, Cortex-M gcc/g++ with newlib, QEMU's
 # emulated Arm boards, libcoap client), a virtual environment in .venv with the CPU build of
 # torch and the package with all extras.
 # Idempotent: re-running only installs what is missing.
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)  # the C++ builds of the header and the package's sketch
 if ! command -v arm-none-eabi-gcc >/dev/null 2>&1; then
   missing+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 elif [ "$(arm-none-eabi-gcc -print-file-name=rdimon.specs)" = rdimon.specs ]; then
