@@ -9,7 +9,7 @@ completion order and each task is written in its own transaction as it finishes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from softbits.errors import ConfigError, SoftbitsError
@@ -26,8 +26,9 @@ class Backend(ABC):
     name: str = ""
 
     @abstractmethod
-    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
-        """Run ``units``; yield each task's result as its unit finishes."""
+    def results(self, units: Iterable[Unit]) -> Iterator[TaskResult]:
+        """Run ``units`` (taken from the iterable as workers become free); yield each task's
+        result as its unit finishes."""
 
     def close(self) -> None:  # noqa: B027 (a hook: most backends hold nothing to release)
         """Release workers or connections."""
@@ -40,14 +41,17 @@ class LocalBackend(Backend):
         self.jobs = int(jobs)
         self.name = f"local ({self.jobs} process{'es' if self.jobs > 1 else ''})"
 
-    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
-        if self.jobs == 1 or len(units) <= 1:
+    def results(self, units: Iterable[Unit]) -> Iterator[TaskResult]:
+        if self.jobs == 1 or (isinstance(units, list) and len(units) <= 1):
             for unit in units:
                 yield from run_unit(unit)
             return
         from joblib import Parallel, delayed
 
-        parallel = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky")
+        # joblib draws from the generator only as workers free up (pre_dispatch), so a lazy
+        # iterable (claims, in softbits.experiments.session) is claimed unit by unit
+        parallel = Parallel(n_jobs=self.jobs, return_as="generator_unordered", backend="loky",
+                            pre_dispatch="n_jobs")
         for results in parallel(delayed(run_unit)(u) for u in units):
             yield from results
 
@@ -59,9 +63,10 @@ class DaskBackend(Backend):
         self.client = client
         self.name = f"dask ({client.scheduler.address})"
 
-    def results(self, units: list[Unit]) -> Iterator[TaskResult]:
+    def results(self, units: Iterable[Unit]) -> Iterator[TaskResult]:
         from distributed import as_completed
 
+        units = list(units)
         if not units:
             return
         futures = self.client.map(run_unit, units, pure=False)
@@ -97,7 +102,7 @@ def pending(tasks: list[Task], store: ResultStore) -> list[Task]:
     return [t for t in tasks if not all(k in done for k in t.keys())]
 
 
-def execute(units: list[Unit], store: ResultStore, backend: Backend,
+def execute(units: Iterable[Unit], store: ResultStore, backend: Backend,
             on_result: Callable[[TaskResult], None] | None = None) -> int:
     """Run ``units`` on ``backend``, writing each task's result as it arrives; returns rows added."""
     added = 0

@@ -6,28 +6,49 @@ reporting and the execution of each phase's pending units.
 A :class:`RunSession` is opened after every input has been checked; closing it shuts the
 backend down and closes the store, also when a phase fails or the run is interrupted, so the
 trainings that finished stay stored.
+
+Several runners may work on one store at once (two ``reproduce`` commands, on one machine or on
+machines sharing the file): each unit is claimed in the store before it trains, so every unit
+trains once. A claim is a lease of :data:`LEASE_S` seconds that a live runner renews every
+:data:`RENEW_S`; a killed runner's claims expire and the others take its units over. A phase
+ends when every unit's results are stored, whoever trained them; a runner with nothing left to
+claim waits for the others (polling every :data:`POLL_S` seconds). Local runs claim a unit just
+before a worker starts it; a Dask run claims all of a phase's units when it submits them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as Interface
 
-from softbits.errors import ConfigError, DataError
+from softbits.errors import ConfigError, DataError, SoftbitsError
 
 if TYPE_CHECKING:  # both import torch, which `softbits --help` must not load
     from softbits.experiments.executor import DaskBackend, LocalBackend
     from softbits.experiments.stacking import Unit
     from softbits.experiments.store import ResultStore
 
-__all__ = ["NoProgress", "ProgressSink", "RunSession", "at_least", "default_out_dir",
-           "regression_dataset", "worker_count"]
+__all__ = ["LEASE_S", "POLL_S", "RENEW_S", "NoProgress", "ProgressSink", "RunSession", "at_least",
+           "default_out_dir", "regression_dataset", "unit_id", "worker_count"]
+
+#: how long a claim holds without renewal: a killed runner's units are free again after this
+LEASE_S = 120.0
+#: how often a live runner renews its claims
+RENEW_S = 30.0
+#: how often a runner with nothing to claim looks whether the others have finished
+POLL_S = 2.0
 
 
 class ProgressSink(Interface):
@@ -79,6 +100,19 @@ def regression_dataset(name: str, data_dir: Path | None, reporter: str = "the pr
     return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
 
 
+def _keys(unit: Unit) -> list[Any]:
+    from softbits.experiments.stacking import StackTask
+
+    tasks = unit.tasks if isinstance(unit, StackTask) else [unit]
+    return [key for task in tasks for key in task.keys()]
+
+
+def unit_id(unit: Unit) -> str:
+    """A unit's name in the store's claims: a digest of the result keys it produces."""
+    text = "\n".join(sorted(repr(k) for k in _keys(unit)))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _trainings(units: Sequence[Unit]) -> int:
     """Trainings in ``units`` (a stack counts its members): what progress counts."""
     from softbits.experiments.stacking import StackTask
@@ -115,16 +149,39 @@ class RunSession:
             raise
         self.runs = 0
         self.added = 0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lazy = scheduler is None  # joblib pulls units one by one; Dask takes a phase at once
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, args=(store,), daemon=True, name="softbits-claims")
+        self._renewer.start()
+
+    def _renew(self, path: Path) -> None:
+        """Renew this runner's claims until the session closes (its own connection: sqlite3
+        connections stay in their thread)."""
+        conn = sqlite3.connect(str(path), timeout=30.0)
+        try:
+            while not self._stop.wait(RENEW_S):
+                try:
+                    with conn:
+                        conn.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + LEASE_S, self.owner))
+                except sqlite3.Error:
+                    continue  # no claims table yet, or the store is busy: the next round renews
+        finally:
+            conn.close()
 
     def __enter__(self) -> RunSession:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._stop.set()
         try:
             self.backend.close()
         finally:
-            self.store.close()
+            try:
+                self.store.release_claims(self.owner)
+            finally:
+                self.store.close()
 
     @contextmanager
     def training(self) -> Iterator[None]:
@@ -134,7 +191,8 @@ class RunSession:
             yield
 
     def execute(self, label: str, units: Sequence[Unit]) -> int:
-        """Train ``units`` on the backend, storing each result as it arrives; new rows."""
+        """Train ``units`` on the backend, storing each result as it arrives, until every unit's
+        results are stored (by this runner or another one); the rows this runner added."""
         from softbits.experiments.executor import execute
 
         bar = self.sink.add_task(f"{label} · {self.backend.name}", total=_trainings(units))
@@ -143,6 +201,26 @@ class RunSession:
             self.runs += 1
             self.sink.advance(bar)
 
-        added = execute(list(units), self.store, self.backend, advance)
+        added = 0
+        remaining = list(units)
+        tried: set[str] = set()
+        while remaining:
+            claimed = self._claimed([u for u in remaining if unit_id(u) not in tried], tried)
+            started = self.runs
+            added += execute(claimed if self._lazy else list(claimed), self.store, self.backend, advance)
+            done = self.store.finished_keys()
+            remaining = [u for u in remaining if not all(k in done for k in _keys(u))]
+            if remaining and all(unit_id(u) in tried for u in remaining):
+                raise SoftbitsError(f"{len(remaining)} trainings ran but their results are not in the store")
+            if remaining and self.runs == started:
+                time.sleep(POLL_S)  # the others train what is left; their expired claims come back
         self.added += added
         return added
+
+    def _claimed(self, units: Sequence[Unit], tried: set[str]) -> Iterable[Unit]:
+        """The units this runner gets, claimed one by one as they are taken (noted in ``tried``)."""
+        for unit in units:
+            name = unit_id(unit)
+            if self.store.claim(name, _keys(unit), self.owner, LEASE_S):
+                tried.add(name)
+                yield unit

@@ -16,8 +16,11 @@ import functools
 import json
 import os
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import astuple
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS choices (
 """
 
 _KEY_COLUMNS = ("dataset", "method", "bits", "setting_id", "phase", "idx", "seed")
+#: which runner trains which unit, until when: concurrent runners on one store share the work
+#: (created on first use, so stores written before it open as they are)
+_CLAIMS = "CREATE TABLE IF NOT EXISTS claims (unit TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)"
+_FINISHED = f"SELECT 1 FROM results WHERE {' AND '.join(f'{c} = ?' for c in _KEY_COLUMNS)}"
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -80,9 +87,11 @@ def _damaged(path: Path, detail: str) -> str:
 
 
 def _guarded(method: _F) -> _F:
+    """SQLite errors as one line; one call at a time (a runner claims units from joblib's
+    dispatch thread while its main thread writes results)."""
     @functools.wraps(method)
     def wrapper(self: ResultStore, *args: Any, **kwargs: Any) -> Any:
-        with _sqlite_errors(self.path):
+        with self._lock, _sqlite_errors(self.path):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -91,8 +100,9 @@ def _guarded(method: _F) -> _F:
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     if read_only:
         # a URI from as_uri() keeps '?' and '#' in file names literal
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
-    conn = sqlite3.connect(str(path), timeout=30.0)
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
+                               check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)  # calls serialized by _guarded
     conn.execute("PRAGMA synchronous=FULL")
     return conn
 
@@ -173,6 +183,7 @@ class ResultStore:
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         check_store(self.path, read_only)
         with _sqlite_errors(self.path):
             if not read_only:
@@ -206,6 +217,38 @@ class ResultStore:
     def finished_keys(self) -> set[ResultKey]:
         rows = self._conn.execute(f"SELECT {', '.join(_KEY_COLUMNS)} FROM results")
         return {ResultKey(*r) for r in rows}
+
+    @_guarded
+    def claim(self, unit: str, keys: Iterable[ResultKey], owner: str, lease_s: float) -> bool:
+        """Take ``unit`` (whose results are ``keys``) for ``owner`` until ``lease_s`` from now.
+
+        False when its results are all stored already, or another runner holds a claim that has
+        not expired; one transaction, so two runners never both get a unit.
+        """
+        now = time.time()
+        with self._conn:
+            self._conn.execute(_CLAIMS)
+            if all(self._conn.execute(_FINISHED, astuple(k)).fetchone() for k in keys):
+                return False
+            cursor = self._conn.execute(
+                "INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT(unit) DO UPDATE SET owner = excluded.owner, "
+                "expires = excluded.expires WHERE claims.expires < ? OR claims.owner = excluded.owner",
+                (unit, owner, now + lease_s, now))
+            return cursor.rowcount > 0
+
+    @_guarded
+    def renew_claims(self, owner: str, lease_s: float) -> None:
+        """Extend every claim of ``owner`` to ``lease_s`` from now (the runner is alive)."""
+        with self._conn:
+            self._conn.execute(_CLAIMS)
+            self._conn.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_s, owner))
+
+    @_guarded
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (its units are finished or given up)."""
+        with self._conn:
+            self._conn.execute(_CLAIMS)
+            self._conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
 
     @_guarded
     def add_settings(self, settings: Iterable[Setting]) -> None:
