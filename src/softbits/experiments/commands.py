@@ -38,6 +38,31 @@ ConnectTimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the 
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")]
 
 
+def _one_dataset(dataset: str | None, data: Path | None, target: str | None) -> str:
+    """``--dataset NAME`` or ``--data PATH [--target COL]`` as one dataset name for the tasks."""
+    from softbits.experiments.tasks import file_dataset
+
+    if (dataset is None) == (data is None):
+        raise ConfigError("give exactly one of --dataset NAME or --data PATH")
+    if data is None:
+        if target is not None:
+            raise ConfigError("--target applies to --data files; named datasets know their target")
+        return str(dataset)
+    if not data.is_file():
+        raise ConfigError(f"--data file not found: {data}")
+    return file_dataset(data, target)
+
+
+def _datasets_with_file(datasets: str | None, data: Path | None, target: str | None) -> list[str] | None:
+    """``--datasets`` and ``--data`` together (None: the preset's datasets)."""
+    names = parse_names(datasets, "datasets") if datasets is not None else None
+    if data is None:
+        if target is not None:
+            raise ConfigError("--target applies to --data files; named datasets know their target")
+        return names
+    return [*(names or []), _one_dataset(None, data, target)]
+
+
 def parse_names(text: str, what: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -123,6 +148,8 @@ def progress_display() -> Progress | LineProgress:
 
 def reproduce(
     datasets: Annotated[str | None, typer.Option(help="Comma-separated datasets (default: the paper's six; --quick: fried).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your own CSV, CSV.GZ or Parquet file (a regression target): runs the protocol on it, besides any --datasets.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all twelve of Table 2).")] = None,
     bits: Annotated[str | None, typer.Option(help="Bit widths: a range 2-8 or a list 2,4,6 (default 2-8; --quick: 2,4).")] = None,
     settings: Annotated[str, typer.Option(help="'search' (random search + K-fold CV) or a CSV with the chosen settings per (dataset, method, bits), e.g. the paper's paper_results.csv.")] = "search",
@@ -150,7 +177,7 @@ def reproduce(
 
     outcome = run_protocol(
         store=store, out_dir=out_dir,
-        datasets=parse_names(datasets, "datasets") if datasets is not None else None,
+        datasets=_datasets_with_file(datasets, data, target),
         methods=parse_names(methods, "methods") if methods is not None else None,
         bits=parse_bits(bits) if bits is not None else None,
         settings=settings, n_settings=n_settings, grid=grid, folds=folds, repeats=repeats,
@@ -199,7 +226,9 @@ def report(
 
 
 def frontier(
-    dataset: Annotated[str, typer.Option(help="A registered regression dataset (e.g. california, cpu_act).")],
+    dataset: Annotated[str | None, typer.Option(help="A registered regression dataset (e.g. california, cpu_act).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Your own CSV, CSV.GZ or Parquet file instead of --dataset (a regression target).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
     method: Annotated[str, typer.Option(help="A threshold method that takes per-feature widths (bw-sq, bw-mq, bw-qq, sq, pr-*, po-*).")] = "bw-sq",
     budgets: Annotated[str, typer.Option(help="Code bits per sample, comma-separated (1..16 x features), and 'uniform' for the code bits of uniform 1..4 bits (n x features).")] = "uniform",
     seeds: Annotated[int, typer.Option(help="Repeats per point: repeat r splits 90/10 and trains with seed --seed + r.")] = 5,
@@ -225,7 +254,7 @@ def frontier(
     from softbits.experiments.frontier import run_frontier
 
     outcome = run_frontier(
-        store=store, dataset=dataset, out_dir=out_dir, method=method.lower(), budgets=budgets.split(","),
+        store=store, dataset=_one_dataset(dataset, data, target), out_dir=out_dir, method=method.lower(), budgets=budgets.split(","),
         seeds=seeds, seed=seed, layers=layers, neurons=neurons, epochs=epochs, lr=lr, dropout=dropout,
         decrease_factor=decrease_factor, weight_decay=weight_decay, jobs=jobs, scheduler=scheduler,
         connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=progress_display(),

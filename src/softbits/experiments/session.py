@@ -92,12 +92,16 @@ def regression_dataset(name: str, data_dir: Path | None, reporter: str = "the pr
     """Dataset ``name`` is known, a regression task (``reporter`` reports MSE) and loadable now,
     so a missing file fails before any training: its number of features."""
     from softbits.data import get_dataset_info
-    from softbits.experiments.tasks import load_cached
+    from softbits.experiments.tasks import FILE_PREFIX, load_cached
 
-    info = get_dataset_info(name)
-    if info.task != "regression":
-        raise DataError(f"dataset {name} is a {info.task} task; {reporter} reports regression MSE")
-    return int(load_cached(name, str(data_dir) if data_dir else None).X.shape[1])
+    if not name.startswith(FILE_PREFIX):
+        info = get_dataset_info(name)
+        if info.task != "regression":
+            raise DataError(f"dataset {name} is a {info.task} task; {reporter} reports regression MSE")
+    ds = load_cached(name, str(data_dir) if data_dir else None)
+    if ds.task != "regression":
+        raise DataError(f"{ds.source} is a {ds.task} task; {reporter} reports regression MSE")
+    return int(ds.X.shape[1])
 
 
 def _keys(unit: Unit) -> list[Any]:

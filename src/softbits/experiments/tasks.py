@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from sklearn.model_selection import KFold, train_test_split
 
-from softbits.data import Dataset, Split, load_dataset, scale_split, split_and_scale
+from softbits.data import Dataset, Split, load_dataset, load_table, scale_split, split_and_scale
 from softbits.errors import ConfigError
 from softbits.experiments.settings import Setting
 from softbits.provenance import runtime_info
@@ -29,7 +29,7 @@ from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.train import FittedModule, TestMetrics, evaluate_as, fit_module, score
 
 __all__ = ["Evaluation", "ResultKey", "ResultRow", "RunMetrics", "Task", "TaskResult", "run",
-           "evaluate", "load_cached", "predictor_method", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
+           "evaluate", "file_dataset", "load_cached", "FILE_PREFIX", "predictor_method", "prepare", "TEST_PHASE", "BUDGET_SUFFIX", "cv_phase"]
 
 TEST_PHASE = "test"
 #: what a budget task's keys add to its phase, so that an allocated result never shares a key
@@ -167,11 +167,25 @@ class TaskResult:
     rows: tuple[ResultRow, ...]
 
 
+#: how a user's file is named where a dataset name goes: ``file:<absolute path>::<target>``
+FILE_PREFIX = "file:"
+_TARGET_SEPARATOR = "::"
+
+
+def file_dataset(path: str | Path, target: str | None = None) -> str:
+    """The dataset name of a user's table (``--data PATH --target COL``) in tasks and stores."""
+    return f"{FILE_PREFIX}{Path(path).resolve()}{_TARGET_SEPARATOR}{target or ''}"
+
+
 @lru_cache(maxsize=8)
 def load_cached(name: str, data_dir: str | None) -> Dataset:
-    """A worker loads each dataset once per process."""
+    """A worker loads each dataset once per process: a registered name, or a user's file
+    (:func:`file_dataset`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if name.startswith(FILE_PREFIX):
+            path, _, target = name[len(FILE_PREFIX):].rpartition(_TARGET_SEPARATOR)
+            return load_table(path, target or None)
         return load_dataset(name, data_dir=Path(data_dir) if data_dir else None)
 
 
