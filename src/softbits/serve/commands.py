@@ -4,6 +4,7 @@ refuses them in one line when the serve extra is not installed)."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,8 +26,9 @@ def serve(
     lorawan_downlink: Annotated[bool, typer.Option("--lorawan-downlink", help="Send each webhook uplink's prediction back as a downlink (4 bytes, float32 LE): TTN through the X-Downlink-Push URL it sends, ChirpStack through --chirpstack-api.")] = False,
     chirpstack_api: Annotated[str | None, typer.Option(help="ChirpStack v4 REST API base URL for downlinks (e.g. http://chirpstack:8090).")] = None,
     chirpstack_token: Annotated[str | None, typer.Option(envvar="SOFTBITS_CHIRPSTACK_TOKEN", help="ChirpStack API token for downlinks (or the SOFTBITS_CHIRPSTACK_TOKEN variable).")] = None,
+    name: Annotated[str | None, typer.Option(help="The model's name on the Open Inference Protocol routes /v2/models/NAME (default: its model id).")] = None,
 ) -> None:
-    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), and LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack; docs/lorawan.md)."""
+    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack), the Open Inference Protocol (/v2), /metrics and /v1/drift (docs/lorawan.md)."""
     import torch
 
     from softbits.serve.httpapp import Downlinks
@@ -39,6 +41,8 @@ def serve(
         raise ConfigError("--max-payload must be at least 16 bytes (the header)")
     if chirpstack_api is not None and not chirpstack_api.startswith(("http://", "https://")):
         raise ConfigError(f"--chirpstack-api must be an http:// or https:// URL, got {chirpstack_api!r}")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise ConfigError(f"--name must be 1..64 letters, digits, '_', '.' or '-', got {name!r}")
     if chirpstack_api is not None and not lorawan_downlink:
         raise ConfigError("--chirpstack-api applies with --lorawan-downlink")
     coap_addr = None if coap.strip().lower() in _OFF else parse_address(coap, 5683)
@@ -51,7 +55,7 @@ def serve(
         sys.stdout.flush()
 
     run(service, http_addr, coap_addr, ready,
-        Downlinks(enabled=lorawan_downlink, chirpstack_api=chirpstack_api, chirpstack_token=chirpstack_token))
+        Downlinks(enabled=lorawan_downlink, chirpstack_api=chirpstack_api, chirpstack_token=chirpstack_token), name)
 
 
 def named_route(url: str, model_id: str) -> str:

@@ -1,5 +1,6 @@
 """The HTTP face of the server (FastAPI): ``POST /v1/predict``, ``POST /v1/predict/<model-id>``,
-``GET /v1/model``, ``GET /healthz``, ``GET /metrics`` (:mod:`softbits.serve.metrics`), and the LoRaWAN webhooks ``POST /v1/lorawan/ttn`` and
+``GET /v1/model``, ``GET /healthz``, ``GET /v1/drift``, ``GET /metrics``, the Open Inference
+Protocol under ``/v2`` (:mod:`softbits.serve.oip`) (:mod:`softbits.serve.metrics`), and the LoRaWAN webhooks ``POST /v1/lorawan/ttn`` and
 ``POST /v1/lorawan/chirpstack`` (each also with ``/<model-id>``; :mod:`softbits.serve.lorawan`).
 
 The body of ``/v1/predict`` is a full wire payload or a compact frame; the body of
@@ -22,6 +23,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from softbits.serve import oip
 from softbits.serve.lorawan import (
     MAX_WEBHOOK_BYTES,
     Uplink,
@@ -62,10 +64,71 @@ def _error(status: int, message: str) -> Response:
     return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
-def create_http_app(service: PredictionService, downlinks: Downlinks | None = None) -> FastAPI:
-    """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short."""
+def create_http_app(service: PredictionService, downlinks: Downlinks | None = None,
+                    name: str | None = None) -> FastAPI:
+    """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short.
+    ``name``: the model's name on the Open Inference Protocol routes (default: its model id)."""
     app = FastAPI(title="softbits", docs_url=None, redoc_url=None, openapi_url=None)
     downlinks = downlinks or Downlinks()
+    model_name = name or service.model_id
+
+    def _json_response(obj: object, status: int = 200) -> Response:
+        return Response(json.dumps(obj), status_code=status, media_type="application/json")
+
+    def _known(request: Request) -> Response | None:
+        """404 for another model's name or a version other than 1."""
+        if request.path_params.get("name") != model_name:
+            return _error(404, f"no model {request.path_params.get('name')!r} here: this server has {model_name!r}")
+        if request.path_params.get("version", "1") != "1":
+            return _error(404, f"model {model_name!r} has version 1 only")
+        return None
+
+    async def v2_live(request: Request) -> Response:
+        return _json_response({"live": True})
+
+    async def v2_ready(request: Request) -> Response:
+        return _json_response({"ready": True})
+
+    async def v2_server(request: Request) -> Response:
+        return _json_response(oip.server_metadata())
+
+    async def v2_model(request: Request) -> Response:
+        return _known(request) or _json_response(oip.model_metadata(service, model_name))
+
+    async def v2_model_ready(request: Request) -> Response:
+        return _known(request) or _json_response({"name": model_name, "ready": True})
+
+    async def v2_infer(request: Request) -> Response:
+        with service.metrics.observe("http", "v2_infer") as record:
+            refused = _known(request)
+            if refused is not None:
+                record["status"] = 404
+                return refused
+            body = await body_of(request, service.max_payload_bytes * 64)
+            if isinstance(body, Response):
+                record["status"] = body.status_code
+                return body
+            record["bytes"] = len(body)
+            try:
+                reply = oip.infer(service, model_name, body, request.headers.get(oip.HEADER_LENGTH))
+            except oip.InferError as exc:
+                record["status"] = 400
+                return _error(400, str(exc))
+            except ValueError:  # a non-finite prediction cannot be JSON
+                record["status"] = 500
+                return _error(500, "the model predicted a non-finite value")
+            record["status"] = 200
+            headers = {} if reply.header_length is None else {"Inference-Header-Content-Length": str(reply.header_length)}
+            media = "application/json" if reply.header_length is None else "application/octet-stream"
+            return Response(reply.body, media_type=media, headers=headers)
+
+    app.add_route("/v2/health/live", v2_live, methods=["GET"])
+    app.add_route("/v2/health/ready", v2_ready, methods=["GET"])
+    app.add_route("/v2", v2_server, methods=["GET"])
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_route(base, v2_model, methods=["GET"])
+        app.add_route(f"{base}/ready", v2_model_ready, methods=["GET"])
+        app.add_route(f"{base}/infer", v2_infer, methods=["POST"])
 
     async def body_of(request: Request, limit: int) -> bytes | Response:
         declared = request.headers.get("content-length", "")

@@ -153,8 +153,8 @@ def _idle_closing_protocol() -> type[asyncio.Protocol]:
     return IdleClosingProtocol
 
 
-async def _start_http(service: PredictionService, address: Address,
-                      downlinks: Downlinks | None = None) -> tuple[Any, asyncio.Task, int]:
+async def _start_http(service: PredictionService, address: Address, downlinks: Downlinks | None = None,
+                      name: str | None = None) -> tuple[Any, asyncio.Task, int]:
     import uvicorn
 
     from softbits.serve.httpapp import create_http_app
@@ -167,7 +167,7 @@ async def _start_http(service: PredictionService, address: Address,
             yield
 
     sock = _bind_tcp(address)
-    config = uvicorn.Config(create_http_app(service, downlinks), log_level="warning", access_log=False,
+    config = uvicorn.Config(create_http_app(service, downlinks, name), log_level="warning", access_log=False,
                             lifespan="off", server_header=False, date_header=False,
                             http=_idle_closing_protocol(), timeout_keep_alive=IDLE_TIMEOUT_S,
                             # a backstop: uploads are cut at SHUTDOWN_GRACE_S, answers take ms
@@ -234,7 +234,7 @@ def _udp_port(ctx: Any, requested: int) -> int:
 
 async def run_servers(service: PredictionService, http: Address | None, coap: Address | None,
                       on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None,
-                      downlinks: Downlinks | None = None) -> None:
+                      downlinks: Downlinks | None = None, name: str | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
     if http is None and coap is None:
         raise ConfigError("nothing to serve: both HTTP and CoAP are disabled")
@@ -248,7 +248,7 @@ async def run_servers(service: PredictionService, http: Address | None, coap: Ad
                 coap_ctx = await _start_coap(service, coap)
                 urls["coap"] = f"coap://{_host(coap[0])}:{_udp_port(coap_ctx, coap[1])}/predict"
             if http is not None:
-                http_server, http_task, port = await _start_http(service, http, downlinks)
+                http_server, http_task, port = await _start_http(service, http, downlinks, name)
                 urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
             on_ready(urls)
             await stop.wait()
@@ -265,7 +265,8 @@ def _host(host: str) -> str:
 
 
 def serve(service: PredictionService, http: Address | None, coap: Address | None,
-          on_ready: Callable[[dict[str, str]], None], downlinks: Downlinks | None = None) -> None:
+          on_ready: Callable[[dict[str, str]], None], downlinks: Downlinks | None = None,
+          name: str | None = None) -> None:
     """Blocking entry point for the CLI; on uvloop's event loop when it is installed.
 
     The server's own log lines (aborted uploads, failed predictions) go to stderr as
@@ -284,7 +285,7 @@ def serve(service: PredictionService, http: Address | None, coap: Address | None
     except ImportError:
         loop_factory = None
     if loop_factory is None or not hasattr(asyncio, "Runner"):  # asyncio.Runner: Python 3.11+
-        asyncio.run(run_servers(service, http, coap, on_ready, downlinks=downlinks))
+        asyncio.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name))
         return
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(run_servers(service, http, coap, on_ready, downlinks=downlinks))
+        runner.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name))
