@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up softbits from a fresh clone: system tools (gcc, g++, Cortex-M gcc/g++ with newlib, QEMU's
-# emulated Arm boards, libcoap client), a virtual environment in .venv with the CPU build of
+# emulated Arm boards, libcoap client, mosquitto), a virtual environment in .venv with the CPU build of
 # torch and the package with all extras.
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
@@ -16,6 +16,7 @@ elif [ "$(arm-none-eabi-gcc -print-file-name=rdimon.specs)" = rdimon.specs ]; th
 fi
 command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
 command -v coap-client-notls >/dev/null 2>&1 || missing+=(libcoap3-bin)
+{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)  # the MQTT bridge's tests
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

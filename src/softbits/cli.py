@@ -49,7 +49,7 @@ def _root(
 
 
 #: third-party modules of each optional extra that a command needs (pyproject.toml extras)
-_EXTRAS: dict[str, tuple[str, ...]] = {"serve": ("aiocoap", "fastapi", "uvicorn", "httpx", "prometheus_client")}
+_EXTRAS: dict[str, tuple[str, ...]] = {"serve": ("aiocoap", "fastapi", "uvicorn", "httpx", "prometheus_client", "aiomqtt")}
 
 
 def _needing(extra: str, command: Callable[..., None]) -> Callable[..., None]:

@@ -27,8 +27,11 @@ def serve(
     chirpstack_api: Annotated[str | None, typer.Option(help="ChirpStack v4 REST API base URL for downlinks (e.g. http://chirpstack:8090).")] = None,
     chirpstack_token: Annotated[str | None, typer.Option(envvar="SOFTBITS_CHIRPSTACK_TOKEN", help="ChirpStack API token for downlinks (or the SOFTBITS_CHIRPSTACK_TOKEN variable).")] = None,
     name: Annotated[str | None, typer.Option(help="The model's name on the Open Inference Protocol routes /v2/models/NAME (default: its model id).")] = None,
+    mqtt: Annotated[str, typer.Option(help="MQTT broker HOST:PORT to take LoRaWAN uplinks from (TTN and ChirpStack topics), or 'off'.")] = "off",
+    mqtt_topics: Annotated[str | None, typer.Option(help="Comma-separated topics to subscribe to (default: v3/+/devices/+/up,application/+/device/+/event/up).")] = None,
+    mqtt_results: Annotated[str, typer.Option(help="Topic for each prediction; {device_id} is replaced by the device's id.")] = "softbits/predictions/{device_id}",
 ) -> None:
-    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack), the Open Inference Protocol (/v2), /metrics and /v1/drift (docs/lorawan.md)."""
+    """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack), the Open Inference Protocol (/v2), /metrics, /v1/drift and an MQTT bridge (docs/lorawan.md)."""
     import torch
 
     from softbits.serve.httpapp import Downlinks
@@ -47,15 +50,31 @@ def serve(
         raise ConfigError("--chirpstack-api applies with --lorawan-downlink")
     coap_addr = None if coap.strip().lower() in _OFF else parse_address(coap, 5683)
     http_addr = None if http.strip().lower() in _OFF else parse_address(http, 8000)
+    mqtt_addr = None if mqtt.strip().lower() in _OFF else parse_address(mqtt, 1883)
+    topics = None
+    if mqtt_topics is not None:
+        topics = tuple(t.strip() for t in mqtt_topics.split(",") if t.strip())
+        if not topics or any(not t.startswith(("v3/", "application/")) for t in topics):
+            raise ConfigError("--mqtt-topics must name TTN (v3/...) or ChirpStack (application/...) uplink topics")
+    if mqtt_addr is None and (mqtt_topics is not None or mqtt_results != "softbits/predictions/{device_id}"):
+        raise ConfigError("--mqtt-topics and --mqtt-results apply with --mqtt HOST:PORT")
+    if any(ch in mqtt_results for ch in "+#") or not mqtt_results.strip():
+        raise ConfigError(f"--mqtt-results must be a topic without wildcards, got {mqtt_results!r}")
     torch.set_num_threads(1)
     service = PredictionService(TrainedModel.load(model), max_payload_bytes=max_payload)
+    bridge = None
+    if mqtt_addr is not None:
+        from softbits.serve.mqtt import DEFAULT_TOPICS, MqttBridge
+
+        bridge = MqttBridge(service, mqtt_addr[0], mqtt_addr[1], topics or DEFAULT_TOPICS, mqtt_results)
 
     def ready(urls: dict[str, str]) -> None:
         sys.stdout.write("ready " + json.dumps(urls) + "\n")
         sys.stdout.flush()
 
     run(service, http_addr, coap_addr, ready,
-        Downlinks(enabled=lorawan_downlink, chirpstack_api=chirpstack_api, chirpstack_token=chirpstack_token), name)
+        Downlinks(enabled=lorawan_downlink, chirpstack_api=chirpstack_api, chirpstack_token=chirpstack_token), name,
+        bridge)
 
 
 def named_route(url: str, model_id: str) -> str:

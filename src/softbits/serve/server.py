@@ -24,6 +24,7 @@ from softbits.errors import ConfigError, SoftbitsError
 
 if TYPE_CHECKING:
     from softbits.serve.httpapp import Downlinks
+    from softbits.serve.mqtt import MqttBridge
     from softbits.serve.service import PredictionService
 
 __all__ = ["IDLE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "Address", "parse_address", "run_servers", "serve"]
@@ -234,13 +235,14 @@ def _udp_port(ctx: Any, requested: int) -> int:
 
 async def run_servers(service: PredictionService, http: Address | None, coap: Address | None,
                       on_ready: Callable[[dict[str, str]], None], stop: asyncio.Event | None = None,
-                      downlinks: Downlinks | None = None, name: str | None = None) -> None:
+                      downlinks: Downlinks | None = None, name: str | None = None,
+                      mqtt: MqttBridge | None = None) -> None:
     """Serve until ``stop`` is set (or a signal arrives); ``on_ready`` gets the URLs."""
-    if http is None and coap is None:
-        raise ConfigError("nothing to serve: both HTTP and CoAP are disabled")
+    if http is None and coap is None and mqtt is None:
+        raise ConfigError("nothing to serve: HTTP, CoAP and MQTT are all off")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    coap_ctx = http_server = http_task = None
+    coap_ctx = http_server = http_task = mqtt_task = None
     with _stop_on_signals(loop, stop):
         try:
             urls: dict[str, str] = {"model_id": service.model_id}
@@ -250,9 +252,18 @@ async def run_servers(service: PredictionService, http: Address | None, coap: Ad
             if http is not None:
                 http_server, http_task, port = await _start_http(service, http, downlinks, name)
                 urls["http"] = f"http://{_host(http[0])}:{port}/v1/predict"
+            if mqtt is not None:
+                mqtt_task = asyncio.ensure_future(mqtt.run(stop))
+                urls["mqtt"] = f"mqtt://{_host(mqtt.host)}:{mqtt.port}"
             on_ready(urls)
             await stop.wait()
         finally:
+            if mqtt_task is not None:
+                stop.set()
+                try:
+                    await asyncio.wait_for(mqtt_task, timeout=SHUTDOWN_GRACE_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    mqtt_task.cancel()
             if http_server is not None and http_task is not None:
                 http_server.should_exit = True
                 await http_task
@@ -266,7 +277,7 @@ def _host(host: str) -> str:
 
 def serve(service: PredictionService, http: Address | None, coap: Address | None,
           on_ready: Callable[[dict[str, str]], None], downlinks: Downlinks | None = None,
-          name: str | None = None) -> None:
+          name: str | None = None, mqtt: MqttBridge | None = None) -> None:
     """Blocking entry point for the CLI; on uvloop's event loop when it is installed.
 
     The server's own log lines (aborted uploads, failed predictions) go to stderr as
@@ -285,7 +296,7 @@ def serve(service: PredictionService, http: Address | None, coap: Address | None
     except ImportError:
         loop_factory = None
     if loop_factory is None or not hasattr(asyncio, "Runner"):  # asyncio.Runner: Python 3.11+
-        asyncio.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name))
+        asyncio.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name, mqtt=mqtt))
         return
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name))
+        runner.run(run_servers(service, http, coap, on_ready, downlinks=downlinks, name=name, mqtt=mqtt))
