@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -80,7 +81,10 @@ class MqttBridge:
         backoff = 0.5
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(self.host, self.port, identifier=None, clean_session=True) as client:
+                # TCP_NODELAY: a one-sample uplink and its reply are small packets, which Nagle's
+                # algorithm with delayed ACKs would hold back by tens of milliseconds each
+                async with aiomqtt.Client(self.host, self.port, identifier=None, clean_session=True,
+                                          socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)) as client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
                     log.info("MQTT bridge subscribed to %s on %s:%d", ", ".join(self.topics), self.host, self.port)
