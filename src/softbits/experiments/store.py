@@ -79,6 +79,22 @@ def _sqlite_errors(path: Path) -> Iterator[None]:
         raise DataError(f"store {path}: {message}") from None
 
 
+def _dead_here(owner: str) -> bool:
+    """Whether claim owner ``host:pid:tag`` is a process of this machine that no longer runs."""
+    import socket
+
+    rest = owner.split(":")
+    if len(rest) < 3 or not rest[-2].isdigit() or ":".join(rest[:-2]) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(rest[-2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is not ours to signal
+        return False
+    return False
+
+
 def _damaged(path: Path, detail: str) -> str:
     """What to do about a damaged store file."""
     return (f"store {path} is damaged ({detail}): restore a copy, or give another --store path to "
@@ -230,10 +246,14 @@ class ResultStore:
             self._conn.execute(_CLAIMS)
             if all(self._conn.execute(_FINISHED, astuple(k)).fetchone() for k in keys):
                 return False
+            held = self._conn.execute("SELECT owner FROM claims WHERE unit = ?", (unit,)).fetchone()
+            # a claim of a process that has died on this machine ends now, not when its lease
+            # runs out: rerunning a killed command resumes at once
+            expired = now + lease_s if held is not None and _dead_here(held[0]) else now
             cursor = self._conn.execute(
                 "INSERT INTO claims VALUES (?, ?, ?) ON CONFLICT(unit) DO UPDATE SET owner = excluded.owner, "
                 "expires = excluded.expires WHERE claims.expires < ? OR claims.owner = excluded.owner",
-                (unit, owner, now + lease_s, now))
+                (unit, owner, now + lease_s, expired))
             return cursor.rowcount > 0
 
     @_guarded
