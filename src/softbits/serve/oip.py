@@ -115,7 +115,6 @@ def _tensor(spec: dict[str, Any], binary: bytes, offset: int) -> tuple[np.ndarra
 def infer(service: PredictionService, name: str, body: bytes, header_length: str | None) -> Reply:
     """Answer one ``/infer`` request; :class:`InferError` for what the request gets wrong."""
     from softbits.device.encode import encode
-    from softbits.device.predict import prediction_values
     from softbits.errors import DataError
 
     request, binary = _split(body, header_length)
@@ -139,11 +138,9 @@ def infer(service: PredictionService, name: str, body: bytes, header_length: str
     if len(codes) > 65535:
         raise InferError("at most 65,535 rows per request")
     try:
-        values = prediction_values(service.model, service.model.predict_codes(codes))
+        values, _ = service.predict_codes(codes)  # a non-finite value fails as JSON below: a 500
     except DataError as exc:
         raise InferError(str(exc)) from None
-    if service.drift is not None:
-        service.drift.add(codes)
     labels = service.model.task == "classification"
     wanted = {o.get("name"): o for o in request.get("outputs") or [] if isinstance(o, dict)}
     as_binary = bool(((wanted.get("predictions") or {}).get("parameters") or {}).get("binary_data"))

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -62,26 +62,24 @@ class PredictionService:
         self.spec = EncoderSpec.from_model(model)
         self.max_payload_bytes = int(max_payload_bytes)
         self.spec_json = self.spec.to_json().encode("utf-8")
+        from softbits.serve.drift import DriftMonitor
         from softbits.serve.metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(self.spec.model_id, model.config.method, model.bits)
-        from softbits.serve.drift import DriftMonitor
-
-        self.drift = (None if model.code_histogram is None
-                      else DriftMonitor(model.feature_names, model.code_histogram))
-        if self.drift is not None:
-            self.metrics.watch_drift(self.drift.report)
+        self.drift: DriftMonitor | None = None
         self.model.module.eval()
         # one request at startup loads the lazy imports (numba check, torch kernels), so the
-        # first device does not wait for them; it is not a device's sample, so drift skips it
-        self._warm = False
+        # first device does not wait for them; it is not a device's sample, so it comes before
+        # the drift monitor
         warm = self._answer(build_payload(self.spec, np.zeros((1, self.spec.sample_bytes), np.uint8)))
         if warm.status == 500 and warm.body.startswith(_NON_FINITE):
             raise DataError("cannot serve this model: it predicts a non-finite value for an all-zero "
                             "payload (are its weights finite?)")
         if not warm.ok:
             raise DataError(f"cannot serve this model: it cannot answer a valid payload: {warm.body.decode()}")
-        self._warm = True
+        if model.code_histogram is not None:
+            self.drift = DriftMonitor(model.feature_names, model.code_histogram)
+            self.metrics.watch_drift(self.drift.report)
 
     @property
     def model_id(self) -> str:
@@ -95,6 +93,15 @@ class PredictionService:
         return json.dumps({"model_id": self.model_id, "decay_every": DECAY_EVERY,
                            "reference": "training" if self.drift is not None else None,
                            "features": features}, allow_nan=False).encode()
+
+    def predict_codes(self, codes: np.ndarray) -> tuple[list[Any], int | None]:
+        """JSON-ready predictions for codes [N, F] (every route ends here) and the index of the
+        first non-finite one (None when all are finite: only then do the codes count for drift)."""
+        values = prediction_values(self.model, self.model.predict_codes(codes))
+        bad = next((i for i, v in enumerate(values) if isinstance(v, float) and not math.isfinite(v)), None)
+        if bad is None and self.drift is not None:
+            self.drift.add(codes)
+        return values, bad
 
     def too_large(self, n_bytes: int) -> Answer:
         """The 413 answer for a body known to be ``n_bytes`` long before it is parsed."""
@@ -115,8 +122,7 @@ class PredictionService:
 
     def _answer(self, data: bytes, frame: Literal["auto", "none"] = "auto") -> Answer:
         try:
-            codes = parse_payload(self.spec, data, self.max_payload_bytes, frame)
-            values = prediction_values(self.model, self.model.predict_codes(codes))
+            values, bad = self.predict_codes(parse_payload(self.spec, data, self.max_payload_bytes, frame))
         except PayloadTooLarge as exc:
             return Answer(413, str(exc).encode())
         except PayloadError as exc:
@@ -124,11 +130,8 @@ class PredictionService:
         except Exception:  # noqa: BLE001 - a bug must not stop the server; log it, answer 500
             log.exception("prediction failed")
             return Answer(500, b"internal error while predicting")
-        bad = next((i for i, v in enumerate(values) if isinstance(v, float) and not math.isfinite(v)), None)
         if bad is not None:
             return Answer(500, f"{_NON_FINITE.decode()} ({values[bad]}) for sample {bad + 1} "
                                f"of {len(values)}".encode())
-        if self.drift is not None and self._warm:
-            self.drift.add(codes)
         body = {"model_id": self.model_id, "n_samples": len(values), "predictions": values}
         return Answer(200, json.dumps(body, separators=(",", ":"), allow_nan=False).encode(), len(values))
