@@ -64,6 +64,46 @@ def _error(status: int, message: str) -> Response:
     return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
+async def _read_body(request: Request, limit: int,
+                     too_large: Callable[[int], str] | None = None) -> bytes | Response:
+    """The request's body, or the error response: 413 over ``limit`` bytes (checked against
+    Content-Length before reading, and while the body streams in; ``too_large(n)`` says so),
+    400 when the connection closes first (logged in one line)."""
+    message = too_large or (lambda n: f"body of {n} bytes exceeds the limit of {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return _error(413, message(int(declared)))
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _error(413, message(len(body)))
+    except ClientDisconnect:
+        peer = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.warning("upload from %s cut off after %d of %s bytes: the connection closed "
+                    "(by the client, when idle, or at shutdown)", peer, len(body), declared or "?")
+        return _error(400, "incomplete upload")  # nobody is left to read it
+    return bytes(body)
+
+
+Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+
+
+def _observed(service: PredictionService, route_of: Callable[[Request], str],
+              handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` counted in the service's metrics: it fills in bytes and samples, the status
+    is its response's."""
+
+    async def endpoint(request: Request) -> Response:
+        with service.metrics.observe("http", route_of(request)) as record:
+            response = await handler(request, record)
+            record["status"] = response.status_code
+            return response
+
+    return endpoint
+
+
 def create_http_app(service: PredictionService, downlinks: Downlinks | None = None,
                     name: str | None = None) -> FastAPI:
     """A FastAPI app bound to ``service``; raw Starlette responses keep the hot path short.
@@ -98,29 +138,23 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
     async def v2_model_ready(request: Request) -> Response:
         return _known(request) or _json_response({"name": model_name, "ready": True})
 
-    async def v2_infer(request: Request) -> Response:
-        with service.metrics.observe("http", "v2_infer") as record:
-            refused = _known(request)
-            if refused is not None:
-                record["status"] = 404
-                return refused
-            body = await body_of(request, service.max_payload_bytes * 64)
-            if isinstance(body, Response):
-                record["status"] = body.status_code
-                return body
-            record["bytes"] = len(body)
-            try:
-                reply = oip.infer(service, model_name, body, request.headers.get(oip.HEADER_LENGTH))
-            except oip.InferError as exc:
-                record["status"] = 400
-                return _error(400, str(exc))
-            except ValueError:  # a non-finite prediction cannot be JSON
-                record["status"] = 500
-                return _error(500, "the model predicted a non-finite value")
-            record["status"] = 200
-            headers = {} if reply.header_length is None else {"Inference-Header-Content-Length": str(reply.header_length)}
-            media = "application/json" if reply.header_length is None else "application/octet-stream"
-            return Response(reply.body, media_type=media, headers=headers)
+    async def v2_infer(request: Request, record: dict[str, Any]) -> Response:
+        refused = _known(request)
+        if refused is not None:
+            return refused
+        body = await _read_body(request, service.max_payload_bytes * 64)
+        if isinstance(body, Response):
+            return body
+        record["bytes"] = len(body)
+        try:
+            reply = oip.infer(service, model_name, body, request.headers.get(oip.HEADER_LENGTH))
+        except oip.InferError as exc:
+            return _error(400, str(exc))
+        except ValueError:  # a non-finite prediction cannot be JSON
+            return _error(500, "the model predicted a non-finite value")
+        headers = {} if reply.header_length is None else {"Inference-Header-Content-Length": str(reply.header_length)}
+        media = "application/json" if reply.header_length is None else "application/octet-stream"
+        return Response(reply.body, media_type=media, headers=headers)
 
     app.add_route("/v2/health/live", v2_live, methods=["GET"])
     app.add_route("/v2/health/ready", v2_ready, methods=["GET"])
@@ -128,21 +162,7 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_route(base, v2_model, methods=["GET"])
         app.add_route(f"{base}/ready", v2_model_ready, methods=["GET"])
-        app.add_route(f"{base}/infer", v2_infer, methods=["POST"])
-
-    async def body_of(request: Request, limit: int) -> bytes | Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return _error(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    return _error(413, f"body exceeds the limit of {limit} bytes")
-        except ClientDisconnect:
-            return _error(400, "incomplete upload")
-        return bytes(body)
+        app.add_route(f"{base}/infer", _observed(service, lambda _: "v2_infer", v2_infer), methods=["POST"])
 
     def downlink(network: str, request: Request, uplink: Uplink, answer: bytes) -> BackgroundTask | None:
         """The task that sends the first prediction back, when downlinks are on and possible."""
@@ -166,15 +186,9 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
         return BackgroundTask(_post, url, queue, {"Authorization": f"Bearer {downlinks.chirpstack_token or ''}"},
                               "ChirpStack")
 
-    async def lorawan(request: Request) -> Response:
-        with service.metrics.observe("http", f"lorawan_{request.path_params['network']}") as record:
-            response = await _lorawan(request, record)
-            record["status"] = response.status_code
-            return response
-
-    async def _lorawan(request: Request, record: dict[str, Any]) -> Response:
+    async def lorawan(request: Request, record: dict[str, Any]) -> Response:
         network = request.path_params["network"]
-        body = await body_of(request, MAX_WEBHOOK_BYTES)
+        body = await _read_body(request, MAX_WEBHOOK_BYTES)
         if isinstance(body, Response):
             return body
         try:
@@ -191,34 +205,20 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
         return Response(reply(uplink, answer.body), media_type="application/json",
                         background=downlink(network, request, uplink, answer.body))
 
+    observed_lorawan = _observed(service, lambda r: f"lorawan_{r.path_params['network']}", lorawan)
     for network in ("ttn", "chirpstack"):
-        app.add_route(f"/v1/lorawan/{network}", _bind(lorawan, network), methods=["POST"])
-        app.add_route(f"/v1/lorawan/{network}/{{model_id}}", _bind(lorawan, network), methods=["POST"])
+        app.add_route(f"/v1/lorawan/{network}", _bind(observed_lorawan, network), methods=["POST"])
+        app.add_route(f"/v1/lorawan/{network}/{{model_id}}", _bind(observed_lorawan, network), methods=["POST"])
 
-    async def predict(request: Request) -> Response:
-        route = "predict" if "model_id" not in request.path_params else "predict_named"
-        with service.metrics.observe("http", route) as record:
-            response = await _predict(request, record)
-            record["status"] = response.status_code
-            return response
+    def payload_too_large(n_bytes: int) -> str:
+        return service.too_large(n_bytes).body.decode()
 
-    async def _predict(request: Request, record: dict[str, Any]) -> Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > service.max_payload_bytes:
-            return _error(413, service.too_large(int(declared)).body.decode())
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > service.max_payload_bytes:
-                    return _error(413, service.too_large(len(body)).body.decode())
-        except ClientDisconnect:
-            peer = f"{request.client.host}:{request.client.port}" if request.client else "a client"
-            log.warning("upload from %s cut off after %d of %s bytes: the connection closed "
-                        "(by the client, when idle, or at shutdown)", peer, len(body), declared or "?")
-            return _error(400, "incomplete upload")  # nobody is left to read it
+    async def predict(request: Request, record: dict[str, Any]) -> Response:
+        body = await _read_body(request, service.max_payload_bytes, payload_too_large)
+        if isinstance(body, Response):
+            return body
         record["bytes"] = len(body)
-        answer = service.answer(bytes(body), request.path_params.get("model_id"))
+        answer = service.answer(body, request.path_params.get("model_id"))
         record["samples"] = answer.n_samples
         if answer.ok:
             return Response(answer.body, media_type="application/json")
@@ -226,8 +226,10 @@ def create_http_app(service: PredictionService, downlinks: Downlinks | None = No
 
     # a plain Starlette route inside the FastAPI app: the hot path skips FastAPI's per-request
     # dependency resolution, which cost about as much as the model itself
-    app.add_route("/v1/predict", predict, methods=["POST"])
-    app.add_route("/v1/predict/{model_id}", predict, methods=["POST"])
+    observed_predict = _observed(
+        service, lambda r: "predict" if "model_id" not in r.path_params else "predict_named", predict)
+    app.add_route("/v1/predict", observed_predict, methods=["POST"])
+    app.add_route("/v1/predict/{model_id}", observed_predict, methods=["POST"])
 
     @app.get("/v1/model")
     async def model() -> Response:
