@@ -21,11 +21,8 @@ from __future__ import annotations
 import hashlib
 import numbers
 import os
-import socket
-import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -141,7 +138,7 @@ class RunSession:
     def __init__(self, store: Path, *, jobs: int, scheduler: str | None, connect_timeout: float,
                  progress: ProgressSink | None) -> None:
         from softbits.experiments.executor import DaskBackend, LocalBackend, connect_dask
-        from softbits.experiments.store import ResultStore
+        from softbits.experiments.store import ResultStore, claim_owner
 
         self.sink: ProgressSink = progress if progress is not None else NoProgress()
         self.backend: DaskBackend | LocalBackend = (DaskBackend(connect_dask(scheduler, connect_timeout))
@@ -153,25 +150,19 @@ class RunSession:
             raise
         self.runs = 0
         self.added = 0
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = claim_owner()
         self._lazy = scheduler is None  # joblib pulls units one by one; Dask takes a phase at once
         self._stop = threading.Event()
-        self._renewer = threading.Thread(target=self._renew, args=(store,), daemon=True, name="softbits-claims")
+        self._renewer = threading.Thread(target=self._renew, daemon=True, name="softbits-claims")
         self._renewer.start()
 
-    def _renew(self, path: Path) -> None:
-        """Renew this runner's claims until the session closes (its own connection: sqlite3
-        connections stay in their thread)."""
-        conn = sqlite3.connect(str(path), timeout=30.0)
-        try:
-            while not self._stop.wait(RENEW_S):
-                try:
-                    with conn:
-                        conn.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + LEASE_S, self.owner))
-                except sqlite3.Error:
-                    continue  # no claims table yet, or the store is busy: the next round renews
-        finally:
-            conn.close()
+    def _renew(self) -> None:
+        """Renew this runner's claims until the session closes (the store serializes its calls)."""
+        while not self._stop.wait(RENEW_S):
+            try:
+                self.store.renew_claims(self.owner, LEASE_S)
+            except DataError:
+                continue  # the store is busy: the next round renews
 
     def __enter__(self) -> RunSession:
         return self
@@ -179,6 +170,7 @@ class RunSession:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._stop.set()
+        self._renewer.join(timeout=5)  # not renewing while the store closes
         try:
             self.backend.close()
         finally:
@@ -206,25 +198,25 @@ class RunSession:
             self.sink.advance(bar)
 
         added = 0
-        remaining = list(units)
+        remaining = [(unit_id(u), u) for u in units]
         tried: set[str] = set()
         while remaining:
-            claimed = self._claimed([u for u in remaining if unit_id(u) not in tried], tried)
+            claimed = self._claimed([(name, u) for name, u in remaining if name not in tried], tried)
             started = self.runs
             added += execute(claimed if self._lazy else list(claimed), self.store, self.backend, advance)
             done = self.store.finished_keys()
-            remaining = [u for u in remaining if not all(k in done for k in _keys(u))]
-            if remaining and all(unit_id(u) in tried for u in remaining):
+            remaining = [(name, u) for name, u in remaining if not all(k in done for k in _keys(u))]
+            if remaining and all(name in tried for name, _ in remaining):
                 raise SoftbitsError(f"{len(remaining)} trainings ran but their results are not in the store")
             if remaining and self.runs == started:
                 time.sleep(POLL_S)  # the others train what is left; their expired claims come back
         self.added += added
         return added
 
-    def _claimed(self, units: Sequence[Unit], tried: set[str]) -> Iterable[Unit]:
-        """The units this runner gets, claimed one by one as they are taken (noted in ``tried``)."""
-        for unit in units:
-            name = unit_id(unit)
+    def _claimed(self, units: Sequence[tuple[str, Unit]], tried: set[str]) -> Iterable[Unit]:
+        """The units (with their :func:`unit_id`) this runner gets, claimed one by one as they
+        are taken (noted in ``tried``)."""
+        for name, unit in units:
             if self.store.claim(name, _keys(unit), self.owner, LEASE_S):
                 tried.add(name)
                 yield unit

@@ -32,7 +32,7 @@ from softbits.experiments.settings import Setting
 from softbits.experiments.tasks import ResultKey, ResultRow
 from softbits.paths import FILE_NOT_WRITABLE, directory_problem
 
-__all__ = ["SCHEMA_VERSION", "ResultStore", "check_store"]
+__all__ = ["SCHEMA_VERSION", "ResultStore", "check_store", "claim_owner"]
 
 SCHEMA_VERSION = 1
 
@@ -79,15 +79,23 @@ def _sqlite_errors(path: Path) -> Iterator[None]:
         raise DataError(f"store {path}: {message}") from None
 
 
+def claim_owner() -> str:
+    """A runner's name in the claims table: ``host:pid:tag`` (:func:`_dead_here` reads it back)."""
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def _dead_here(owner: str) -> bool:
     """Whether claim owner ``host:pid:tag`` is a process of this machine that no longer runs."""
     import socket
 
-    rest = owner.split(":")
-    if len(rest) < 3 or not rest[-2].isdigit() or ":".join(rest[:-2]) != socket.gethostname():
+    parts = owner.split(":")
+    if len(parts) < 3 or not parts[-2].isdigit() or ":".join(parts[:-2]) != socket.gethostname():
         return False
     try:
-        os.kill(int(rest[-2]), 0)
+        os.kill(int(parts[-2]), 0)
     except ProcessLookupError:
         return True
     except OSError:  # it exists but is not ours to signal
