@@ -251,6 +251,10 @@ class TrainConfig:
             return self.val_fraction
         return GBDT_VAL_FRACTION
 
+    def feature_widths(self, n_features: int) -> tuple[int, ...]:
+        """Each feature's code width: ``bits_per_feature``, or ``bits`` for every feature."""
+        return self.bits_per_feature or (self.bits,) * n_features
+
     @property
     def compression_factor(self) -> float:
         """32 bits of float32 over the mean bits sent per feature (1 for full precision)."""

@@ -58,8 +58,7 @@ class ServerModel(nn.Module):
             raise DataError("a gbdt predictor does not export to ONNX (no converter here reproduces its "
                             "predictions exactly); export an mlp or ensemble model")
         self.network, self.task = model.module.network, model.task
-        widths = model.widths or (model.bits,) * model.n_features
-        sent = [f for f, w in enumerate(widths) if w]
+        sent = model.sent_features
         self.n_features = n = model.n_features
         levels = 1 << int(q.bits)
         if levels * q.out_features > MAX_TABLE:
@@ -139,8 +138,7 @@ def export_onnx(model: TrainedModel, path: Path) -> Path:
 
 def triton_config(model: TrainedModel, name: str) -> str:
     """The ``config.pbtxt`` of a Triton model repository entry for the exported model."""
-    widths = model.widths or (model.bits,) * model.n_features
-    n_sent = sum(1 for w in widths if w)
+    n_sent = len(model.sent_features)
     out_type = "TYPE_INT64" if model.task == "classification" else "TYPE_FP64"
     return (f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 0\n'
             f'input [\n  {{\n    name: "codes"\n    data_type: TYPE_INT64\n    dims: [ -1, {n_sent} ]\n  }}\n]\n'
@@ -167,5 +165,4 @@ def write_triton(model: TrainedModel, out_dir: Path, name: str) -> list[Path]:
 
 def sent_codes(model: TrainedModel, codes: np.ndarray) -> np.ndarray:
     """The ONNX input of full codes [N, F]: the columns of the features the device sends."""
-    widths = model.widths or (model.bits,) * model.n_features
-    return np.ascontiguousarray(np.asarray(codes, dtype=np.int64)[:, [f for f, w in enumerate(widths) if w]])
+    return np.ascontiguousarray(np.asarray(codes, dtype=np.int64)[:, model.sent_features])

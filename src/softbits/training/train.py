@@ -265,9 +265,8 @@ def code_histogram(module: QuantizedMLP, X: torch.Tensor, config: TrainConfig) -
     """Per feature, how often each code occurs on the rows ``X`` (2^w counts; one for width 0)."""
     if module.quantizer is None:
         return None
-    with torch.no_grad():
-        codes = module.quantizer.encode(X).cpu().numpy().astype(np.int64)
-    widths = config.bits_per_feature or (config.bits,) * codes.shape[1]
+    codes = _predictor_inputs(module, X).astype(np.int64)
+    widths = config.feature_widths(codes.shape[1])
     return [np.bincount(codes[:, f], minlength=1 << w)[:1 << w].tolist() for f, w in enumerate(widths)]
 
 

@@ -85,6 +85,12 @@ class TrainedModel:
         q = self.module.quantizer
         return q.widths if q is not None else None
 
+    @property
+    def sent_features(self) -> list[int]:
+        """The features a device sends (width above 0), in order; every one for a uniform model."""
+        q = self._quantizer()
+        return [f for f, w in enumerate(q.widths or (q.bits,) * self.n_features) if w]
+
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
 
@@ -288,8 +294,7 @@ def _read_trees(tensor: torch.Tensor, header: dict[str, Any], fields_: dict[str,
     names, task = fields_["feature_names"], fields_["task"]
     max_codes = None
     if get_method(config.method).quantized:
-        widths = config.bits_per_feature or (config.bits,) * len(names)
-        max_codes = [max_code(w) if w else 0 for w in widths]
+        max_codes = [max_code(w) if w else 0 for w in config.feature_widths(len(names))]
     n_outputs = len(fields_["classes"]) if task == "classification" else 1
     try:
         return GBDTPredictor.from_text(tensor.numpy().tobytes(), predictor, task=task, n_features=len(names),
@@ -312,7 +317,7 @@ def _histogram(value: Any, config: TrainConfig, n_features: int) -> list[list[in
         return None
     if not get_method(config.method).quantized:
         raise _InvalidModel("a model without codes has no code_histogram")
-    widths = config.bits_per_feature or (config.bits,) * n_features
+    widths = config.feature_widths(n_features)
     if not isinstance(value, list) or len(value) != n_features:
         raise _InvalidModel(f"code_histogram must be a list of {n_features} lists")
     for f, (counts, w) in enumerate(zip(value, widths, strict=True)):
