@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from softbits.errors import ConfigError
+from softbits.serve.mqtt import DEFAULT_RESULTS
 
 __all__ = ["named_route", "send", "serve"]
 
@@ -29,7 +30,7 @@ def serve(
     name: Annotated[str | None, typer.Option(help="The model's name on the Open Inference Protocol routes /v2/models/NAME (default: its model id).")] = None,
     mqtt: Annotated[str, typer.Option(help="MQTT broker HOST:PORT to take LoRaWAN uplinks from (TTN and ChirpStack topics), or 'off'.")] = "off",
     mqtt_topics: Annotated[str | None, typer.Option(help="Comma-separated topics to subscribe to (default: v3/+/devices/+/up,application/+/device/+/event/up).")] = None,
-    mqtt_results: Annotated[str, typer.Option(help="Topic for each prediction; {device_id} is replaced by the device's id.")] = "softbits/predictions/{device_id}",
+    mqtt_results: Annotated[str, typer.Option(help="Topic for each prediction; {device_id} is replaced by the device's id.")] = DEFAULT_RESULTS,
 ) -> None:
     """Serve predictions for wire payloads over CoAP (POST/PUT /predict, /predict/MODEL_ID) and HTTP (POST /v1/predict, /v1/predict/MODEL_ID), LoRaWAN webhooks (POST /v1/lorawan/ttn, /v1/lorawan/chirpstack), the Open Inference Protocol (/v2), /metrics, /v1/drift and an MQTT bridge (docs/lorawan.md)."""
     import torch
@@ -56,7 +57,7 @@ def serve(
         topics = tuple(t.strip() for t in mqtt_topics.split(",") if t.strip())
         if not topics or any(not t.startswith(("v3/", "application/")) for t in topics):
             raise ConfigError("--mqtt-topics must name TTN (v3/...) or ChirpStack (application/...) uplink topics")
-    if mqtt_addr is None and (mqtt_topics is not None or mqtt_results != "softbits/predictions/{device_id}"):
+    if mqtt_addr is None and (mqtt_topics is not None or mqtt_results != DEFAULT_RESULTS):
         raise ConfigError("--mqtt-topics and --mqtt-results apply with --mqtt HOST:PORT")
     if any(ch in mqtt_results for ch in "+#") or not mqtt_results.strip():
         raise ConfigError(f"--mqtt-results must be a topic without wildcards, got {mqtt_results!r}")
@@ -64,7 +65,7 @@ def serve(
     service = PredictionService(TrainedModel.load(model), max_payload_bytes=max_payload)
     bridge = None
     if mqtt_addr is not None:
-        from softbits.serve.mqtt import DEFAULT_TOPICS, MqttBridge
+        from softbits.serve.mqtt import DEFAULT_TOPICS, MqttBridge  # aiomqtt loads only when bridged
 
         bridge = MqttBridge(service, mqtt_addr[0], mqtt_addr[1], topics or DEFAULT_TOPICS, mqtt_results)
 

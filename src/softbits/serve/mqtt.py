@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from softbits.serve.lorawan import UplinkError, parse_chirpstack, parse_ttn, reply
+from softbits.serve.lorawan import MAX_WEBHOOK_BYTES, UplinkError, parse_chirpstack, parse_ttn, reply
 
 if TYPE_CHECKING:
     from softbits.serve.service import PredictionService
@@ -31,8 +31,6 @@ DEFAULT_TOPICS = ("v3/+/devices/+/up", "application/+/device/+/event/up")
 DEFAULT_RESULTS = "softbits/predictions/{device_id}"
 #: the longest wait between two connection attempts
 MAX_BACKOFF_S = 10.0
-#: the largest message read; network servers' uplink JSON is a few kilobytes
-MAX_MESSAGE_BYTES = 256 * 1024
 
 log = logging.getLogger("softbits.serve")
 
@@ -43,9 +41,9 @@ def answer_message(service: PredictionService, topic: str, payload: bytes,
     cannot be answered."""
     network = "ttn" if topic.startswith("v3/") else "chirpstack"
     with service.metrics.observe("mqtt", f"lorawan_{network}") as record:
-        if len(payload) > MAX_MESSAGE_BYTES:
+        if len(payload) > MAX_WEBHOOK_BYTES:
             record["status"] = 413
-            log.warning("MQTT message on %s dropped: %d bytes exceed %d", topic[:200], len(payload), MAX_MESSAGE_BYTES)
+            log.warning("MQTT message on %s dropped: %d bytes exceed %d", topic[:200], len(payload), MAX_WEBHOOK_BYTES)
             return None
         try:
             uplink = parse_ttn(payload) if network == "ttn" else parse_chirpstack(payload, "up")
