@@ -25,7 +25,14 @@ from softbits.text import ascii_int, strict_json
 from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.methods import get_method
-from softbits.training.train import evaluate_as, fit_module, train_on_split
+from softbits.training.train import (
+    auto_candidates,
+    build_model,
+    choose_candidate,
+    evaluate_as,
+    fit_module,
+    train_single,
+)
 from softbits.training.trained_model import TrainedModel
 
 if TYPE_CHECKING:
@@ -129,6 +136,10 @@ VALIDATION_SHARE = 0.2
 HEADROOM_BITS = 2
 #: the probe's widest start (2^8 − 1 thresholds per feature)
 MAX_START_BITS = 8
+#: for fixed thresholds scored by trees the probe trains nothing (its codes come from the data),
+#: so it can start wider: trees use 9–12 bits of a feature that matters (a latitude)
+TREE_HEADROOM_BITS = 4
+TREE_MAX_START_BITS = 12
 #: the probe trains this share of the epochs (and of a warm-up): it ranks features, it is not the
 #: final model, and half the epochs keep the whole allocation within 3 uniform trainings
 PROBE_EPOCH_SHARE = 0.5
@@ -173,10 +184,13 @@ class Allocation:
         }
 
 
-def start_bits(budget: int, n_features: int, min_bits: int) -> int:
+def start_bits(budget: int, n_features: int, min_bits: int, *, trees: bool = False) -> int:
     """The probe's uniform width: ``HEADROOM_BITS`` above the smallest n with n·F ≥ budget,
-    within the method's minimum and ``MAX_START_BITS``."""
+    within the method's minimum and ``MAX_START_BITS`` (for fixed thresholds scored by trees,
+    ``TREE_HEADROOM_BITS`` and ``TREE_MAX_START_BITS``)."""
     mean = -(-budget // n_features)
+    if trees:
+        return max(min_bits, min(mean + TREE_HEADROOM_BITS, TREE_MAX_START_BITS))
     return max(min_bits, min(mean + HEADROOM_BITS, MAX_START_BITS))
 
 
@@ -278,29 +292,31 @@ class _Probe:
         return float((out[:, 0] - self.y).square().mean())
 
 
+def _codes(table: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Codes of finite rows ``x`` [N, F] under sorted thresholds ``table`` [F, M]: #{a < x} per
+    feature (the model's x > a, in float32), without the model's [N, F, M] comparison tensor."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.stack([np.searchsorted(table[f], x[:, f], side="left") for f in range(x.shape[1])], axis=1)
+
+
 class _TreeProbe:
     """:class:`_Probe` for a tree predictor: trees fitted on the probe's codes of the fit rows
     score the validation rows' codes, a candidate's column snapped to its coarser bins first,
-    so the widths are chosen for the model that will serve them (no refit in the search)."""
+    so the widths are chosen for the model that will serve them (no refit in the search).
+    The validation codes are kept; a candidate re-encodes only its own column.
+    """
 
-    def __init__(self, module: QuantizedMLP, trees: GBDTPredictor, x: np.ndarray, y: np.ndarray) -> None:
-        if module.quantizer is None:
-            raise ConfigError("a tree probe needs codes")
-        self.quantizer, self.trees, self.y = module.quantizer.eval(), trees, y
-        self.state = torch.as_tensor(x)
-        self.loss = self._loss(self.state)
+    def __init__(self, table: np.ndarray, trees: GBDTPredictor, x: np.ndarray, y: np.ndarray) -> None:
+        self.table, self.trees, self.y = table, trees, y
+        self.state = _codes(table, x)
+        self.loss = trees.loss(self.state, y)
 
-    def _loss(self, x: torch.Tensor) -> float:
-        with torch.no_grad():
-            codes = self.quantizer.encode(x).cpu().numpy()
-        return self.trees.loss(codes, self.y)
+    def try_column(self, f: int, column: np.ndarray) -> tuple[float, np.ndarray]:
+        codes = self.state.copy()
+        codes[:, f] = _codes(self.table[f:f + 1], column[:, None])[:, 0]
+        return self.trees.loss(codes, self.y), codes
 
-    def try_column(self, f: int, column: np.ndarray) -> tuple[float, torch.Tensor]:
-        x = self.state.clone()
-        x[:, f] = torch.as_tensor(column)
-        return self._loss(x), x
-
-    def accept(self, loss: float, state: torch.Tensor) -> None:
+    def accept(self, loss: float, state: np.ndarray) -> None:
         self.loss, self.state = loss, state
 
 
@@ -309,16 +325,12 @@ def _tree_probe(module: QuantizedMLP, config: TrainConfig, X_fit: np.ndarray, y_
     """Trees on the probe's start-width codes of the fit rows, early-stopped on the validation rows."""
     from softbits.training.predictors import GBDTPredictor
 
-    q = module.quantizer
-    if q is None:
+    if module.quantizer is None:
         raise ConfigError(f"method {config.method} sends no codes")
-    q = q.cpu().eval()
-    with torch.no_grad():
-        codes_fit = q.encode(torch.as_tensor(X_fit, dtype=torch.float32)).numpy()
-        codes_val = q.encode(torch.as_tensor(X_val, dtype=torch.float32)).numpy()
-    trees = GBDTPredictor.fit(codes_fit, y_fit, codes_val, y_val, task=task, n_outputs=n_outputs,
-                              inputs="codes", seed=config.seed, max_code=(1 << start) - 1)
-    return _TreeProbe(module, trees, X_val, y_val)
+    table = module.quantizer.sorted_thresholds()
+    trees = GBDTPredictor.fit(_codes(table, X_fit), y_fit, _codes(table, X_val), y_val, task=task,
+                              n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=(1 << start) - 1)
+    return _TreeProbe(table, trees, X_val, y_val)
 
 
 def probe_epochs(config: TrainConfig) -> int:
@@ -354,7 +366,9 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
     if budget < method.min_bits:
         raise ConfigError(f"method {config.method} sends at least {method.min_bits} bits for a feature, "
                           f"but the budget is {budget} bit{'s' if budget != 1 else ''}")
-    start = start_bits(budget, n_features, method.min_bits)
+    # fixed thresholds scored by trees: the probe is the quantizer on the fit rows, no network
+    untrained = config.predictor != "mlp" and not method.learns_quantizer and method.post_quantizer is None
+    start = start_bits(budget, n_features, method.min_bits, trees=untrained)
     if start * n_features <= budget:  # the widest start fits: nothing to choose
         return Allocation(widths=(start,) * n_features, budget_bits=budget, start_bits=start, validation_rows=0,
                           start_loss=None, trace=(), probe_seconds=0.0, search_seconds=0.0)
@@ -368,12 +382,16 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
     epochs = probe_epochs(config)
     probe_config = replace(config, bits=start, bits_per_feature=None, epochs=epochs,
                            warmup_epochs=min(round(PROBE_EPOCH_SHARE * config.warmup_epochs), epochs - 1))
-    fitted = fit_module(X_train[fit_rows], y_train[fit_rows], probe_config, task=task, n_outputs=n_outputs,
-                        on_epoch_end=on_epoch_end)
-    device = fitted.X_train.device
     X_val = np.asarray(X_train[val_rows], dtype=np.float32)
-    y_val = target_tensor(y_train[val_rows], device, task)
-    module, _ = evaluate_as(fitted, config.method, start, to_tensor(X_val, device), y_val, task=task)
+    if untrained:
+        module = build_model(probe_config, n_features, n_outputs, to_tensor(X_train[fit_rows], torch.device("cpu")))
+        y_val = target_tensor(y_train[val_rows], torch.device("cpu"), task)
+    else:
+        fitted = fit_module(X_train[fit_rows], y_train[fit_rows], probe_config, task=task, n_outputs=n_outputs,
+                            on_epoch_end=on_epoch_end)
+        device = fitted.X_train.device
+        y_val = target_tensor(y_train[val_rows], device, task)
+        module, _ = evaluate_as(fitted, config.method, start, to_tensor(X_val, device), y_val, task=task)
     probe: _Probe | _TreeProbe
     if config.predictor == "mlp":
         probe = _Probe(module, X_val, y_val, task)
@@ -424,13 +442,18 @@ def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str
     with ``config``'s network and epochs on the whole training part, as a uniform training would.
 
     The model keeps the allocation's record (:meth:`Allocation.to_dict`) in ``allocation``.
-    ``on_epoch_end`` follows the probe's epochs, then the final training's.
+    ``on_epoch_end`` follows the probe's epochs, then the final training's. With ``auto`` every
+    :func:`~softbits.training.train.auto_candidates` config gets widths of its own, and the best
+    on the validation share serves.
     """
     n_out = len(classes) if task == "classification" and classes else 1
-    chosen = allocate(split.X_train, split.y_train, config, budget, task=task, n_outputs=n_out,
-                      on_epoch_end=on_epoch_end)
-    model = train_on_split(split, replace(config, bits_per_feature=chosen.widths), task=task,
-                           feature_names=feature_names, target_name=target_name, classes=classes,
-                           dataset=dataset, on_epoch_end=on_epoch_end)
-    model.allocation = chosen.to_dict(feature_names)
-    return model
+    models = []
+    for candidate in auto_candidates(config):
+        chosen = allocate(split.X_train, split.y_train, candidate, budget, task=task, n_outputs=n_out,
+                          on_epoch_end=on_epoch_end)
+        model = train_single(split, replace(candidate, bits_per_feature=chosen.widths), task=task,
+                             feature_names=feature_names, target_name=target_name, classes=classes,
+                             dataset=dataset, on_epoch_end=on_epoch_end)
+        model.allocation = chosen.to_dict(feature_names)
+        models.append(model)
+    return choose_candidate(models)

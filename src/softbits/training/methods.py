@@ -144,6 +144,10 @@ for _m in [
     Method("bw-qq", "Bw-QQ",
            train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="quantile"),
            description="hard thermometer bits at fixed quantile thresholds"),
+    Method("bw-bq", "Bw-BQ",
+           train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="bins"),
+           description="hard thermometer bits at tie-aware equal-frequency bins (a frequent value gets "
+                       "a bin of its own): the codes trees split on"),
     Method("bw-sq", "Bw-SQ",
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True), learns_quantizer=True,
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),

@@ -37,7 +37,8 @@ from softbits.training.trained_model import TrainedModel
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
            "score", "score_trees", "summary",
-           "train_dataset", "train_on_split", "training_memory"]
+           "AUTO_THRESHOLDS", "auto_candidates", "choose_candidate", "train_dataset", "train_on_split",
+           "train_single", "training_memory"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
@@ -281,6 +282,36 @@ def score_trees(trees: GBDTPredictor, module: QuantizedMLP, X: torch.Tensor, y: 
     return TestMetrics(test_mse=loss, test_mse_soft=None, test_accuracy=None, test_loss=loss)
 
 
+#: the thresholds ``auto`` also tries beside the method's own: tie-aware equal-frequency bins,
+#: the codes trees split on best (on features with repeated values far better than quantiles)
+AUTO_THRESHOLDS = "bw-bq"
+
+
+def auto_candidates(config: TrainConfig) -> list[TrainConfig]:
+    """The configs a training with ``config`` trains: itself and, for ``auto`` with a method
+    whose codes are per-feature thresholds, the same with :data:`AUTO_THRESHOLDS`."""
+    method = get_method(config.method)
+    if (config.predictor != "auto" or config.method == AUTO_THRESHOLDS or not method.per_feature_widths
+            or method.ensemble or method.train_quantizer is None):
+        return [config]
+    return [config, replace(config, method=AUTO_THRESHOLDS)]
+
+
+def choose_candidate(models: list[TrainedModel]) -> TrainedModel:
+    """The candidate with the least validation loss (each scored on the same validation rows of
+    the training part), with every candidate's loss recorded as ``auto_val_loss``."""
+    if len(models) == 1:
+        return models[0]
+    losses = {f"{m.config.method}+{name}": loss for m in models
+              for name, loss in m.metrics["predictor_val_loss"].items()}
+    best = min(models, key=lambda m: min(m.metrics["predictor_val_loss"].values()))
+    best.metrics["auto_val_loss"] = losses
+    best.metrics["auto_choice"] = f"{best.config.method}+{best.metrics['predictor']}"
+    best.metrics["auto_seconds"] = sum(float(m.metrics["train_seconds"]) + float(m.metrics["predictor_seconds"])
+                                       for m in models)
+    return best
+
+
 def train_on_split(
     split: Split,
     config: TrainConfig,
@@ -295,7 +326,25 @@ def train_on_split(
     """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized).
 
     With a tree or ``auto`` predictor the test rows reach neither the early stopping nor the
-    choice: both use the validation share of the training part."""
+    choice: both use the validation share of the training part. ``auto`` trains every
+    :func:`auto_candidates` config and keeps the best on that share (:func:`choose_candidate`)."""
+    names: dict[str, Any] = {"task": task, "feature_names": feature_names, "target_name": target_name,
+                             "classes": classes, "dataset": dataset, "on_epoch_end": on_epoch_end}
+    return choose_candidate([train_single(split, c, **names) for c in auto_candidates(config)])
+
+
+def train_single(
+    split: Split,
+    config: TrainConfig,
+    *,
+    task: str,
+    feature_names: list[str],
+    target_name: str = "y",
+    classes: list[str] | None = None,
+    dataset: str = "",
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainedModel:
+    """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor)."""
     if config.predictor != "mlp":
         check_gbdt_installed()
     n_out = len(classes) if task == "classification" and classes else 1
@@ -372,6 +421,9 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
     if cfg.predictor != "mlp":
         out["predictor_val_loss"] = m.get("predictor_val_loss")
         out["test_mse_mlp"] = m.get("test_mse_mlp")
+    if "auto_val_loss" in m:
+        out["auto_val_loss"] = m["auto_val_loss"]
+        out["auto_choice"] = m["auto_choice"]
     if cfg.bits_per_feature is not None:
         out["bits_per_feature"] = dict(zip(ds.feature_names, cfg.bits_per_feature, strict=True))
     if model.allocation is not None:  # a budget's widths, also when they came out equal

@@ -7,10 +7,10 @@ import numpy as np
 from softbits.codes import n_levels, n_thresholds
 from softbits.errors import ConfigError
 
-__all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "midpoint_levels",
+__all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "bin_thresholds", "midpoint_levels",
            "init_thresholds", "THRESHOLD_INITS"]
 
-THRESHOLD_INITS = ("quantile", "minmax")
+THRESHOLD_INITS = ("quantile", "minmax", "bins")
 
 
 def minmax_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
@@ -30,9 +30,52 @@ def quantile_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
     return np.quantile(x, levels, axis=0, method="linear").T
 
 
+def _column_bins(column: np.ndarray, m: int) -> np.ndarray:
+    """Up to ``m`` boundaries of one feature, equal-frequency over its distinct values.
+
+    Walking the sorted distinct values, a bin closes at its share of the rows not yet binned
+    (rows left / bins left), so a value repeated in more rows than a share fills one bin and the
+    other bins re-spread the rest. Boundaries lie halfway between neighbouring distinct
+    values: no training value sits on one.
+    """
+    values, counts = np.unique(column[np.isfinite(column)], return_counts=True)
+    if values.size < 2:
+        return np.full(m, values[0] if values.size else 0.0)
+    bounds: list[float] = []
+    left, held = int(counts.sum()), 0
+    for i in range(values.size - 1):
+        held += int(counts[i])
+        share = left / (m + 1 - len(bounds))
+        # close at the share, or when the next value would overshoot it more than stopping
+        # short does, or when every distinct value left can have a bin of its own
+        if (held >= share or held + counts[i + 1] - share > share - held
+                or values.size - 1 - i <= m - len(bounds)):
+            bounds.append((values[i] + values[i + 1]) / 2)
+            left, held = left - held, 0
+            if len(bounds) == m:
+                break
+    out = np.asarray(bounds)
+    return np.concatenate([out, np.full(m - out.size, out[-1] if out.size else values[-1])])
+
+
+def bin_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
+    """Tie-aware equal-frequency boundaries per feature → [F, M] (the codes trees split on).
+
+    Quantiles of a feature with many repeated values coincide, and a code spends thresholds on
+    nothing; here every bin holds at least one distinct value, a frequent value gets a bin of
+    its own, and a feature with fewer distinct values than 2^n bins gets one bin per value (its
+    unused thresholds repeat the last one, so their codes never occur).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = n_thresholds(bits)
+    return np.stack([_column_bins(x[:, f], m) for f in range(x.shape[1])]) if x.shape[1] else np.zeros((0, m))
+
+
 def init_thresholds(x: np.ndarray, bits: int, init: str) -> np.ndarray:
     if init == "quantile":
         return quantile_thresholds(x, bits)
+    if init == "bins":
+        return bin_thresholds(x, bits)
     if init == "minmax":
         return minmax_thresholds(x, bits)
     raise ConfigError(f"unknown threshold init {init!r}; choose one of: {', '.join(THRESHOLD_INITS)}")
