@@ -24,6 +24,7 @@ from softbits.device.spec import EncoderSpec  # noqa: E402
 from softbits.device.wire import encode_payload  # noqa: E402
 from softbits.errors import ConfigError, DataError  # noqa: E402
 from softbits.training import predictors  # noqa: E402
+from softbits.training.allocation import train_allocated  # noqa: E402
 from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor  # noqa: E402
 from softbits.training.trained_model import TREES_KEY, TrainedModel  # noqa: E402
 
@@ -289,3 +290,41 @@ def test_frontier_with_trees_stores_its_own_keys_beside_the_mlps(tmp_path, capsy
     code, _, err = run_main(capsys, "frontier", "--dataset", "diabetes", "--predictor", "forest",
                             "--store", tmp_path / "x.sqlite")
     assert code == 2 and "unknown predictor 'forest'" in err and not (tmp_path / "x.sqlite").exists()
+
+
+def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabetes, tmp_path):
+    """bw-sq with auto trains the bw-bq candidate too, on the same validation rows; the model
+    kept is the one with the least of the four validation losses, and it round-trips."""
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", predictor="auto", **TINY))
+    losses = model.metrics["auto_val_loss"]
+    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt"}
+    assert model.metrics["auto_choice"] == min(losses, key=losses.get)
+    assert model.metrics["auto_choice"] == f"{model.config.method}+{model.predictor}"
+    path = model.save(tmp_path / "auto.safetensors")
+    X = diabetes.X[:50]
+    np.testing.assert_allclose(TrainedModel.load(path).predict(X), model.predict(X), rtol=1e-6)
+
+
+def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
+    model = train_allocated(split_and_scale(diabetes, seed=0),
+                            replace(TrainConfig(method="bw-sq", predictor="auto", **TINY), bits=2), 20,
+                            task=diabetes.task, feature_names=diabetes.feature_names)
+    assert sum(model.allocation["bits_per_feature"].values()) <= 20
+    assert len(model.metrics["auto_val_loss"]) == 4
+
+
+def test_fixed_thresholds_scored_by_trees_start_wider_and_train_no_probe(diabetes, monkeypatch):
+    """bw-bq with trees: the probe is the quantizer alone (no network trains) and starts at the
+    mean width + 4 (10 bits for a 6-bit average), so a feature can keep more than 8 bits."""
+    from softbits.training import allocation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the probe network trained")
+
+    monkeypatch.setattr(allocation, "fit_module", no_training)
+    split = split_and_scale(diabetes, seed=0)
+    chosen = allocation.allocate(split.X_train, split.y_train,
+                                 replace(TrainConfig(method="bw-bq", predictor="gbdt", **TINY), bits=6), 60,
+                                 task=diabetes.task)
+    assert chosen.start_bits == 10 and chosen.scored_by == "gbdt"
+    assert sum(chosen.widths) <= 60 and max(chosen.widths) <= 10

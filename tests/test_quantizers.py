@@ -199,3 +199,27 @@ def test_midpoint_quantizer_has_no_trainable_switch_but_reads_old_configs():
     assert old.config() == q.config()
     with pytest.raises(ConfigError, match="trainable must be False"):
         build_quantizer("midpoint", {"n_features": 3, "bits": 2, "init": "quantile", "trainable": True})
+
+
+def test_bins_give_frequent_values_their_own_bin_and_never_repeat_a_code():
+    """Quantiles of a column that is 70 % zeros coincide; bins put one boundary just above 0
+    and spread the others over the rest, each between two distinct values."""
+    from softbits.nn.quantizers import bin_thresholds, quantile_thresholds
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.zeros(700), rng.exponential(size=300)])[:, None]
+    quantiles = quantile_thresholds(x, 3)[0]
+    bins = bin_thresholds(x, 3)[0]
+    assert np.unique(quantiles).size < 7 and np.unique(bins).size == 7
+    assert 0 < bins[0] < x[x > 0].min()
+    codes = (x > bins).sum(-1)
+    assert np.unique(codes).size == 8 and (codes == 0).sum() == 700
+
+
+def test_bins_of_few_distinct_values_split_between_each_and_of_continuous_data_follow_the_quantiles():
+    from softbits.nn.quantizers import bin_thresholds, quantile_thresholds
+
+    three = np.array([[1.0], [1.0], [2.0], [5.0]] * 10)
+    np.testing.assert_allclose(bin_thresholds(three, 2)[0], [1.5, 3.5, 3.5])
+    x = np.random.default_rng(1).normal(size=(4000, 2))
+    np.testing.assert_allclose(bin_thresholds(x, 4), quantile_thresholds(x, 4), atol=0.02)

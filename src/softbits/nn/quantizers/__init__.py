@@ -19,6 +19,7 @@ from softbits.nn.quantizers.threshold_init import (
     midpoint_levels,
     minmax_thresholds,
     n_thresholds,
+    bin_thresholds,
     quantile_thresholds,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "midpoint_levels",
     "minmax_thresholds",
     "n_thresholds",
+    "bin_thresholds",
     "quantile_thresholds",
 ]
 
