@@ -182,7 +182,7 @@ def test_train_cli_reports_the_predictor_and_refuses_bad_ones(tmp_path, capsys):
     assert result["settings"]["predictor"] == "auto"
     assert TrainedModel.load(tmp_path / "m.safetensors").predictor == result["predictor"]
     assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--predictor", "forest"],
-                         "unknown predictor 'forest'; choose one of: mlp, gbdt, auto")
+                         "unknown predictor 'forest'; choose one of: mlp, ensemble, gbdt, auto")
     assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--method", "bw-sq-ens", "--predictor", "gbdt"],
                          "predictor gbdt replaces the network")
 
@@ -328,3 +328,10 @@ def test_fixed_thresholds_scored_by_trees_start_wider_and_train_no_probe(diabete
                                  task=diabetes.task)
     assert chosen.start_bits == 10 and chosen.scored_by == "gbdt"
     assert sum(chosen.widths) <= 60 and max(chosen.widths) <= 10
+
+
+def test_predictor_ensemble_is_the_ensemble_method():
+    config = TrainConfig(method="bw-sq", predictor="ensemble", members=3, **TINY)
+    assert (config.method, config.predictor, config.members) == ("bw-sq-ens", "mlp", 3)
+    with pytest.raises(ConfigError, match="ensemble form"):
+        TrainConfig(method="lsq", predictor="ensemble", **TINY)

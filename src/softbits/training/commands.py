@@ -67,7 +67,7 @@ def train(
     warmup_epochs: Annotated[int | None, typer.Option(help="Linear warm-up epochs of --lr-schedule cosine (default: the recipe's share of the epochs).")] = None,
     members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer for an ensemble method such as bw-sq-ens (default: the method's); other methods train 1.")] = None,
     threshold_lr_scale: Annotated[float, typer.Option(help="The quantizer's thresholds (steps, tables) train at --lr times this; 1 = the paper's one rate. Small datasets (few steps per epoch) may gain from 3-30: choose it by CV (docs/training.md).")] = 1.0,
-    predictor: Annotated[str, typer.Option(help="The server model behind the codes: mlp (the paper's network), gbdt (gradient-boosted trees on the codes; for fp on the float features; needs softbits[gbdt]) or auto (the lower validation loss of the two). gbdt and auto validate on --val-fraction of the training part (0.15 when 0), never on the test split; see docs/predictors.md.")] = "mlp",
+    predictor: Annotated[str, typer.Option(help="The server model behind the codes: mlp (the paper's network), ensemble (bw-sq becomes bw-sq-ens: --members networks), gbdt (gradient-boosted trees on the codes; for fp on the float features; needs softbits[gbdt]) or auto (the lowest validation loss of the MLP and trees, for threshold methods also trees on bw-bq bins). gbdt and auto validate on --val-fraction of the training part (0.15 when 0), never on the test split; see docs/predictors.md.")] = "mlp",
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N.")] = "auto",
     task: Annotated[str, typer.Option(help="auto, regression or classification.")] = "auto",
@@ -169,7 +169,8 @@ def _print_train_summary(r: dict[str, Any]) -> None:
     if "test_mse_fp" in r:
         rows.insert(3, ("test MSE (FP model)", r["test_mse_fp"]))
     if r.get("predictor_val_loss"):
-        losses = ", ".join(f"{name} {loss:.5f}" for name, loss in r["predictor_val_loss"].items())
+        losses = ", ".join(f"{name} {loss:.5f}" for name, loss in (r.get("auto_val_loss")
+                                                                     or r["predictor_val_loss"]).items())
         rows.insert(1, ("predictor", f"{r['predictor']} (validation loss: {losses})"))
         rows.insert(4, ("test MSE (MLP)", r.get("test_mse_mlp")))
     if "allocation" in r:

@@ -101,8 +101,10 @@ class TrainConfig:
         that ``bits`` and None, so they are the same model as the uniform one.
     predictor : str
         The server model behind the codes (:mod:`softbits.training.predictors`): ``mlp`` (the
-        paper's network), ``gbdt`` (gradient-boosted trees on the codes) or ``auto`` (the one
-        with the lower validation loss). ``gbdt`` and ``auto`` validate on ``val_fraction`` of
+        paper's network), ``ensemble`` (the method's ensemble form: ``bw-sq`` becomes
+        ``bw-sq-ens`` with ``members`` networks, predictor ``mlp``), ``gbdt`` (gradient-boosted
+        trees on the codes) or ``auto`` (the one with the lower validation loss; for threshold
+        methods also trees on ``bw-bq`` bins). ``gbdt`` and ``auto`` validate on ``val_fraction`` of
         the training part, 0.15 when it is 0.
     """
 
@@ -136,6 +138,9 @@ class TrainConfig:
         from softbits.training.methods import get_method
 
         self._check_types()
+        if self.predictor == "ensemble":  # an alias: the ensemble method, its members predicting
+            object.__setattr__(self, "method", _ensemble_form(self.method))
+            object.__setattr__(self, "predictor", "mlp")
         method = get_method(self.method)
         if self.bits_per_feature is not None:
             widths = method.check_widths(self.bits_per_feature)
@@ -332,3 +337,17 @@ def resolve(recipe: str = "paper", **options: Any) -> TrainConfig:
         cosine = values["lr_schedule"] == "cosine" and isinstance(epochs, int)
         values["warmup_epochs"] = min(round(fraction * epochs), epochs - 1) if cosine else 0
     return TrainConfig(recipe=recipe, **values)
+
+
+def _ensemble_form(name: str) -> str:
+    """The ensemble method for ``--predictor ensemble`` (``bw-sq`` → ``bw-sq-ens``)."""
+    from softbits.training.methods import METHODS, get_method
+
+    method = get_method(name)
+    if method.ensemble:
+        return method.name
+    forms = {m.settings_from: m.name for m in METHODS.values() if m.ensemble}
+    if method.name not in forms:
+        raise ConfigError(f"predictor ensemble needs a method with an ensemble form ({', '.join(forms)}); "
+                          f"{method.name} has none")
+    return forms[method.name]

@@ -26,7 +26,7 @@ from softbits.errors import ConfigError
 __all__ = ["GBDT_PARAMS", "GBDT_VAL_FRACTION", "MAX_GBDT_BYTES", "PREDICTORS", "GBDTParams",
            "GBDTPredictor", "check_gbdt_installed", "check_predictor"]
 
-PREDICTORS = ("mlp", "gbdt", "auto")
+PREDICTORS = ("mlp", "ensemble", "gbdt", "auto")
 #: the share of the training part that early-stops the trees and chooses ``auto``'s predictor,
 #: when the config holds no validation share of its own
 GBDT_VAL_FRACTION = 0.15
