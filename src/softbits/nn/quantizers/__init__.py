@@ -16,10 +16,10 @@ from softbits.nn.quantizers.midpoint import MidpointQuantizer
 from softbits.nn.quantizers.soft import SoftQuantizer
 from softbits.nn.quantizers.threshold_init import (
     THRESHOLD_INITS,
+    bin_thresholds,
     midpoint_levels,
     minmax_thresholds,
     n_thresholds,
-    bin_thresholds,
     quantile_thresholds,
 )
 
