@@ -346,8 +346,8 @@ def _ensemble_form(name: str) -> str:
     method = get_method(name)
     if method.ensemble:
         return method.name
-    forms = {m.settings_from: m.name for m in METHODS.values() if m.ensemble}
+    forms = {m.settings_from: m.name for m in METHODS.values() if m.ensemble and m.settings_from}
     if method.name not in forms:
-        raise ConfigError(f"predictor ensemble needs a method with an ensemble form ({', '.join(forms)}); "
+        raise ConfigError(f"predictor ensemble needs a method with an ensemble form ({', '.join(str(k) for k in forms)}); "
                           f"{method.name} has none")
     return forms[method.name]
