@@ -335,3 +335,11 @@ def test_predictor_ensemble_is_the_ensemble_method():
     assert (config.method, config.predictor, config.members) == ("bw-sq-ens", "mlp", 3)
     with pytest.raises(ConfigError, match="ensemble form"):
         TrainConfig(method="lsq", predictor="ensemble", **TINY)
+
+
+def test_frontier_takes_predictor_ensemble_as_the_ensemble_method(tmp_path):
+    from softbits.experiments.frontier import run_frontier
+
+    with pytest.raises(ConfigError, match="ensemble form"):
+        run_frontier(dataset="diabetes", method="sq", predictor="ensemble", budgets="1",
+                     store=tmp_path / "f.sqlite")

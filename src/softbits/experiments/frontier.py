@@ -236,10 +236,12 @@ def run_frontier(
     from softbits.paths import check_output_dir, writing
     from softbits.training.config import check_seeds
     from softbits.training.engine import resolve_device
-    from softbits.training.methods import get_method
+    from softbits.training.methods import ensemble_form, get_method
     from softbits.training.predictors import check_gbdt_installed, check_predictor
 
     check_predictor(predictor)
+    if predictor == "ensemble":  # the alias: the ensemble method, its members predicting
+        method, predictor = ensemble_form(method), "mlp"
     started = time.perf_counter()
     store = Path(store)
     the_method = get_method(method)

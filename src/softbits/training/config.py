@@ -135,11 +135,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from softbits.nn.quantizers import THRESHOLD_INITS
-        from softbits.training.methods import get_method
+        from softbits.training.methods import ensemble_form, get_method
 
         self._check_types()
         if self.predictor == "ensemble":  # an alias: the ensemble method, its members predicting
-            object.__setattr__(self, "method", _ensemble_form(self.method))
+            object.__setattr__(self, "method", ensemble_form(self.method))
             object.__setattr__(self, "predictor", "mlp")
         method = get_method(self.method)
         if self.bits_per_feature is not None:
@@ -338,16 +338,3 @@ def resolve(recipe: str = "paper", **options: Any) -> TrainConfig:
         values["warmup_epochs"] = min(round(fraction * epochs), epochs - 1) if cosine else 0
     return TrainConfig(recipe=recipe, **values)
 
-
-def _ensemble_form(name: str) -> str:
-    """The ensemble method for ``--predictor ensemble`` (``bw-sq`` → ``bw-sq-ens``)."""
-    from softbits.training.methods import METHODS, get_method
-
-    method = get_method(name)
-    if method.ensemble:
-        return method.name
-    forms = {m.settings_from: m.name for m in METHODS.values() if m.ensemble and m.settings_from}
-    if method.name not in forms:
-        raise ConfigError(f"predictor ensemble needs a method with an ensemble form ({', '.join(str(k) for k in forms)}); "
-                          f"{method.name} has none")
-    return forms[method.name]

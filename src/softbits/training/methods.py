@@ -15,7 +15,7 @@ from softbits.errors import ConfigError
 if TYPE_CHECKING:
     from softbits.nn.quantizers import Quantizer
 
-__all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "get_method", "register_method"]
+__all__ = ["DEFAULT_MEMBERS", "Method", "METHODS", "ensemble_form", "get_method", "register_method"]
 
 #: members of an ensemble method when the user names no number: 4 had 2.5 % lower validation
 #: MSE than one MLP at 2.1x its training time in a CV study on training folds (8: 2.6 % at 3.8x;
@@ -120,6 +120,19 @@ def get_method(name: str) -> Method:
         return METHODS[name.lower()]
     except (KeyError, AttributeError):
         raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+
+
+def ensemble_form(name: str) -> str:
+    """The ensemble method for ``--predictor ensemble`` (``bw-sq`` → ``bw-sq-ens``; an ensemble
+    method is its own), or a one-line :class:`ConfigError` for a method without one."""
+    method = get_method(name)
+    if method.ensemble:
+        return method.name
+    forms = {m.settings_from: m.name for m in METHODS.values() if m.ensemble and m.settings_from}
+    if method.name not in forms:
+        raise ConfigError(f"predictor ensemble needs a method with an ensemble form ({', '.join(forms)}); "
+                          f"{method.name} has none")
+    return forms[method.name]
 
 
 _MIDPOINT = "midpoint decoding needs at least 2 thresholds"
