@@ -112,3 +112,41 @@ def test_presets_come_from_the_registries() -> None:
     assert FULL_PRESET.methods == ("fp", "po-mq", "po-qq", "pr-mq", "pr-qq", "sq", "bw-mq", "bw-qq",
                                    "bw-sq", "lsq", "llt4", "llt9")
     assert set(QUICK_PRESET.methods) <= set(METHODS) and set(QUICK_PRESET.datasets) <= set(PAPER_DATASETS)
+
+
+def test_reproduce_with_a_predictor_stores_method_plus_predictor_beside_the_mlp_rows(
+        tmp_path: Path, data_dir: Path) -> None:
+    """--predictor gbdt: the search, the choices and the final tests are keyed bw-qq+gbdt and
+    fp+gbdt (fp trains its own cell), the report names them, and the MLP rows of the same store
+    keep their names."""
+    from softbits.experiments import run_protocol
+
+    store = tmp_path / "p.sqlite"
+    common = dict(store=store, datasets=["diabetes"], methods=["fp", "bw-qq"], bits=[3], grid=GRID, n_settings=1,
+                  folds=2, repeats=2, jobs=1, device="cpu", data_dir=data_dir)
+    outcome = run_protocol(**common, predictor="gbdt")
+    run_protocol(**common)
+    with sqlite3.connect(store) as conn:
+        rows = pd.read_sql_query("SELECT method, phase, metrics FROM results", conn)
+        chosen = set(pd.read_sql_query("SELECT method FROM choices", conn)["method"])
+    assert set(rows["method"]) == {"fp+gbdt", "bw-qq+gbdt", "fp", "bw-qq"}
+    assert chosen == {"fp+gbdt", "bw-qq+gbdt", "fp", "bw-qq"}
+    trees = rows[rows["method"] == "bw-qq+gbdt"]["metrics"].map(json.loads)
+    assert all(m["predictor"] in ("gbdt",) and m["test_mse"] > 0 for m in trees)
+    assert outcome.runs == 2 * 2 + 2 * 2  # no FP training shared: each cell its own
+    table = pd.read_csv(tmp_path / "p_report" / "table.csv")
+    assert {"Bw-QQ+gbdt", "FP+gbdt", "Bw-QQ", "FP"} <= set(table["method"])
+
+
+def test_reproduce_refuses_a_bad_predictor_before_any_work(tmp_path: Path, data_dir: Path) -> None:
+    from softbits.errors import ConfigError
+    from softbits.experiments import run_protocol
+
+    store = tmp_path / "bad.sqlite"
+    with pytest.raises(ConfigError, match="unknown predictor"):
+        run_protocol(store=store, datasets=["diabetes"], methods=["bw-qq"], bits=[3], predictor="forest",
+                     data_dir=data_dir)
+    with pytest.raises(ConfigError, match="replaces the network"):
+        run_protocol(store=store, datasets=["diabetes"], methods=["bw-sq-ens"], bits=[3], predictor="gbdt",
+                     grid=GRID, n_settings=1, data_dir=data_dir)
+    assert not store.exists()

@@ -169,6 +169,7 @@ def reproduce(
     stack: Annotated[str, typer.Option(help="Trainings of one architecture trained as one stacked model: auto (by device and network width, where measured to help; see docs/gpu.md), K (at most K), or 1 (one at a time). Without dropout each member equals its single training up to float rounding.")] = "auto",
     recipe: Annotated[str, typer.Option(help="Training recipe of every method: paper or best (docs/training.md). The grid's or settings file's values win, except a weight decay of 0, which takes the recipe's.")] = "paper",
     members: Annotated[int | None, typer.Option(help="MLPs behind the quantizer of ensemble methods such as bw-sq-ens (default: the method's, 4); other methods ignore it.")] = None,
+    predictor: Annotated[str, typer.Option(help="Server model of every training: mlp (the paper's; method names and stores unchanged), ensemble (each method's ensemble form, bw-sq → bw-sq-ens), gbdt (trees on the codes) or auto; non-mlp rows are stored as method+predictor (docs/predictors.md).")] = "mlp",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -183,7 +184,7 @@ def reproduce(
         settings=settings, n_settings=n_settings, grid=grid, folds=folds, repeats=repeats,
         seed=seed, quick=quick, compare=compare, jobs=jobs, scheduler=scheduler,
         connect_timeout=connect_timeout, device=device, stack=stack, recipe=recipe,
-        members=members, data_dir=data_dir,
+        members=members, data_dir=data_dir, predictor=predictor.lower(),
         progress=progress_display(), notes=lambda line: err_console.print(f"note: {line}", highlight=False,
                                                                    soft_wrap=True))
     paths = outcome.report

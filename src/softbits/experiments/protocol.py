@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from softbits.experiments.settings import Setting, TrainedSetting
-from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase
+from softbits.experiments.tasks import TEST_PHASE, Evaluation, Task, cv_phase, predictor_method
 from softbits.training.methods import get_method
 
 __all__ = ["Protocol", "Cell", "choose_settings", "search_tasks", "final_tasks", "shares_fp_training"]
@@ -50,6 +50,9 @@ class Protocol:
     threads: int | None = None
     recipe: str = "paper"
     members: int | None = None
+    #: the server model of every training (:mod:`softbits.training.predictors`); another than
+    #: ``mlp`` stores its rows as ``method+predictor`` and trains every cell alone
+    predictor: str = "mlp"
 
     def cells(self) -> list[Cell]:
         return [(d, m, b) for d in self.datasets for m in self.methods for b in self.bits]
@@ -64,7 +67,7 @@ class Protocol:
                     setting=setting, phase=phase, index=index, seed=seed,
                     evaluations=tuple(evaluations), data_dir=self.data_dir, n_folds=self.n_folds,
                     split_seed=self.seed, test_size=self.test_size, device=self.device,
-                    threads=self.threads)
+                    threads=self.threads, predictor=self.predictor)
 
 
 def _groups(protocol: Protocol, cells: list[Cell], setting_of: Mapping[Cell, Setting]
@@ -76,7 +79,7 @@ def _groups(protocol: Protocol, cells: list[Cell], setting_of: Mapping[Cell, Set
     for cell in cells:
         dataset, method, bits = cell
         setting = protocol.trained(setting_of[cell], method)
-        if shares_fp_training(method):
+        if shares_fp_training(method) and protocol.predictor == "mlp":
             shared[(dataset, setting.id)].append(Evaluation(method, bits))
             settings[setting.id] = setting
         else:
@@ -138,7 +141,7 @@ def choose_settings(protocol: Protocol, settings: list[Setting], results: pd.Dat
     for cell in protocol.cells():
         mine = trained[cell[1]]
         try:
-            cell_means = means.loc[cell]
+            cell_means = means.loc[(cell[0], predictor_method(cell[1], protocol.predictor), cell[2])]
         except KeyError:
             continue
         ids = [sid for sid in cell_means.index if sid in mine]

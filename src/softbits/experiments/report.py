@@ -56,8 +56,16 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
     return mean, mean - half, mean + half
 
 
-def _method_order() -> dict[str, int]:
-    return {m.display: i for i, m in enumerate(METHODS.values())}
+def _display(key: str) -> str:
+    """A store's method name as the tables print it: the paper's name, with ``+predictor``
+    for rows a tree or auto predictor served (``bw-sq+gbdt`` → ``Bw-SQ+gbdt``)."""
+    method, plus, predictor = key.partition("+")
+    return METHODS[method].display + plus + predictor
+
+
+def _method_order() -> dict[str, float]:
+    return {m.display + suffix: i + shift for i, m in enumerate(METHODS.values())
+            for suffix, shift in (("", 0.0), ("+gbdt", 0.3), ("+auto", 0.6))}
 
 
 #: per chosen (dataset, method, bits) with results: the choice and its final-test rows
@@ -85,7 +93,7 @@ def _variant(choice: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if isinstance(members, (int, float)) and not np.isnan(members):  # NaN: no value for this row
         count, named_members = int(members), True
     else:
-        count, named_members = UNKEYED_MEMBERS if METHODS[choice["method"]].ensemble else 1, False
+        count, named_members = UNKEYED_MEMBERS if METHODS[choice["method"].partition("+")[0]].ensemble else 1, False
     return {"recipe": recipe if named_recipe else "paper", "members": count}, named_recipe or named_members
 
 
@@ -104,7 +112,7 @@ def _summary(runs: ChosenRuns) -> pd.DataFrame:
     for c, mine in runs:
         mses = _mses(mine)
         mean, low, high = t_interval(mses)
-        row = {"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
+        row = {"dataset": c["dataset"], "method": _display(c["method"]), "bits": int(c["bits"]),
                "n_runs": len(mses), "test_mse_mean": mean, "ci95_low": low, "ci95_high": high}
         row.update({k: c[k] for k in SETTING_COLUMNS})
         variant, named = _variant(c)
@@ -136,7 +144,7 @@ def _column(row: dict[str, Any]) -> str:
     ``table.csv`` holds it, the titles do not.)"""
     if "recipe" not in row:
         return str(row["method"])
-    ensemble = next(m.ensemble for m in METHODS.values() if m.display == row["method"])
+    ensemble = next(m.ensemble for m in METHODS.values() if m.display == str(row["method"]).partition("+")[0])
     return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")")
 
 
@@ -153,7 +161,7 @@ def _markdown_table(table: pd.DataFrame) -> str:
         group_rows = group.to_dict("records")
         means = {_column(r): r["test_mse_mean"] for r in group_rows}
         quantized = {_column(r): r["test_mse_mean"] for r in group_rows
-                     if r["method"] != "FP" and np.isfinite(r["test_mse_mean"])}
+                     if str(r["method"]).partition("+")[0] != "FP" and np.isfinite(r["test_mse_mean"])}
         best = min(quantized, key=quantized.__getitem__) if quantized else None
         cells = []
         for title in titles:
@@ -179,8 +187,9 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
         part = table[table["dataset"] == dataset]
         for method in sorted(part["method"].unique(), key=lambda m: order.get(m, len(order))):
             m = part[part["method"] == method].sort_values("bits")
-            if method == "FP":
-                ax.axhline(float(m["test_mse_mean"].mean()), color="black", linestyle="--", label="FP")
+            if method.partition("+")[0] == "FP":
+                ax.axhline(float(m["test_mse_mean"].mean()), color="black", linestyle="--" if method == "FP" else ":",
+                           label=method)
                 continue
             line, = ax.plot(m["bits"], m["test_mse_mean"], marker="o", label=method)
             ok = np.isfinite(m["ci95_low"]) & np.isfinite(m["ci95_high"])
@@ -212,7 +221,7 @@ def read_reference(reference: Path) -> pd.DataFrame:
 def _spread(runs: ChosenRuns) -> pd.DataFrame:
     """Median and worst final-test MSE per (dataset, method, bits): a mean pulled out of a
     reference interval by one bad repeat shows as a median that stays inside it."""
-    rows = [{"dataset": c["dataset"], "method": METHODS[c["method"]].display, "bits": int(c["bits"]),
+    rows = [{"dataset": c["dataset"], "method": _display(c["method"]), "bits": int(c["bits"]),
              "test_mse_median": float(np.median(_mses(mine))), "test_mse_max": float(_mses(mine).max())}
             for c, mine in runs]
     return pd.DataFrame(rows, columns=["dataset", "method", "bits", "test_mse_median", "test_mse_max"])
@@ -259,7 +268,7 @@ def _provenance(runs: ChosenRuns, store_path: Path) -> dict[str, Any]:
 
     cells, devices, versions = [], set(), set()
     for c, mine in runs:
-        cells.append({"dataset": c["dataset"], "method": METHODS[c["method"]].display,
+        cells.append({"dataset": c["dataset"], "method": _display(c["method"]),
                       "bits": int(c["bits"]), "setting_id": c["setting_id"], **_variant(c)[0],
                       "chosen_by": c["source"],
                       "seeds": sorted(int(s) for s in mine["seed"]),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,6 +166,7 @@ def run_protocol(
     data_dir: str | os.PathLike[str] | None = None,
     progress: ProgressSink | None = None,
     notes: Callable[[str], None] | None = None,
+    predictor: str = "mlp",
 ) -> ProtocolOutcome:
     """Reproduce Table 2 / Figure 4: search (or given settings), repeated final tests, report.
 
@@ -173,6 +174,11 @@ def run_protocol(
     ----------
     store
         SQLite results store; a re-run skips the runs it already holds.
+    predictor
+        The server model of every training (docs/predictors.md): ``mlp`` (the paper's, the
+        default: method names and stores unchanged), ``ensemble`` (each method's ensemble form),
+        ``gbdt`` or ``auto``; their rows and choices are stored as ``method+predictor``
+        (``bw-sq+gbdt``) beside the MLP's, and every cell trains alone (no shared FP training).
     out_dir
         Report directory (default: ``<store>_report`` next to the store).
     datasets, methods, bits, n_settings, repeats, grid
@@ -222,17 +228,21 @@ def run_protocol(
     )
     from softbits.experiments.stacking import check_stack, plan
     from softbits.experiments.store import ResultStore, check_store
-    from softbits.experiments.tasks import load_cached
+    from softbits.experiments.tasks import load_cached, predictor_method
     from softbits.paths import check_output_dir, writing
     from softbits.training.config import check_recipe, check_seeds
     from softbits.training.engine import resolve_device
-    from softbits.training.methods import DEFAULT_MEMBERS, get_method
+    from softbits.training.methods import DEFAULT_MEMBERS, ensemble_form, get_method
+    from softbits.training.predictors import check_gbdt_installed, check_predictor
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET
     store = Path(store)
     bit_list = _bits(bits if bits is not None else preset.bits)
     method_list = _methods(methods if methods is not None else preset.methods, bit_list)
+    check_predictor(predictor)
+    if predictor == "ensemble":  # the alias: each method's ensemble form, its members predicting
+        method_list, predictor = list(dict.fromkeys(ensemble_form(m) for m in method_list)), "mlp"
     n_settings = at_least(n_settings if n_settings is not None else preset.n_settings, "n-settings")
     repeats = at_least(repeats if repeats is not None else preset.repeats, "repeats")
     check_seeds(seed, repeats)  # repeat r trains with seed + r
@@ -255,7 +265,8 @@ def run_protocol(
     protocol = Protocol(datasets=tuple(dataset_list), methods=tuple(method_list),
                         bits=tuple(bit_list), n_folds=folds, repeats=repeats, seed=seed,
                         data_dir=str(data_dir) if data_dir else None, device=device,
-                        threads=1 if parallel else None, recipe=recipe, members=members)
+                        threads=1 if parallel else None, recipe=recipe, members=members,
+                        predictor=predictor)
     if members is not None and not ensembles and notes is not None:
         notes(f"--members {members} is ignored: none of the methods is an ensemble")
     n_features = {d: load_cached(d, str(data_dir) if data_dir else None).X.shape[1] for d in dataset_list}
@@ -284,6 +295,10 @@ def run_protocol(
                       for cell, s in chosen_from_file.items()}
         sized = [(c, n_features[d]) for (d, m, _), c in configs_of.items() if m in ensembles]
     _check_ensemble_memory(sized, device)
+    if predictor != "mlp":  # each config takes the predictor (an ensemble takes none), before any work
+        for config in (configs if search else configs_of.values()):
+            replace(config, predictor=predictor)
+        check_gbdt_installed()
 
     def units(tasks: list[Task]) -> tuple[list[Unit], list[str]]:
         return plan(tasks, stack_size, n_features=n_features.__getitem__)
@@ -309,7 +324,7 @@ def run_protocol(
             if search:
                 result_store.add_settings(t for _, t in trained)
             else:
-                result_store.set_choices((d, m, b, s, f"file:{Path(settings).name}", None)
+                result_store.set_choices((d, predictor_method(m, predictor), b, s, f"file:{Path(settings).name}", None)
                                          for (d, m, b), s in chosen_from_file.items())
             session.execute("search" if search else "test", first_phase(result_store))
             if search:
@@ -317,7 +332,7 @@ def run_protocol(
                 missing = [c for c in protocol.cells() if c not in choices]
                 if missing:
                     raise SoftbitsError(f"search left no result for {len(missing)} cells, e.g. {missing[0]}")
-                result_store.set_choices((d, m, b, protocol.trained(s, m), "search", val)
+                result_store.set_choices((d, predictor_method(m, predictor), b, protocol.trained(s, m), "search", val)
                                          for (d, m, b), (s, val) in choices.items())
                 session.execute("test", units(pending(final_tasks(protocol, {c: s for c, (s, _) in choices.items()}),
                                                       result_store))[0])

@@ -129,6 +129,9 @@ class RunMetrics:
     stacked: int = 1
     #: a budget task's allocation record (:meth:`softbits.training.allocation.Allocation.to_dict`)
     allocation: dict[str, Any] | None = None
+    #: a tree or auto predictor's record: the predictor that served, each candidate's validation
+    #: loss, the test MSE of the network behind the same codes
+    predictor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {**self.test.to_dict(), "train_seconds": self.train_seconds,
@@ -136,6 +139,8 @@ class RunMetrics:
                "n_test": self.n_test, "threads": self.threads, "stacked": self.stacked}
         if self.allocation is not None:  # only then, so uniform rows keep their form
             out["allocation"] = self.allocation
+        if self.predictor is not None:
+            out.update(self.predictor)
         return out
 
 
@@ -257,8 +262,15 @@ def _run_model(task: Task, ds: Dataset, split: Split, config: TrainConfig, start
                     metrics=RunMetrics(test=tested, train_seconds=float(m["train_seconds"]),
                                        final_train_loss=m["final_train_loss"],
                                        n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
-                                       threads=torch.get_num_threads(), allocation=model.allocation))
+                                       threads=torch.get_num_threads(), allocation=model.allocation,
+                                       predictor=_predictor_record(m) if config.predictor != "mlp" else None))
     return TaskResult(task=task, rows=(row,))
+
+
+def _predictor_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a store row keeps of a tree or auto training's choice (train --json's names)."""
+    keys = ("predictor", "predictor_val_loss", "test_mse_mlp", "auto_val_loss", "auto_choice")
+    return {k: metrics[k] for k in keys if k in metrics}
 
 
 def run(task: Task) -> TaskResult:
