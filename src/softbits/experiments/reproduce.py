@@ -49,7 +49,7 @@ def _full_preset() -> Preset:
     from softbits.training.methods import METHODS
 
     return Preset(datasets=tuple(PAPER_DATASETS),
-                  methods=tuple(name for name, m in METHODS.items() if not m.ensemble),
+                  methods=tuple(name for name, m in METHODS.items() if m.paper and not m.ensemble),
                   bits=tuple(range(2, 9)), n_settings=100, repeats=10, grid=PAPER_GRID)
 
 

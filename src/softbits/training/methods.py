@@ -62,6 +62,7 @@ class Method:
     rows of that method (same dataset and bits). ``per_feature_widths``: its quantizer takes one
     code width per feature (the threshold family). ``learns_quantizer``: its training
     quantizer has trainable parameters (so ``TrainConfig.threshold_lr_scale`` applies).
+    ``paper``: the method is in the paper's comparison (Table 2).
     """
 
     name: str
@@ -75,6 +76,8 @@ class Method:
     settings_from: str | None = None
     per_feature_widths: bool = True
     learns_quantizer: bool = False
+    #: one of the paper's Table 2 methods (``reproduce``'s default set); softbits' own are not
+    paper: bool = True
 
     @property
     def quantized(self) -> bool:
@@ -160,13 +163,13 @@ for _m in [
     Method("bw-bq", "Bw-BQ",
            train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="bins"),
            description="hard thermometer bits at tie-aware equal-frequency bins (a frequent value gets "
-                       "a bin of its own): the codes trees split on"),
+                       "a bin of its own): the codes trees split on", paper=False),
     Method("bw-sq", "Bw-SQ",
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True), learns_quantizer=True,
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),
     Method("bw-sq-ens", "Bw-SQ-Ens",
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True),
-           ensemble=True, settings_from="bw-sq", learns_quantizer=True,
+           ensemble=True, settings_from="bw-sq", learns_quantizer=True, paper=False,
            description="one Bw-SQ quantizer feeding an ensemble of independent MLPs (mean loss and prediction)"),
     Method("lsq", "LSQ", train_quantizer=_quantizer("lsq"), min_bits=2, per_feature_widths=False,
            learns_quantizer=True, min_bits_reason="the signed range needs Q_p = 2^(n-1) - 1 >= 1",
