@@ -63,9 +63,16 @@ def _display(key: str) -> str:
     return METHODS[method].display + plus + predictor
 
 
-def _method_order() -> dict[str, float]:
-    return {m.display + suffix: i + shift for i, m in enumerate(METHODS.values())
-            for suffix, shift in (("", 0.0), ("+gbdt", 0.3), ("+auto", 0.6))}
+def _base(display: str) -> str:
+    """The paper's method name of a table row (``Bw-SQ+gbdt`` → ``Bw-SQ``)."""
+    return str(display).partition("+")[0]
+
+
+def _rank(display: str) -> tuple[int, str]:
+    """Where a table row's method sorts: the registry's order, a method's predictor rows after
+    its MLP row; unknown names last."""
+    order = {m.display: i for i, m in enumerate(METHODS.values())}
+    return order.get(_base(display), len(order)), str(display).partition("+")[2]
 
 
 #: per chosen (dataset, method, bits) with results: the choice and its final-test rows
@@ -93,7 +100,7 @@ def _variant(choice: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     if isinstance(members, (int, float)) and not np.isnan(members):  # NaN: no value for this row
         count, named_members = int(members), True
     else:
-        count, named_members = UNKEYED_MEMBERS if METHODS[choice["method"].partition("+")[0]].ensemble else 1, False
+        count, named_members = UNKEYED_MEMBERS if METHODS[_base(choice["method"])].ensemble else 1, False
     return {"recipe": recipe if named_recipe else "paper", "members": count}, named_recipe or named_members
 
 
@@ -126,11 +133,11 @@ def _summary(runs: ChosenRuns) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=columns)
     if table.empty:
         return table
-    order = _method_order()
     datasets = list(dict.fromkeys(table["dataset"]))
     table["_d"] = table["dataset"].map(datasets.index)
-    table["_m"] = table["method"].map(order)
-    return table.sort_values(["_d", "bits", "_m"]).drop(columns=["_d", "_m"]).reset_index(drop=True)
+    table["_m"] = table["method"].map(lambda name: _rank(name)[0])
+    table["_p"] = table["method"].map(lambda name: _rank(name)[1])
+    return table.sort_values(["_d", "bits", "_m", "_p"]).drop(columns=["_d", "_m", "_p"]).reset_index(drop=True)
 
 
 def _fmt(x: float) -> str:
@@ -144,16 +151,15 @@ def _column(row: dict[str, Any]) -> str:
     ``table.csv`` holds it, the titles do not.)"""
     if "recipe" not in row:
         return str(row["method"])
-    ensemble = next(m.ensemble for m in METHODS.values() if m.display == str(row["method"]).partition("+")[0])
+    ensemble = next(m.ensemble for m in METHODS.values() if m.display == _base(row["method"]))
     return f"{row['method']} ({row['recipe']}" + (f", {row['members']} members)" if ensemble else ")")
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
     """Rows dataset × bits, columns methods; best quantized method per row in bold."""
-    order = _method_order()
     records = table.to_dict("records")
     columns = sorted({_column(r): r["method"] for r in records}.items(),
-                     key=lambda item: (order.get(item[1], len(order)), item[0]))
+                     key=lambda item: (_rank(item[1]), item[0]))
     titles = [title for title, _ in columns]
     lines = ["| dataset | bits | " + " | ".join(titles) + " |",
              "|---|---:|" + "---:|" * len(titles)]
@@ -161,7 +167,7 @@ def _markdown_table(table: pd.DataFrame) -> str:
         group_rows = group.to_dict("records")
         means = {_column(r): r["test_mse_mean"] for r in group_rows}
         quantized = {_column(r): r["test_mse_mean"] for r in group_rows
-                     if str(r["method"]).partition("+")[0] != "FP" and np.isfinite(r["test_mse_mean"])}
+                     if _base(r["method"]) != "FP" and np.isfinite(r["test_mse_mean"])}
         best = min(quantized, key=quantized.__getitem__) if quantized else None
         cells = []
         for title in titles:
@@ -182,12 +188,11 @@ def _figure(table: pd.DataFrame, path: Path) -> None:
 
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    order = _method_order()
     for ax, dataset in zip(axes[0], datasets, strict=True):
         part = table[table["dataset"] == dataset]
-        for method in sorted(part["method"].unique(), key=lambda m: order.get(m, len(order))):
+        for method in sorted(part["method"].unique(), key=_rank):
             m = part[part["method"] == method].sort_values("bits")
-            if method.partition("+")[0] == "FP":
+            if _base(method) == "FP":
                 ax.axhline(float(m["test_mse_mean"].mean()), color="black", linestyle="--" if method == "FP" else ":",
                            label=method)
                 continue
