@@ -245,7 +245,7 @@ def _run_model(task: Task, ds: Dataset, split: Split, config: TrainConfig, start
     budget, widths allocated on the training part and a training at them; with a predictor other
     than ``mlp``, the network and then the predictor behind its codes."""
     from softbits.training.allocation import train_allocated
-    from softbits.training.train import train_on_split
+    from softbits.training.train import predictor_record, train_on_split
 
     names: dict[str, Any] = dict(task=ds.task, feature_names=ds.feature_names, target_name=ds.target_name,
                                  classes=ds.classes, dataset=ds.name)
@@ -263,14 +263,8 @@ def _run_model(task: Task, ds: Dataset, split: Split, config: TrainConfig, start
                                        final_train_loss=m["final_train_loss"],
                                        n_train=int(len(split.y_train)), n_test=int(len(split.y_test)),
                                        threads=torch.get_num_threads(), allocation=model.allocation,
-                                       predictor=_predictor_record(m) if config.predictor != "mlp" else None))
+                                       predictor=predictor_record(m, config.predictor) if config.predictor != "mlp" else None))
     return TaskResult(task=task, rows=(row,))
-
-
-def _predictor_record(metrics: dict[str, Any]) -> dict[str, Any]:
-    """What a store row keeps of a tree or auto training's choice (train --json's names)."""
-    keys = ("predictor", "predictor_val_loss", "test_mse_mlp", "auto_val_loss", "auto_choice")
-    return {k: metrics[k] for k in keys if k in metrics}
 
 
 def run(task: Task) -> TaskResult:

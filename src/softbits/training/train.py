@@ -37,7 +37,8 @@ from softbits.training.trained_model import TrainedModel
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
            "score", "score_trees", "summary",
-           "AUTO_THRESHOLDS", "auto_candidates", "choose_candidate", "train_dataset", "train_on_split",
+           "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "choose_candidate", "predictor_record",
+           "train_dataset", "train_on_split",
            "train_single", "training_memory"]
 
 
@@ -376,6 +377,17 @@ def train_single(
     )
 
 
+#: what a tree or auto training records of its choice, beside ``predictor``
+PREDICTOR_KEYS = ("predictor_val_loss", "test_mse_mlp", "auto_val_loss", "auto_choice")
+
+
+def predictor_record(metrics: dict[str, Any], asked: str) -> dict[str, Any]:
+    """The predictor that served (``asked`` when the metrics name none) and, for a tree or auto
+    training, each candidate's validation loss and the network's test MSE: what ``train
+    --json`` prints and a store row keeps."""
+    return {"predictor": metrics.get("predictor", asked), **{k: metrics[k] for k in PREDICTOR_KEYS if k in metrics}}
+
+
 def train_dataset(ds: Dataset, config: TrainConfig, *,
                   on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainedModel:
     """The paper's split (90/10, ``random_state=config.seed``), scaling, training and test."""
@@ -417,13 +429,7 @@ def summary(model: TrainedModel, ds: Dataset, n_train: int, n_test: int) -> dict
     }
     if "test_mse_fp" in m:
         out["test_mse_fp"] = m["test_mse_fp"]
-    out["predictor"] = m.get("predictor", cfg.predictor)
-    if cfg.predictor != "mlp":
-        out["predictor_val_loss"] = m.get("predictor_val_loss")
-        out["test_mse_mlp"] = m.get("test_mse_mlp")
-    if "auto_val_loss" in m:
-        out["auto_val_loss"] = m["auto_val_loss"]
-        out["auto_choice"] = m["auto_choice"]
+    out.update(predictor_record(m, cfg.predictor))
     if cfg.bits_per_feature is not None:
         out["bits_per_feature"] = dict(zip(ds.feature_names, cfg.bits_per_feature, strict=True))
     if model.allocation is not None:  # a budget's widths, also when they came out equal
