@@ -72,11 +72,10 @@ def run_seed(name: str, seed: int, args: argparse.Namespace) -> list[dict[str, A
     record("fp gbdt", 32, fp, seconds)
     record("fp mlp", 32, fp, seconds, mse=fp.metrics["test_mse_mlp"])
     for b in args.widths:
-        for contender, config in (("bw-sq mlp", replace(base, bits=b)),
-                                  ("quantile gbdt", replace(base, method="bw-qq", bits=b, predictor="gbdt")),
-                                  ("auto", replace(base, bits=b, predictor="auto"))):
-            if args.allocated_only:
-                break
+        uniform = (("bw-sq mlp", replace(base, bits=b)),
+                   ("quantile gbdt", replace(base, method="bw-qq", bits=b, predictor="gbdt")),
+                   ("auto", replace(base, bits=b, predictor="auto")))
+        for contender, config in () if args.allocated_only else uniform:
             clock = time.perf_counter()
             model = train_on_split(split, config, **kw)
             record(contender, b, model, time.perf_counter() - clock)

@@ -337,4 +337,3 @@ def resolve(recipe: str = "paper", **options: Any) -> TrainConfig:
         cosine = values["lr_schedule"] == "cosine" and isinstance(epochs, int)
         values["warmup_epochs"] = min(round(fraction * epochs), epochs - 1) if cosine else 0
     return TrainConfig(recipe=recipe, **values)
-
