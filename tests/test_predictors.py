@@ -310,7 +310,22 @@ def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
                             replace(TrainConfig(method="bw-sq", predictor="auto", **TINY), bits=2), 20,
                             task=diabetes.task, feature_names=diabetes.feature_names)
     assert sum(model.allocation["bits_per_feature"].values()) <= 20
-    assert len(model.metrics["auto_val_loss"]) == 4
+    losses = model.metrics["auto_val_loss"]
+    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt",
+                           "bw-bq+mlp (uniform)", "bw-bq+gbdt (uniform)"}  # 20 bits = 2 per feature
+    assert model.metrics["auto_choice"] == min(losses, key=losses.get)
+    uniform = model.metrics["auto_choice"].endswith("(uniform)")
+    assert (model.allocation["allocator"] == "uniform") == uniform
+    if uniform:
+        assert set(model.allocation["bits_per_feature"].values()) == {2}
+
+
+def test_auto_at_a_budget_that_is_not_n_bits_per_feature_has_no_uniform_candidate(diabetes):
+    model = train_allocated(split_and_scale(diabetes, seed=0),
+                            replace(TrainConfig(method="bw-sq", predictor="auto", **TINY), bits=3), 25,
+                            task=diabetes.task, feature_names=diabetes.feature_names)
+    assert not any("uniform" in name for name in model.metrics["auto_val_loss"])
+    assert model.allocation["allocator"] == "greedy-removal"
 
 
 def test_fixed_thresholds_scored_by_trees_start_wider_and_train_no_probe(diabetes, monkeypatch):

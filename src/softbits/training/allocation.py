@@ -26,6 +26,7 @@ from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.methods import get_method
 from softbits.training.train import (
+    AUTO_THRESHOLDS,
     auto_candidates,
     build_model,
     choose_candidate,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from softbits.training.predictors import GBDTPredictor
 
 __all__ = ["Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
-           "start_bits", "train_allocated"]
+           "start_bits", "train_allocated", "uniform_candidate"]
 
 
 def parse_widths(text: str, feature_names: Sequence[str], default_bits: int) -> tuple[int, ...]:
@@ -165,11 +166,13 @@ class Allocation:
     search_seconds: float
     #: the model whose validation loss chose the widths: the probe's MLP, or trees on its codes
     scored_by: str = "mlp"
+    #: how: ``greedy-removal``, or ``uniform`` for ``auto``'s every-feature-at-n candidate
+    allocator: str = "greedy-removal"
 
     def to_dict(self, feature_names: Sequence[str]) -> dict[str, Any]:
         """The record kept in the model file and printed by ``train --json``."""
         return {
-            "allocator": "greedy-removal",
+            "allocator": self.allocator,
             "scored_by": self.scored_by,
             "bits_per_feature": dict(zip(feature_names, self.widths, strict=True)),
             "budget_bits": self.budget_bits,
@@ -447,13 +450,30 @@ def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str
     on the validation share serves.
     """
     n_out = len(classes) if task == "classification" and classes else 1
+    choices = [(candidate, allocate(split.X_train, split.y_train, candidate, budget, task=task, n_outputs=n_out,
+                                    on_epoch_end=on_epoch_end)) for candidate in auto_candidates(config)]
+    choices += uniform_candidate(config, budget, split.X_train.shape[1])
     models = []
-    for candidate in auto_candidates(config):
-        chosen = allocate(split.X_train, split.y_train, candidate, budget, task=task, n_outputs=n_out,
-                          on_epoch_end=on_epoch_end)
+    for candidate, chosen in choices:
         model = train_single(split, replace(candidate, bits_per_feature=chosen.widths), task=task,
                              feature_names=feature_names, target_name=target_name, classes=classes,
                              dataset=dataset, on_epoch_end=on_epoch_end)
         model.allocation = chosen.to_dict(feature_names)
         models.append(model)
     return choose_candidate(models)
+
+
+def uniform_candidate(config: TrainConfig, budget: int, n_features: int) -> list[tuple[TrainConfig, Allocation]]:
+    """For ``auto`` at a budget of n·F bits: :data:`~softbits.training.train.AUTO_THRESHOLDS` with
+    every feature at n bits, beside the allocated candidates. Trees on uniform bins can beat any
+    allocation the greedy removal reaches from its wider start (measured on cpu_act at 8 bits),
+    and the choice between them is made on the validation share as for every candidate."""
+    n, rest = divmod(budget, n_features)
+    thresholds = replace(config, method=AUTO_THRESHOLDS)
+    if (len(auto_candidates(config)) < 2 or rest
+            or not get_method(AUTO_THRESHOLDS).min_bits <= n <= MAX_BITS):
+        return []
+    widths = (n,) * n_features
+    return [(thresholds, Allocation(widths=widths, budget_bits=budget, start_bits=n, validation_rows=0,
+                                    start_loss=None, trace=(), probe_seconds=0.0, search_seconds=0.0,
+                                    scored_by="none", allocator="uniform"))]

@@ -298,16 +298,22 @@ def auto_candidates(config: TrainConfig) -> list[TrainConfig]:
     return [config, replace(config, method=AUTO_THRESHOLDS)]
 
 
+def candidate_name(model: TrainedModel, predictor: str) -> str:
+    """``method+predictor``, and `` (uniform)`` for the every-feature-at-n candidate of a budget."""
+    uniform = model.allocation is not None and model.allocation.get("allocator") == "uniform"
+    return f"{model.config.method}+{predictor}" + (" (uniform)" if uniform else "")
+
+
 def choose_candidate(models: list[TrainedModel]) -> TrainedModel:
     """The candidate with the least validation loss (each scored on the same validation rows of
     the training part), with every candidate's loss recorded as ``auto_val_loss``."""
     if len(models) == 1:
         return models[0]
-    losses = {f"{m.config.method}+{name}": loss for m in models
+    losses = {candidate_name(m, name): loss for m in models
               for name, loss in m.metrics["predictor_val_loss"].items()}
     best = min(models, key=lambda m: min(m.metrics["predictor_val_loss"].values()))
     best.metrics["auto_val_loss"] = losses
-    best.metrics["auto_choice"] = f"{best.config.method}+{best.metrics['predictor']}"
+    best.metrics["auto_choice"] = candidate_name(best, best.metrics["predictor"])
     best.metrics["auto_seconds"] = sum(float(m.metrics["train_seconds"]) + float(m.metrics["predictor_seconds"])
                                        for m in models)
     return best
