@@ -65,9 +65,11 @@ def test_outputs_hold_what_they_claim_and_resume(tmp_path: Path) -> None:
     md = _md_rows(outcome.paths.md)
     assert len(md) == len(table)
     for cells, row in zip(md, table.to_dict("records"), strict=True):
-        assert cells[0] == row["kind"] and int(cells[1]) == row["budget_bits"]
-        assert int(cells[4]) == row["payload_bytes"] and int(cells[5]) == row["n_runs"]
-        assert float(cells[6]) == pytest.approx(row["test_mse_mean"], rel=1e-5)
+        assert cells[0] == row["method"] == "bw-sq"
+        assert cells[1] == row["kind"] and int(cells[2]) == row["budget_bits"]
+        assert int(cells[5]) == row["payload_bytes"] and int(cells[6]) == row["n_runs"]
+        assert float(cells[7]) == pytest.approx(row["test_mse_mean"], rel=1e-5)
+    assert table["vs_best_other"].isna().all()  # one contender: no other to compare with
 
     # the store rows carry what reproduce's do, and the allocated ones the chosen widths
     rows = _results(store)
@@ -127,6 +129,13 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "lsq": ([*base, "--method", "lsq"], "method lsq takes one bit width for every feature"),
         "fp": ([*base, "--method", "fp"], "method fp sends full-precision features"),
         "seeds": ([*base, "--seeds", "0"], "--seeds must be >= 1"),
+        "bits zero": ([*base, "--bits", "2,0"], "--bits wants average widths per feature (whole numbers 1..16)"),
+        "bits too wide": ([*base, "--bits", "17"], "--bits wants average widths"),
+        "bits text": ([*base, "--bits", "two"], "--bits wants average widths"),
+        "bits empty": ([*base, "--bits", ","], "--bits is empty"),
+        "bits and budgets": ([*base, "--bits", "2", "--budgets", "20"], "give --budgets (code bits per sample) or --bits"),
+        "compare with a predictor": ([*base, "--compare", "--predictor", "gbdt"],
+                                     "--compare runs its own predictors"),
         "epochs": ([*base, "--epochs", "0"], "epochs must be >= 1"),
         "device": ([*base, "--device", "tpu"], "device"),
         "scheduler": ([*base, "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "1"],
@@ -199,3 +208,40 @@ def test_dask_equals_local(tmp_path: Path) -> None:
     pd.testing.assert_series_equal(a["test_mse"], b["test_mse"], rtol=1e-6, atol=1e-9)
     pd.testing.assert_frame_equal(pd.read_csv(local.paths.csv).drop(columns="seconds_mean"),
                                   pd.read_csv(remote.paths.csv).drop(columns="seconds_mean"))
+
+
+def test_compare_puts_every_contender_on_the_same_splits(tmp_path: Path) -> None:
+    """--compare: the paper's MLP, quantile codes + trees and auto in one table; a point of a
+    contender is the training a one-contender frontier (or ``softbits train``) does on that seed."""
+    pytest.importorskip("lightgbm")
+    from softbits.data import load_dataset
+    from softbits.training.config import TrainConfig
+    from softbits.training.train import train_dataset
+
+    store, out = tmp_path / "c.sqlite", tmp_path / "out"
+    outcome = run_frontier(store=store, out_dir=out, dataset="diabetes", compare=True, bits=[2], seeds=2,
+                           jobs=1, device="cpu", **NET_KW)
+    table = pd.read_csv(outcome.paths.csv)
+    assert list(zip(table["method"], table["kind"], table["budget_bits"], strict=True)) == [
+        ("bw-sq", "fp", 320), ("bw-sq", "uniform", 20), ("bw-sq", "allocated", 20),
+        ("bw-qq+gbdt", "fp", 320), ("bw-qq+gbdt", "uniform", 20), ("bw-qq+gbdt", "allocated", 20),
+        ("bw-sq+auto", "allocated", 20)]
+    assert (table["n_runs"] == 2).all() and outcome.runs == 2 * 7
+    mse = {(m, k): v for m, k, v in zip(table["method"], table["kind"], table["test_mse_mean"], strict=True)}
+    for row in table[table["kind"] != "fp"].to_dict("records"):
+        others = [v for (m, k), v in mse.items() if m != row["method"] and k != "fp"]
+        assert row["vs_best_other"] == pytest.approx(row["test_mse_mean"] / min(others))
+    rows = _results(store)
+    auto = rows[rows["method"] == "bw-sq+auto"]
+    assert all("auto_choice" in json.loads(m) for m in auto["metrics"])
+    # quantile codes + trees at 2 bits, seed 42: what a plain training on the same split gives
+    plain = train_dataset(load_dataset("diabetes"), TrainConfig(method="bw-qq", predictor="gbdt", bits=2, seed=42,
+                                                                layers=1, neurons=8, epochs=2, device="cpu"))
+    point = rows[(rows["method"] == "bw-qq+gbdt") & (rows["bits"] == 2) & (rows["seed"] == 42)]
+    assert float(point["test_mse"].iloc[0]) == pytest.approx(plain.metrics["test_mse"], rel=1e-6)
+    # the one-contender frontier of trees finds all its trainings in the store
+    again = run_frontier(store=store, out_dir=tmp_path / "one", dataset="diabetes", method="bw-qq",
+                         predictor="gbdt", bits=[2], seeds=2, jobs=1, device="cpu", **NET_KW)
+    assert again.runs == 0
+    assert again.table["test_mse_mean"].tolist() == pytest.approx(table["test_mse_mean"][3:6].tolist())
+    assert outcome.paths.figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

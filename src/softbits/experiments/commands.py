@@ -231,7 +231,9 @@ def frontier(
     data: Annotated[Path | None, typer.Option(help="Your own CSV, CSV.GZ or Parquet file instead of --dataset (a regression target).")] = None,
     target: Annotated[str | None, typer.Option(help="Target column of --data (default: the last).")] = None,
     method: Annotated[str, typer.Option(help="A threshold method that takes per-feature widths (bw-sq, bw-mq, bw-qq, sq, pr-*, po-*).")] = "bw-sq",
-    budgets: Annotated[str, typer.Option(help="Code bits per sample, comma-separated (1..16 x features), and 'uniform' for the code bits of uniform 1..4 bits (n x features).")] = "uniform",
+    budgets: Annotated[str | None, typer.Option(help="Code bits per sample, comma-separated (1..16 x features), and 'uniform' for the code bits of uniform 1..4 bits (n x features; the default).")] = None,
+    bits: Annotated[str | None, typer.Option(help="Instead of --budgets: average widths per feature, comma-separated (e.g. 1,2,3,4,6,8); each is the budget bits x features.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Every contender on the same splits in one table and plot: --method with the MLP (the paper; FP MLP), quantile codes + trees (bw-qq+gbdt; FP trees) and --method with auto (docs/frontier.md).")] = False,
     seeds: Annotated[int, typer.Option(help="Repeats per point: repeat r splits 90/10 and trains with seed --seed + r.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the first repeat.")] = 42,
     layers: Annotated[int, typer.Option(help="Hidden layers of every model.")] = 5,
@@ -251,11 +253,12 @@ def frontier(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object at the end.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Test MSE against payload bits: uniform and allocated widths at each budget, and FP, over several seeds."""
+    """Test MSE against payload bits: uniform and allocated widths at each budget, and FP, over several seeds; --compare puts softbits beside the alternatives."""
     from softbits.experiments.frontier import run_frontier
 
     outcome = run_frontier(
-        store=store, dataset=_one_dataset(dataset, data, target), out_dir=out_dir, method=method.lower(), budgets=budgets.split(","),
+        store=store, dataset=_one_dataset(dataset, data, target), out_dir=out_dir, method=method.lower(),
+        budgets=None if budgets is None else budgets.split(","), bits=None if bits is None else bits.split(","), compare=compare,
         seeds=seeds, seed=seed, layers=layers, neurons=neurons, epochs=epochs, lr=lr, dropout=dropout,
         decrease_factor=decrease_factor, weight_decay=weight_decay, jobs=jobs, scheduler=scheduler,
         connect_timeout=connect_timeout, device=device, data_dir=data_dir, progress=progress_display(),
