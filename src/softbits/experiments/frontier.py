@@ -56,8 +56,9 @@ def budget_list(budgets: Sequence[int | str], n_features: int, method: Method,
     from softbits.text import ascii_int
     from softbits.training.allocation import budget_bits
 
-    if isinstance(budgets, str) or isinstance(bits, str):
-        raise ConfigError(f"budgets must be a list, got the string {budgets if isinstance(budgets, str) else bits!r}")
+    for given in (budgets, bits):
+        if isinstance(given, str):
+            raise ConfigError(f"budgets must be a list, got the string {given!r}")
     if bits is not None:
         budgets = []
         for item in bits:
