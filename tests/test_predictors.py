@@ -187,12 +187,55 @@ def test_train_cli_reports_the_predictor_and_refuses_bad_ones(tmp_path, capsys):
                          "predictor gbdt replaces the network")
 
 
-def test_a_missing_gbdt_extra_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("args", [["--predictor", "gbdt"], ["--method", "bw-tq"]])
+def test_a_missing_gbdt_extra_is_one_line_before_training(tmp_path, capsys, monkeypatch, args):
     real = predictors.importlib.util.find_spec
     monkeypatch.setattr(predictors.importlib.util, "find_spec",
                         lambda name, *a: None if name == "lightgbm" else real(name, *a))
-    assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--predictor", "gbdt"],
-                         "pip install 'softbits[gbdt]'")
+    assert_train_refuses(capsys, tmp_path / "x.safetensors", args, "pip install 'softbits[gbdt]'")
+
+
+def test_split_point_thresholds_come_from_trees_on_the_training_part_only(diabetes, tmp_path, monkeypatch):
+    """bw-tq: float32 trees fit on the training part less the validation share (their own
+    early stopping carved from it), and the thresholds are the gain-weighted quantiles of their
+    split points; the model file round-trips and encodes as its quantizer does."""
+    seen = []
+    fit = predictors.GBDTPredictor.fit.__func__
+
+    def spy(cls, X, y, X_val, y_val, **kwargs):
+        seen.append((kwargs["inputs"], X, X_val))
+        return fit(cls, X, y, X_val, y_val, **kwargs)
+
+    monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(spy))
+    config = TrainConfig(method="bw-tq", predictor="gbdt", **TINY)
+    model = train_dataset(diabetes, config)
+    (inputs, X_fit, X_val), codes_fit = seen[0], seen[1]
+    assert inputs == "features" and codes_fit[0] == "codes"  # split points first, then the serving trees
+    split = split_and_scale(diabetes, seed=config.seed)
+    test_rows = {tuple(np.float32(r)) for r in split.X_test}
+    train_rows = {tuple(np.float32(r)) for r in split.X_train}
+    used = {tuple(np.float32(r)) for r in np.concatenate([X_fit, X_val])}
+    assert used < train_rows and not used & test_rows
+    q = model.module.quantizer
+    assert q.init == "splits" and not q.trainable
+    y_fit, y_val = _targets(split, X_fit), _targets(split, X_val)
+    trees = predictors.GBDTPredictor.fit(X_fit, y_fit, X_val, y_val, task="regression", n_outputs=1,
+                                         inputs="features", seed=config.seed)
+    from softbits.nn.quantizers import split_thresholds
+
+    expected = split_thresholds(X_fit, config.bits, trees.split_points(X_fit.shape[1]))
+    np.testing.assert_allclose(q.thresholds.double().numpy(), expected, rtol=1e-6)
+    path = model.save(tmp_path / "tq.safetensors")
+    again = TrainedModel.load(path)
+    X = diabetes.X[:40]
+    np.testing.assert_array_equal(again.encode(X), model.encode(X))
+    np.testing.assert_allclose(again.predict(X), model.predict(X), rtol=1e-6)
+
+
+def _targets(split, rows):
+    """The standardized targets of ``rows`` of ``split``'s training part."""
+    index = {tuple(np.float32(r)): i for i, r in enumerate(split.X_train)}
+    return np.asarray(split.y_train).ravel()[[index[tuple(np.float32(r))] for r in rows]]
 
 
 def test_estimators_take_the_predictor():
@@ -297,7 +340,7 @@ def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabet
     kept is the one with the least of the four validation losses, and it round-trips."""
     model = train_dataset(diabetes, TrainConfig(method="bw-sq", predictor="auto", **TINY))
     losses = model.metrics["auto_val_loss"]
-    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt"}
+    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt", "bw-tq+mlp", "bw-tq+gbdt"}
     assert model.metrics["auto_choice"] == min(losses, key=losses.get)
     assert model.metrics["auto_choice"] == f"{model.config.method}+{model.predictor}"
     path = model.save(tmp_path / "auto.safetensors")
@@ -311,7 +354,7 @@ def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
                             task=diabetes.task, feature_names=diabetes.feature_names)
     assert sum(model.allocation["bits_per_feature"].values()) <= 20
     losses = model.metrics["auto_val_loss"]
-    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt",
+    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt", "bw-tq+mlp", "bw-tq+gbdt",
                            "bw-bq+mlp (uniform)", "bw-bq+gbdt (uniform)"}  # 20 bits = 2 per feature
     assert model.metrics["auto_choice"] == min(losses, key=losses.get)
     uniform = model.metrics["auto_choice"].endswith("(uniform)")

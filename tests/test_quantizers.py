@@ -223,3 +223,24 @@ def test_bins_of_few_distinct_values_split_between_each_and_of_continuous_data_f
     np.testing.assert_allclose(bin_thresholds(three, 2)[0], [1.5, 3.5, 3.5])
     x = np.random.default_rng(1).normal(size=(4000, 2))
     np.testing.assert_allclose(bin_thresholds(x, 4), quantile_thresholds(x, 4), atol=0.02)
+
+
+def test_split_thresholds_sit_at_gain_weighted_quantiles_of_the_split_values():
+    """Threshold k where the summed gain first reaches (k − ½)/M; a value carrying most of the
+    gain takes several thresholds; a feature with no split gets bins; init 'splits' without
+    split points is a one-line error."""
+    from softbits.errors import ConfigError
+    from softbits.nn.quantizers import bin_thresholds, split_thresholds
+    from softbits.nn.quantizers.threshold_init import init_thresholds
+
+    x = np.random.default_rng(2).normal(size=(500, 2))
+    splits = [(np.array([2.0, 0.0, 1.0]), np.array([8.0, 1.0, 1.0])), (np.array([]), np.array([]))]
+    np.testing.assert_allclose(split_thresholds(x, 1, splits)[0], [2.0])
+    np.testing.assert_allclose(split_thresholds(x, 2, splits)[0], [1.0, 2.0, 2.0])
+    even = [(np.arange(15.0), np.ones(15)), splits[1]]
+    np.testing.assert_allclose(split_thresholds(x, 2, even)[0], [2.0, 7.0, 12.0])
+    np.testing.assert_allclose(split_thresholds(x, 2, splits)[1], bin_thresholds(x[:, 1:], 2)[0])
+    with pytest.raises(ConfigError, match="needs the split points"):
+        init_thresholds(x, 2, "splits")
+    with pytest.raises(ConfigError, match="split points for 2 features, but the data has 1"):
+        split_thresholds(x[:, :1], 2, splits)

@@ -322,7 +322,7 @@ def run_frontier(
     for c in contenders:  # the training config checks each value and its type
         for name in (c.method, "fp"):
             replace(given.train_config(name, get_method(c.method).min_bits, seed, device), predictor=c.predictor)
-    if any(c.predictor != "mlp" for c in contenders):
+    if any(c.predictor != "mlp" or get_method(c.method).needs_gbdt for c in contenders):
         check_gbdt_installed()
     setting = Setting.from_mapping(given.to_dict())  # 1 and 1.0 are one setting (and one id)
     resolve_device(device)

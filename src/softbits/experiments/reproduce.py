@@ -298,6 +298,7 @@ def run_protocol(
     if predictor != "mlp":  # each config takes the predictor (an ensemble takes none), before any work
         for config in (configs if search else configs_of.values()):
             replace(config, predictor=predictor)
+    if predictor != "mlp" or any(get_method(m).needs_gbdt for m in method_list):
         check_gbdt_installed()
 
     def units(tasks: list[Task]) -> tuple[list[Unit], list[str]]:

@@ -26,7 +26,6 @@ from softbits.training.config import TrainConfig
 from softbits.training.engine import target_tensor, to_tensor
 from softbits.training.methods import get_method
 from softbits.training.train import (
-    AUTO_THRESHOLDS,
     auto_candidates,
     build_model,
     choose_candidate,
@@ -39,7 +38,7 @@ from softbits.training.trained_model import TrainedModel
 if TYPE_CHECKING:
     from softbits.training.predictors import GBDTPredictor
 
-__all__ = ["Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
+__all__ = ["UNIFORM_THRESHOLDS", "Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
            "start_bits", "train_allocated", "uniform_candidate"]
 
 
@@ -387,8 +386,10 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
                            warmup_epochs=min(round(PROBE_EPOCH_SHARE * config.warmup_epochs), epochs - 1))
     X_val = np.asarray(X_train[val_rows], dtype=np.float32)
     if untrained:
-        module = build_model(probe_config, n_features, n_outputs, to_tensor(X_train[fit_rows], torch.device("cpu")))
-        y_val = target_tensor(y_train[val_rows], torch.device("cpu"), task)
+        cpu = torch.device("cpu")
+        module = build_model(probe_config, n_features, n_outputs, to_tensor(X_train[fit_rows], cpu),
+                             y_train=target_tensor(y_train[fit_rows], cpu, task), task=task)
+        y_val = target_tensor(y_train[val_rows], cpu, task)
     else:
         fitted = fit_module(X_train[fit_rows], y_train[fit_rows], probe_config, task=task, n_outputs=n_outputs,
                             on_epoch_end=on_epoch_end)
@@ -463,15 +464,19 @@ def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str
     return choose_candidate(models)
 
 
+#: the thresholds of ``auto``'s uniform candidate at a budget of n·F bits
+UNIFORM_THRESHOLDS = "bw-bq"
+
+
 def uniform_candidate(config: TrainConfig, budget: int, n_features: int) -> list[tuple[TrainConfig, Allocation]]:
-    """For ``auto`` at a budget of n·F bits: :data:`~softbits.training.train.AUTO_THRESHOLDS` with
-    every feature at n bits, beside the allocated candidates. Trees on uniform bins can beat any
-    allocation the greedy removal reaches from its wider start (measured on cpu_act at 8 bits),
-    and the choice between them is made on the validation share as for every candidate."""
+    """For ``auto`` at a budget of n·F bits: :data:`UNIFORM_THRESHOLDS` with every feature at n
+    bits, beside the allocated candidates. Trees on uniform bins can beat any allocation the
+    greedy removal reaches from its wider start (measured on cpu_act at 8 bits), and the choice
+    between them is made on the validation share as for every candidate."""
     n, rest = divmod(budget, n_features)
-    thresholds = replace(config, method=AUTO_THRESHOLDS)
+    thresholds = replace(config, method=UNIFORM_THRESHOLDS)
     if (len(auto_candidates(config)) < 2 or rest
-            or not get_method(AUTO_THRESHOLDS).min_bits <= n <= MAX_BITS):
+            or not get_method(UNIFORM_THRESHOLDS).min_bits <= n <= MAX_BITS):
         return []
     widths = (n,) * n_features
     return [(thresholds, Allocation(widths=widths, budget_bits=budget, start_bits=n, validation_rows=0,

@@ -91,7 +91,9 @@ def train(
                      members=members, optimizer=optimizer, lr_schedule=lr_schedule,
                      warmup_epochs=warmup_epochs, threshold_lr_scale=threshold_lr_scale,
                      predictor=predictor.lower())
-    if config.predictor != "mlp":
+    from softbits.training.methods import get_method
+
+    if config.predictor != "mlp" or get_method(config.method).needs_gbdt:
         from softbits.training.predictors import check_gbdt_installed
 
         check_gbdt_installed()

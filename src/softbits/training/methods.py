@@ -62,7 +62,8 @@ class Method:
     rows of that method (same dataset and bits). ``per_feature_widths``: its quantizer takes one
     code width per feature (the threshold family). ``learns_quantizer``: its training
     quantizer has trainable parameters (so ``TrainConfig.threshold_lr_scale`` applies).
-    ``paper``: the method is in the paper's comparison (Table 2).
+    ``paper``: the method is in the paper's comparison (Table 2). ``needs_gbdt``: its thresholds
+    come from trees (the GBDT extra), whatever predictor serves.
     """
 
     name: str
@@ -78,6 +79,7 @@ class Method:
     learns_quantizer: bool = False
     #: one of the paper's Table 2 methods (``reproduce``'s default set); softbits' own are not
     paper: bool = True
+    needs_gbdt: bool = False
 
     @property
     def quantized(self) -> bool:
@@ -164,6 +166,10 @@ for _m in [
            train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="bins"),
            description="hard thermometer bits at tie-aware equal-frequency bins (a frequent value gets "
                        "a bin of its own): the codes trees split on", paper=False),
+    Method("bw-tq", "Bw-TQ",
+           train_quantizer=_quantizer("bitwise", soft=False, trainable=False, init="splits"),
+           description="hard thermometer bits at the gain-weighted quantiles of float32 trees' split points "
+                       "(trees fitted on the training part; needs softbits[gbdt])", paper=False, needs_gbdt=True),
     Method("bw-sq", "Bw-SQ",
            train_quantizer=_quantizer("bitwise", soft=True, trainable=True), learns_quantizer=True,
            description="bitwise soft quantization with trainable thresholds (the paper's method)"),

@@ -17,14 +17,17 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from softbits.errors import ConfigError
 
+if TYPE_CHECKING:  # the quantizers import torch; this module loads without it
+    from softbits.nn.quantizers.threshold_init import SplitPoints
+
 __all__ = ["GBDT_PARAMS", "GBDT_VAL_FRACTION", "MAX_GBDT_BYTES", "PREDICTORS", "GBDTParams",
-           "GBDTPredictor", "check_gbdt_installed", "check_predictor"]
+           "GBDTPredictor", "check_gbdt_installed", "check_predictor", "split_points"]
 
 PREDICTORS = ("mlp", "ensemble", "gbdt", "auto")
 #: the share of the training part that early-stops the trees and chooses ``auto``'s predictor,
@@ -150,6 +153,21 @@ class GBDTPredictor:
     def header(self) -> dict[str, Any]:
         return {"kind": self.kind, "inputs": self.inputs, "rounds": self.rounds}
 
+    def split_points(self, n_features: int) -> SplitPoints:
+        """Per feature, the distinct values the trees split at (x ≤ value goes left) and the
+        gain summed over each value's splits."""
+        gains: list[dict[float, float]] = [{} for _ in range(n_features)]
+        stack = [tree["tree_structure"] for tree in self.booster.dump_model()["tree_info"]]
+        while stack:
+            node = stack.pop()
+            if "split_feature" in node:
+                mine = gains[int(node["split_feature"])]
+                value = float(node["threshold"])
+                mine[value] = mine.get(value, 0.0) + float(node["split_gain"])
+                stack += [node["left_child"], node["right_child"]]
+        return [(np.fromiter(g, dtype=np.float64, count=len(g)),
+                 np.fromiter(g.values(), dtype=np.float64, count=len(g))) for g in gains]
+
     def to_text(self) -> str:
         return str(self.booster.model_to_string(num_iteration=self.booster.best_iteration or None))
 
@@ -211,3 +229,17 @@ def _check_code_ranges(model: str, max_codes: list[int]) -> None:
         if lo < 0 or hi > top:
             raise ValueError(f"the trees saw codes {lo:g}..{hi:g} for feature {f}, whose width allows 0..{top}")
 
+
+def split_points(X: np.ndarray, y: np.ndarray, *, task: str, n_outputs: int, seed: int) -> SplitPoints:
+    """Where float32 trees fitted on rows ``X, y`` of the training part split each feature
+    (:meth:`GBDTPredictor.split_points`): the trees early-stop on :data:`GBDT_VAL_FRACTION` of
+    those rows (seeded), so no row outside them is read. Init ``splits`` places thresholds there."""
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    n_val = max(1, int(round(GBDT_VAL_FRACTION * X.shape[0])))
+    if X.shape[0] - n_val < 2:
+        raise ConfigError(f"split-point thresholds need more training rows than {X.shape[0]}")
+    order = np.random.default_rng(seed).permutation(X.shape[0])
+    val, fit = order[:n_val], order[n_val:]
+    trees = GBDTPredictor.fit(X[fit], y[fit], X[val], y[val], task=task, n_outputs=n_outputs,
+                              inputs="features", seed=seed)
+    return trees.split_points(X.shape[1])

@@ -31,7 +31,7 @@ from softbits.training.engine import (
     to_tensor,
 )
 from softbits.training.methods import get_method
-from softbits.training.predictors import GBDTPredictor, check_gbdt_installed
+from softbits.training.predictors import GBDTPredictor, check_gbdt_installed, split_points
 from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
@@ -44,10 +44,13 @@ __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
                 X_train: torch.Tensor | None = None, *,
-                device: torch.device | None = None) -> QuantizedMLP:
+                device: torch.device | None = None, y_train: torch.Tensor | None = None,
+                task: str = "regression") -> QuantizedMLP:
     """The method's quantizer (initialised on ``X_train`` when given) in front of a fresh MLP,
     or of ``config.members`` MLPs for an ensemble method.
 
+    Thresholds at trees' split points (init ``splits``, ``bw-tq``) need ``y_train`` and
+    ``task``: float32 trees fit on those rows alone (:func:`~softbits.training.predictors.split_points`).
     With ``device``, a network whose training cannot fit that device's free memory is refused
     before any of it is allocated (:func:`check_training_memory`).
     """
@@ -56,7 +59,14 @@ def build_model(config: TrainConfig, n_features: int, n_outputs: int,
     if method.train_quantizer is not None:
         quantizer = method.train_quantizer(n_features, config.bits, config.init, config.bits_per_feature)
         if X_train is not None:
-            quantizer.init_from_data(X_train)
+            splits = None
+            if getattr(quantizer, "init", None) == "splits":
+                if y_train is None:
+                    raise ConfigError(f"method {config.method} places thresholds at trees' split points "
+                                      "and needs the training targets")
+                splits = split_points(X_train.cpu().numpy(), y_train.cpu().numpy(), task=task,
+                                      n_outputs=n_outputs, seed=config.seed)
+            quantizer.init_from_data(X_train, splits)
         d_in = quantizer.out_features
     else:
         d_in = n_features
@@ -220,7 +230,7 @@ def fit_module(
     generator = seed_everything(config.seed)
     X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
     X_tr, y_tr, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
-    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device).to(device)
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device, y_train=y_tr, task=task).to(device)
     schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
     result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
                  weight_decay=config.weight_decay, batch_size=config.batch_size,
@@ -284,18 +294,19 @@ def score_trees(trees: GBDTPredictor, module: QuantizedMLP, X: torch.Tensor, y: 
 
 
 #: the thresholds ``auto`` also tries beside the method's own: tie-aware equal-frequency bins,
-#: the codes trees split on best (on features with repeated values far better than quantiles)
-AUTO_THRESHOLDS = "bw-bq"
+#: the codes trees split on best at many bits (on features with repeated values far better than
+#: quantiles), and float32 trees' split points, far better at 1–2 bits where bins are coarse
+AUTO_THRESHOLDS = ("bw-bq", "bw-tq")
 
 
 def auto_candidates(config: TrainConfig) -> list[TrainConfig]:
     """The configs a training with ``config`` trains: itself and, for ``auto`` with a method
-    whose codes are per-feature thresholds, the same with :data:`AUTO_THRESHOLDS`."""
+    whose codes are per-feature thresholds, the same with each of :data:`AUTO_THRESHOLDS`."""
     method = get_method(config.method)
-    if (config.predictor != "auto" or config.method == AUTO_THRESHOLDS or not method.per_feature_widths
+    if (config.predictor != "auto" or config.method in AUTO_THRESHOLDS or not method.per_feature_widths
             or method.ensemble or method.train_quantizer is None):
         return [config]
-    return [config, replace(config, method=AUTO_THRESHOLDS)]
+    return [config, *(replace(config, method=m) for m in AUTO_THRESHOLDS)]
 
 
 def candidate_name(model: TrainedModel, predictor: str) -> str:
@@ -352,7 +363,7 @@ def train_single(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainedModel:
     """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor)."""
-    if config.predictor != "mlp":
+    if config.predictor != "mlp" or get_method(config.method).needs_gbdt:
         check_gbdt_installed()
     n_out = len(classes) if task == "classification" and classes else 1
     fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,

@@ -16,11 +16,13 @@ from softbits.nn.quantizers.midpoint import MidpointQuantizer
 from softbits.nn.quantizers.soft import SoftQuantizer
 from softbits.nn.quantizers.threshold_init import (
     THRESHOLD_INITS,
+    SplitPoints,
     bin_thresholds,
     midpoint_levels,
     minmax_thresholds,
     n_thresholds,
     quantile_thresholds,
+    split_thresholds,
 )
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "MidpointQuantizer",
     "Quantizer",
     "SoftQuantizer",
+    "SplitPoints",
     "ThresholdQuantizer",
     "build_quantizer",
     "midpoint_levels",
@@ -39,6 +42,7 @@ __all__ = [
     "n_thresholds",
     "bin_thresholds",
     "quantile_thresholds",
+    "split_thresholds",
 ]
 
 QUANTIZERS: dict[str, type[Quantizer]] = {

@@ -16,7 +16,7 @@ from torch import nn
 
 from softbits.codes import check_widths
 from softbits.errors import ConfigError, DataError
-from softbits.nn.quantizers.threshold_init import init_thresholds, n_thresholds
+from softbits.nn.quantizers.threshold_init import SplitPoints, init_thresholds, n_thresholds
 
 __all__ = ["Quantizer", "ThresholdQuantizer"]
 
@@ -54,8 +54,9 @@ class Quantizer(nn.Module, ABC):
     def set_temperature(self, value: float) -> None:
         self.temperature.fill_(float(value))
 
-    def init_from_data(self, x: torch.Tensor) -> None:
-        """Data-dependent initialisation on the standardized training features."""
+    def init_from_data(self, x: torch.Tensor, splits: SplitPoints | None = None) -> None:
+        """Data-dependent initialisation on the standardized training features (``splits``: the
+        trees' split points, for the thresholds of init ``splits``)."""
 
     @abstractmethod
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,17 +120,19 @@ class ThresholdQuantizer(Quantizer):
             out["widths"] = list(self.widths)
         return out
 
-    def init_from_data(self, x: torch.Tensor) -> None:
+    def init_from_data(self, x: torch.Tensor, splits: SplitPoints | None = None) -> None:
         """Each feature's thresholds initialised at its own width (for widths, the 2^w_f − 1
-        quantiles of that feature alone); unused slots hold 0."""
+        quantiles of that feature alone); unused slots hold 0. ``splits``: the trees' split
+        points that init ``splits`` places thresholds at."""
         data = x.detach().cpu().double().numpy()
         if self.widths is None:
-            a = init_thresholds(data, self.bits, self.init)
+            a = init_thresholds(data, self.bits, self.init, splits)
         else:
             a = np.zeros(tuple(self.thresholds.shape))
             for f, w in enumerate(self.widths):
                 if w:
-                    a[f, :n_thresholds(w)] = init_thresholds(data[:, f:f + 1], w, self.init)[0]
+                    mine = None if splits is None else splits[f:f + 1]
+                    a[f, :n_thresholds(w)] = init_thresholds(data[:, f:f + 1], w, self.init, mine)[0]
         with torch.no_grad():
             self.thresholds.copy_(torch.as_tensor(a, dtype=self.thresholds.dtype))
 

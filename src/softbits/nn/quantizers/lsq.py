@@ -15,6 +15,7 @@ from torch import nn
 
 from softbits.errors import ConfigError
 from softbits.nn.quantizers.base import Quantizer
+from softbits.nn.quantizers.threshold_init import SplitPoints
 
 __all__ = ["LSQQuantizer", "grad_scale", "round_ste"]
 
@@ -54,8 +55,9 @@ class LSQQuantizer(Quantizer):
         """Q_p: the most positive level."""
         return (1 << (self.bits - 1)) - 1
 
-    def init_from_data(self, x: torch.Tensor) -> None:
-        """s_i = 2·mean|x_i| / sqrt(Q_p) on the standardized training features."""
+    def init_from_data(self, x: torch.Tensor, splits: SplitPoints | None = None) -> None:
+        """s_i = 2·mean|x_i| / sqrt(Q_p) on the standardized training features (no thresholds:
+        ``splits`` is not used)."""
         s = 2.0 * x.detach().abs().mean(dim=0) / (self.q_pos ** 0.5)
         with torch.no_grad():
             self.step.copy_(s.clamp_min(_MIN_STEP).to(self.step.dtype))

@@ -9,7 +9,7 @@ import torch
 
 from softbits.errors import ConfigError
 from softbits.nn.quantizers.base import ThresholdQuantizer
-from softbits.nn.quantizers.threshold_init import midpoint_levels, n_thresholds
+from softbits.nn.quantizers.threshold_init import SplitPoints, midpoint_levels, n_thresholds
 
 __all__ = ["MidpointQuantizer"]
 
@@ -34,10 +34,10 @@ class MidpointQuantizer(ThresholdQuantizer):
         """Fixed thresholds: no ``trainable`` switch to record."""
         return {k: v for k, v in super().config().items() if k != "trainable"}
 
-    def init_from_data(self, x: torch.Tensor) -> None:
+    def init_from_data(self, x: torch.Tensor, splits: SplitPoints | None = None) -> None:
         """Levels per feature at its own width; slots past a feature's last code repeat its last
         level (no code reaches them), and a 0-width feature decodes to 0 (the training mean)."""
-        super().init_from_data(x)
+        super().init_from_data(x, splits)
         a = self.thresholds.double().cpu().numpy()
         if self.widths is None:
             levels = midpoint_levels(a)

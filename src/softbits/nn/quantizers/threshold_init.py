@@ -7,10 +7,14 @@ import numpy as np
 from softbits.codes import n_levels, n_thresholds
 from softbits.errors import ConfigError
 
-__all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "bin_thresholds", "midpoint_levels",
-           "init_thresholds", "THRESHOLD_INITS"]
+__all__ = ["n_thresholds", "minmax_thresholds", "quantile_thresholds", "bin_thresholds", "split_thresholds",
+           "midpoint_levels", "init_thresholds", "SplitPoints", "THRESHOLD_INITS"]
 
-THRESHOLD_INITS = ("quantile", "minmax", "bins")
+THRESHOLD_INITS = ("quantile", "minmax", "bins", "splits")
+
+#: per feature, the distinct split values of a tree model and the gain summed over each
+#: value's splits (both [S_f]); ``softbits.training.predictors.split_points`` makes them
+SplitPoints = list[tuple[np.ndarray, np.ndarray]]
 
 
 def minmax_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
@@ -71,7 +75,41 @@ def bin_thresholds(x: np.ndarray, bits: int) -> np.ndarray:
     return np.stack([_column_bins(x[:, f], m) for f in range(x.shape[1])]) if x.shape[1] else np.zeros((0, m))
 
 
-def init_thresholds(x: np.ndarray, bits: int, init: str) -> np.ndarray:
+def split_thresholds(x: np.ndarray, bits: int, splits: SplitPoints) -> np.ndarray:
+    """Gain-weighted quantiles of float32 trees' split values per feature → [F, M].
+
+    Threshold k sits where the split gain summed from below first reaches (k − ½)/M of the
+    feature's total: the codes resolve the values where the trees' splits gained most. Nested
+    like quantiles (every 2nd threshold at n bits is about the n − 1-bit set), so the allocator
+    can coarsen them. A value carrying more than 1/M of the gain takes several thresholds (codes
+    that never occur); a feature the trees never split on gets :func:`bin_thresholds`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = n_thresholds(bits)
+    if len(splits) != x.shape[1]:
+        raise ConfigError(f"split points for {len(splits)} features, but the data has {x.shape[1]}")
+    out = np.empty((x.shape[1], m))
+    for f, (values, gains) in enumerate(splits):
+        values, gains = np.asarray(values, dtype=np.float64), np.asarray(gains, dtype=np.float64)
+        keep = np.isfinite(values) & np.isfinite(gains) & (gains > 0)
+        values, gains = values[keep], gains[keep]
+        if values.size == 0:
+            out[f] = bin_thresholds(x[:, f:f + 1], bits)[0]
+            continue
+        order = np.argsort(values)
+        values, share = values[order], np.cumsum(gains[order]) / gains.sum()
+        at = np.searchsorted(share, (np.arange(m) + 0.5) / m)
+        out[f] = values[np.minimum(at, values.size - 1)]
+    return out
+
+
+def init_thresholds(x: np.ndarray, bits: int, init: str, splits: SplitPoints | None = None) -> np.ndarray:
+    """Thresholds [F, M] of init ``init`` on standardized rows ``x``; ``splits`` only for ``splits``."""
+    if init == "splits":
+        if splits is None:
+            raise ConfigError("threshold init 'splits' needs the split points of trees fitted on the training rows "
+                              "(softbits.training.predictors.split_points)")
+        return split_thresholds(x, bits, splits)
     if init == "quantile":
         return quantile_thresholds(x, bits)
     if init == "bins":
