@@ -58,7 +58,7 @@ def train(
     dropout: Annotated[float, typer.Option(help="Dropout after each hidden layer.")] = 0.0,
     decrease_factor: Annotated[float, typer.Option(help="Temperature decays to this over the epochs (paper: 1e-3 or 1e-4).")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="Temperature schedule: exponential (paper), linear, logspace, warmup, cosine, cyclical, constant.")] = "exponential",
-    init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper), minmax or bins (tie-aware equal frequency, as bw-bq).")] = "quantile",
+    init: Annotated[str, typer.Option(help="Threshold init for trainable quantizers: quantile (paper), minmax, bins (tie-aware equal frequency, as bw-bq) or splits (gain-weighted quantiles of float32 trees' split points, as bw-tq; needs softbits[gbdt]).")] = "quantile",
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 512,
     val_fraction: Annotated[float | None, typer.Option(help="> 0: keep this share for validation and restore the best epoch (default: the recipe's).")] = None,
     recipe: Annotated[str, typer.Option(help="Defaults for the options below and --weight-decay, --val-fraction: paper (Adam, constant lr, last epoch) or best (chosen by CV on training data; see docs/training.md). Options given explicitly win.")] = "paper",
@@ -93,7 +93,7 @@ def train(
                      predictor=predictor.lower())
     from softbits.training.methods import get_method
 
-    if config.predictor != "mlp" or get_method(config.method).needs_gbdt:
+    if config.predictor != "mlp" or get_method(config.method).needs_gbdt or config.init == "splits":
         from softbits.training.predictors import check_gbdt_installed
 
         check_gbdt_installed()
