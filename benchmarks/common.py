@@ -11,7 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["best_of", "save_result"]
+import numpy as np
+
+__all__ = ["best_of", "codes_of", "save_result"]
+
+
+def codes_of(X: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Codes of standardized rows ``X`` [N, F] at sorted ``thresholds`` [F, M] (the count each
+    value exceeds, as a device computes it), as floats for LightGBM."""
+    return (X[:, :, None] > thresholds[None]).sum(-1).astype(np.float64)
 
 
 def best_of(fn: Callable[[], object], blocks: int, calls: int = 1) -> float:

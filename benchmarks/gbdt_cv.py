@@ -21,7 +21,7 @@ from typing import Any
 import lightgbm
 import numpy as np
 import torch
-from common import save_result
+from common import codes_of, save_result
 from sklearn.model_selection import KFold
 
 from softbits.data import load_dataset, split_and_scale
@@ -30,10 +30,6 @@ from softbits.provenance import machine_info, runtime_info
 from softbits.training.predictors import GBDT_PARAMS, GBDTPredictor
 
 GRID = {"learning_rate": (0.05, 0.1), "num_leaves": (15, 31, 63), "min_data_in_leaf": (20, 50)}
-
-
-def codes_of(X: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    return (X[:, :, None] > thresholds[None]).sum(-1).astype(np.float64)
 
 
 def main() -> None:

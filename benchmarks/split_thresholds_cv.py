@@ -22,7 +22,7 @@ from typing import Any
 import lightgbm
 import numpy as np
 import torch
-from common import save_result
+from common import codes_of, save_result
 from sklearn.model_selection import KFold
 
 from softbits.data import load_dataset, split_and_scale
@@ -45,10 +45,6 @@ def top_thresholds(x: np.ndarray, bits: int, splits: SplitPoints) -> np.ndarray:
         chosen = np.sort(values[np.argsort(-gains)[:m]])
         out[f] = np.concatenate([chosen, np.full(m - chosen.size, chosen[-1])])
     return out
-
-
-def codes_of(X: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    return (X[:, :, None] > thresholds[None]).sum(-1).astype(np.float64)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,29 +180,32 @@ class Frontier:
             tasks.append(self._task(r, "fp", min(widths, default=1), fp_evaluations, c.predictor))
         return tasks
 
-    def tasks(self) -> list[Task]:
-        """Per seed, every contender's tasks in order; a task two contenders share runs once."""
-        tasks: dict[tuple[Any, ...], Task] = {}
+    def _planned(self) -> Iterator[tuple[Contender, Task]]:
+        """Per seed, each contender with each of its tasks, in order."""
         for r in range(self.seeds):
             for c in self.contenders:
                 for t in self._contender_tasks(c, r):
-                    tasks.setdefault(tuple(t.keys()), t)
+                    yield c, t
+
+    def tasks(self) -> list[Task]:
+        """Per seed, every contender's tasks in order; a task two contenders share runs once."""
+        tasks: dict[tuple[Any, ...], Task] = {}
+        for _, t in self._planned():
+            tasks.setdefault(tuple(t.keys()), t)
         return list(tasks.values())
 
     def labels(self) -> dict[ResultKey, tuple[str, str, int]]:
         """Each result key of :meth:`tasks` → (contender label, kind, budget bits) of its row."""
         labels: dict[ResultKey, tuple[str, str, int]] = {}
-        for r in range(self.seeds):
-            for c in self.contenders:
-                for t in self._contender_tasks(c, r):
-                    for key in t.keys():
-                        if t.budget is not None:
-                            label = (c.label, "allocated", t.budget)
-                        elif key.method.split("+")[0] == "fp":
-                            label = (c.label, "fp", FP_BITS * self.n_features)
-                        else:
-                            label = (c.label, "uniform", key.bits * self.n_features)
-                        labels.setdefault(key, label)  # a shared training's row is its first contender's
+        for c, t in self._planned():
+            for key in t.keys():
+                if t.budget is not None:
+                    label = (c.label, "allocated", t.budget)
+                elif key.method.split("+")[0] == "fp":
+                    label = (c.label, "fp", FP_BITS * self.n_features)
+                else:
+                    label = (c.label, "uniform", key.bits * self.n_features)
+                labels.setdefault(key, label)  # a shared training's row is its first contender's
         return labels
 
 
@@ -295,7 +298,7 @@ def run_frontier(
     from softbits.training.config import check_seeds
     from softbits.training.engine import resolve_device
     from softbits.training.methods import ensemble_form, get_method
-    from softbits.training.predictors import check_gbdt_installed, check_predictor
+    from softbits.training.predictors import check_gbdt_installed, check_predictor, needs_gbdt
 
     check_predictor(predictor)
     if compare and predictor != "mlp":
@@ -310,10 +313,10 @@ def run_frontier(
     contenders = compare_contenders(the_method.name) if compare else (Contender(the_method.name, predictor),)
     data_path = Path(data_dir) if data_dir is not None else None
     n_features = regression_dataset(dataset, data_path, "the frontier")
-    for c in contenders:
-        get_method(c.method).check_widths((get_method(c.method).min_bits,) * n_features)  # per-feature widths at all
-        budget_values = budget_list(("uniform",) if budgets is None else budgets, n_features,
-                                    get_method(c.method), bits)
+    for c in contenders:  # each takes per-feature widths at all, and every budget
+        its = get_method(c.method)
+        its.check_widths((its.min_bits,) * n_features)
+        budget_values = budget_list(("uniform",) if budgets is None else budgets, n_features, its, bits)
     seeds = at_least(seeds, "seeds")
     check_seeds(seed, seeds)  # repeat r trains with seed + r
     jobs = worker_count(jobs)
@@ -322,7 +325,7 @@ def run_frontier(
     for c in contenders:  # the training config checks each value and its type
         for name in (c.method, "fp"):
             replace(given.train_config(name, get_method(c.method).min_bits, seed, device), predictor=c.predictor)
-    if any(c.predictor != "mlp" or get_method(c.method).needs_gbdt for c in contenders):
+    if any(needs_gbdt(c.method, c.predictor) for c in contenders):
         check_gbdt_installed()
     setting = Setting.from_mapping(given.to_dict())  # 1 and 1.0 are one setting (and one id)
     resolve_device(device)

@@ -233,7 +233,7 @@ def run_protocol(
     from softbits.training.config import check_recipe, check_seeds
     from softbits.training.engine import resolve_device
     from softbits.training.methods import DEFAULT_MEMBERS, ensemble_form, get_method
-    from softbits.training.predictors import check_gbdt_installed, check_predictor
+    from softbits.training.predictors import check_gbdt_installed, check_predictor, needs_gbdt
 
     started = time.perf_counter()
     preset = QUICK_PRESET if quick else FULL_PRESET
@@ -298,7 +298,7 @@ def run_protocol(
     if predictor != "mlp":  # each config takes the predictor (an ensemble takes none), before any work
         for config in (configs if search else configs_of.values()):
             replace(config, predictor=predictor)
-    if predictor != "mlp" or any(get_method(m).needs_gbdt for m in method_list):
+    if any(needs_gbdt(m, predictor) for m in method_list):
         check_gbdt_installed()
 
     def units(tasks: list[Task]) -> tuple[list[Unit], list[str]]:

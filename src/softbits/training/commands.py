@@ -91,11 +91,9 @@ def train(
                      members=members, optimizer=optimizer, lr_schedule=lr_schedule,
                      warmup_epochs=warmup_epochs, threshold_lr_scale=threshold_lr_scale,
                      predictor=predictor.lower())
-    from softbits.training.methods import get_method
+    from softbits.training.predictors import check_gbdt_installed, needs_gbdt
 
-    if config.predictor != "mlp" or get_method(config.method).needs_gbdt or config.init == "splits":
-        from softbits.training.predictors import check_gbdt_installed
-
+    if needs_gbdt(config.method, config.predictor, config.init):
         check_gbdt_installed()
     if bits_per_feature is not None and (budget_bits is not None or budget_bytes is not None):
         raise ConfigError("give --bits-per-feature or a budget (--budget-bits, --budget-bytes), not both")

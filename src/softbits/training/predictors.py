@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from softbits.errors import ConfigError
+from softbits.training.methods import get_method
 
 if TYPE_CHECKING:  # the quantizers import torch; this module loads without it
     from softbits.nn.quantizers.threshold_init import SplitPoints
 
 __all__ = ["GBDT_PARAMS", "GBDT_VAL_FRACTION", "MAX_GBDT_BYTES", "PREDICTORS", "GBDTParams",
-           "GBDTPredictor", "check_gbdt_installed", "check_predictor", "split_points"]
+           "GBDTPredictor", "check_gbdt_installed", "check_predictor", "needs_gbdt", "split_points"]
 
 PREDICTORS = ("mlp", "ensemble", "gbdt", "auto")
 #: the share of the training part that early-stops the trees and chooses ``auto``'s predictor,
@@ -76,6 +77,12 @@ def check_gbdt_installed() -> None:
     if importlib.util.find_spec("lightgbm") is None:
         raise ConfigError("predictor gbdt needs the gbdt extra (missing lightgbm): "
                           "pip install 'softbits[gbdt]'")
+
+
+def needs_gbdt(method: str, predictor: str, init: str | None = None) -> bool:
+    """Whether a training of ``method`` served by ``predictor`` (with threshold ``init``) needs
+    the GBDT extra: trees serve, or trees place the thresholds (``bw-tq``, init ``splits``)."""
+    return predictor != "mlp" or get_method(method).needs_gbdt or init == "splits"
 
 
 def _threads() -> int:

@@ -31,7 +31,7 @@ from softbits.training.engine import (
     to_tensor,
 )
 from softbits.training.methods import get_method
-from softbits.training.predictors import GBDTPredictor, check_gbdt_installed, split_points
+from softbits.training.predictors import GBDTPredictor, check_gbdt_installed, needs_gbdt, split_points
 from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
@@ -363,7 +363,7 @@ def train_single(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainedModel:
     """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor)."""
-    if config.predictor != "mlp" or get_method(config.method).needs_gbdt:
+    if needs_gbdt(config.method, config.predictor, config.init):
         check_gbdt_installed()
     n_out = len(classes) if task == "classification" and classes else 1
     fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
