@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,10 +11,10 @@ from torch import nn
 
 from softbits.errors import DataError
 from softbits.nn.batched import BatchedLinear, BatchedMLP, MemberMean, batched_linear
-from softbits.nn.quantizers import Quantizer
+from softbits.nn.quantizers import BitwiseQuantizer, Quantizer
 
 __all__ = ["build_mlp", "build_network", "describe_network", "network_eval", "QuantizedMLP",
-           "QuantizerThenNetwork"]
+           "QuantizerThenNetwork", "thermometer_forward"]
 
 
 def build_mlp(d_in: int, d_out: int, layers: int, neurons: int, dropout: float) -> nn.Sequential:
@@ -107,3 +108,46 @@ def network_eval(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         elif not isinstance(layer, nn.Dropout):
             x = layer(x)
     return x
+
+
+#: thermometer columns per sent feature up to which the dense first layer trains as fast as
+#: :func:`thermometer_forward`'s sums (measured on a 2-vCPU VM, 3×128 MLP, batch 512: equal at
+#: 63 — 6 bits —, the sums 1.1× faster at 127, 1.9× at 255 and 4.6× at widths of 5–12 bits)
+DENSE_COLUMNS = 64
+
+
+def thermometer_forward(model: QuantizedMLP) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``model.forward_codes`` in training form, for a quantizer whose bits are a function of the
+    codes alone (hard bits at fixed thresholds) in front of a single MLP; None for any other model.
+
+    The first layer's ``W · bits(c)`` is, per feature, the sum of the weight columns of its bits
+    below code c: a cumulative sum of the feature's columns in threshold order
+    (:meth:`~softbits.nn.quantizers.BitwiseQuantizer.rank_order`), read at c. A step takes those
+    sums once and adds F of them per sample, where the dense layer multiplies every sample by
+    Σ_f (2^w_f − 1) columns. Each feature's sums are its own, so a bit that no sample of a batch
+    sets gets an exactly zero gradient, as in the dense layer (Adam would turn rounding noise
+    there into full steps); the rest agrees with the dense layer to float32 rounding.
+
+    Returns None as well where the dense layer is as fast (up to :data:`DENSE_COLUMNS` columns
+    per sent feature).
+    """
+    quantizer, network = model.quantizer, model.network
+    if not (isinstance(quantizer, BitwiseQuantizer) and quantizer.fixed and isinstance(network[0], nn.Linear)):
+        return None
+    order, starts = quantizer.rank_order()
+    counts = torch.diff(starts, append=starts.new_tensor([order.numel()]))
+    if order.numel() <= DENSE_COLUMNS * int((counts > 0).sum()):
+        return None
+    ordered = not torch.equal(order, torch.arange(order.numel(), device=order.device))
+    offsets = starts + torch.arange(starts.numel(), device=starts.device)  # code 0 of feature f
+    sizes = counts.tolist()
+    first, rest = network[0], network[1:]
+
+    def forward(codes: torch.Tensor) -> torch.Tensor:
+        weight = first.weight  # [H, D]
+        columns = weight.index_select(1, order) if ordered else weight
+        zero = weight.new_zeros(weight.shape[0], 1)
+        sums = torch.cat([t for part in columns.split(sizes, 1) for t in (zero, part.cumsum(1))], 1)
+        return rest(F.embedding_bag(codes + offsets, sums.t(), mode="sum") + first.bias)
+
+    return forward

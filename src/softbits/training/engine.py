@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softbits.errors import ConfigError, DataError
-from softbits.nn.network import QuantizedMLP
+from softbits.nn.network import QuantizedMLP, thermometer_forward
 from softbits.nn.schedules import TemperatureSchedule
 
 __all__ = [
@@ -116,14 +116,19 @@ def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     return F.mse_loss(out.squeeze(-1), y)
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor,
                 y: torch.Tensor, *, task: str, batch_size: int,
-                generator: torch.Generator) -> float:
-    """One pass over shuffled batches; returns the mean training loss."""
+                generator: torch.Generator, forward: Forward | None = None) -> float:
+    """One pass over shuffled batches; returns the mean training loss. ``forward`` maps a batch
+    of ``X`` to the outputs in place of ``model`` (``model`` still sets train mode)."""
     model.train()
+    step = model if forward is None else forward
     total = torch.zeros((), device=X.device)
     for idx in iterate_batches(X.shape[0], batch_size, generator, X.device):
-        loss = _loss(model(X[idx]), y[idx], task)
+        loss = _loss(step(X[idx]), y[idx], task)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,21 +147,23 @@ class EvalResult:
 
 @torch.no_grad()
 def predict_tensor(model: nn.Module, X: torch.Tensor, *, soft: bool = False,
-                   batch_size: int = 16384) -> torch.Tensor:
-    """Eval-mode outputs; ``soft`` keeps the quantizer in its training (sigmoid) form."""
+                   batch_size: int = 16384, forward: Forward | None = None) -> torch.Tensor:
+    """Eval-mode outputs; ``soft`` keeps the quantizer in its training (sigmoid) form;
+    ``forward`` reads ``X`` in place of ``model``."""
     model.eval()
     quantizer = getattr(model, "quantizer", None)
     if soft and quantizer is not None:
         quantizer.train()
+    step = model if forward is None else forward
     try:
-        return torch.cat([model(xb) for xb in X.split(batch_size)])
+        return torch.cat([step(xb) for xb in X.split(batch_size)])
     finally:
         model.eval()
 
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, task: str,
-             soft: bool = False) -> EvalResult:
-    out = predict_tensor(model, X, soft=soft)
+             soft: bool = False, forward: Forward | None = None) -> EvalResult:
+    out = predict_tensor(model, X, soft=soft, forward=forward)
     loss = float(_loss(out, y, task))
     if task == "classification":
         return EvalResult(loss=loss, accuracy=float((out.argmax(-1) == y).float().mean()))
@@ -343,11 +350,21 @@ def run_epochs(steps: StepStrategy, plans: Sequence[EpochPlan]) -> list[FitResul
 
 
 class SingleSteps:
-    """The step strategy of one module: ``optimizer`` over shuffled batches of ``X``."""
+    """The step strategy of one module: ``optimizer`` over shuffled batches of ``X``.
+
+    For a quantizer whose bits follow from the codes alone (:func:`thermometer_forward`) the
+    rows are encoded once and the steps read the codes: the same model, trained without
+    building its thermometer bits batch after batch.
+    """
 
     def __init__(self, model: QuantizedMLP, optimizer: torch.optim.Optimizer, X: torch.Tensor,
                  y: torch.Tensor, *, task: str, batch_size: int, generator: torch.Generator,
                  X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> None:
+        self.forward = thermometer_forward(model)
+        if self.forward is not None and model.quantizer is not None:
+            with torch.no_grad():
+                X = model.quantizer.encode(X)
+                X_val = None if X_val is None else model.quantizer.encode(X_val)
         self.model, self.optimizer, self.X, self.y = model, optimizer, X, y
         self.task, self.batch_size, self.generator = task, batch_size, generator
         self.X_val, self.y_val = X_val, y_val
@@ -363,12 +380,12 @@ class SingleSteps:
 
     def train_epoch(self, live: Sequence[bool]) -> list[float]:
         return [train_epoch(self.model, self.optimizer, self.X, self.y, task=self.task,
-                            batch_size=self.batch_size, generator=self.generator)]
+                            batch_size=self.batch_size, generator=self.generator, forward=self.forward)]
 
     def validation_losses(self, live: Sequence[bool]) -> list[float | None]:
         if self.X_val is None or self.y_val is None:
             return [None]
-        return [evaluate(self.model, self.X_val, self.y_val, task=self.task).loss]
+        return [evaluate(self.model, self.X_val, self.y_val, task=self.task, forward=self.forward).loss]
 
     def keep(self, member: int) -> None:
         self._best = copy.deepcopy(self.model.state_dict())

@@ -97,6 +97,28 @@ class BitwiseQuantizer(ThresholdQuantizer):
         self._ranks_cache = (key, ranks)
         return ranks
 
+    @property
+    def fixed(self) -> bool:
+        """Hard bits at thresholds that training leaves alone: the network's input is a function
+        of the codes alone, so a training can encode its rows once."""
+        return not self.soft and not self.trainable
+
+    def rank_order(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network-input columns feature by feature, each feature's in threshold order, and
+        where each feature starts in that order ([out_features], [F], long). Code c of feature f
+        sets exactly its first c columns there, so the first layer's response to a code is a
+        cumulative sum of weight columns read at c."""
+        n_features, m = self.thresholds.shape
+        device = self.thresholds.device
+        if self.widths is None:
+            slots = torch.arange(n_features * m, device=device)
+            features = slots // m
+        else:
+            slots, features = self._outputs, self._output_features
+        order = torch.argsort(features * m + self._ranks().flatten()[slots])
+        counts = torch.bincount(features, minlength=n_features)
+        return order, torch.cumsum(counts, 0) - counts
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         bits = self._ranks().unsqueeze(0) < codes.long().unsqueeze(-1)
         return self._used(bits.to(self.thresholds.dtype))
