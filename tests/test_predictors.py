@@ -335,17 +335,44 @@ def test_frontier_with_trees_stores_its_own_keys_beside_the_mlps(tmp_path, capsy
     assert code == 2 and "unknown predictor 'forest'" in err and not (tmp_path / "x.sqlite").exists()
 
 
-def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabetes, tmp_path):
-    """bw-sq with auto trains the bw-bq candidate too, on the same validation rows; the model
-    kept is the one with the least of the four validation losses, and it round-trips."""
+def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabetes, tmp_path, monkeypatch):
+    """bw-sq with auto screens the fixed-threshold candidates (bw-bq, bw-tq) by trees on their
+    codes, on the same validation rows, trains the best of them beside bw-sq, and keeps the least
+    of all validation losses; the model round-trips."""
+    from softbits.training import train as train_module
+
+    trained: list[str] = []
+    single = train_module.train_single
+
+    def recording(split, config, **kwargs):
+        trained.append(config.method)
+        return single(split, config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_single", recording)
     model = train_dataset(diabetes, TrainConfig(method="bw-sq", predictor="auto", **TINY))
     losses = model.metrics["auto_val_loss"]
-    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt", "bw-tq+mlp", "bw-tq+gbdt"}
+    fixed = {m: losses[f"{m}+gbdt"] for m in ("bw-bq", "bw-tq")}
+    kept = min(fixed, key=fixed.get)
+    assert trained == ["bw-sq", kept]  # one network per trained candidate: two, not three
+    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+gbdt", "bw-tq+gbdt", f"{kept}+mlp"}
     assert model.metrics["auto_choice"] == min(losses, key=losses.get)
     assert model.metrics["auto_choice"] == f"{model.config.method}+{model.predictor}"
     path = model.save(tmp_path / "auto.safetensors")
     X = diabetes.X[:50]
     np.testing.assert_allclose(TrainedModel.load(path).predict(X), model.predict(X), rtol=1e-6)
+
+
+def test_screening_loss_is_the_trained_candidates_tree_loss(diabetes):
+    """The screen fits the trees train_single fits (same rows, quantizer, trees): its loss is the
+    one the trained candidate records, so screening and training rank the candidates alike."""
+    from softbits.training.train import screen_loss, train_single
+
+    split = split_and_scale(diabetes, seed=0)
+    for method in ("bw-bq", "bw-tq"):
+        config = TrainConfig(method=method, predictor="auto", **TINY)
+        model = train_single(split, config, task=diabetes.task, feature_names=diabetes.feature_names)
+        assert screen_loss(split, config, task=diabetes.task, n_outputs=1) == pytest.approx(
+            model.metrics["predictor_val_loss"]["gbdt"], rel=1e-12)
 
 
 def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
@@ -354,8 +381,10 @@ def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
                             task=diabetes.task, feature_names=diabetes.feature_names)
     assert sum(model.allocation["bits_per_feature"].values()) <= 20
     losses = model.metrics["auto_val_loss"]
-    assert set(losses) == {"bw-sq+mlp", "bw-sq+gbdt", "bw-bq+mlp", "bw-bq+gbdt", "bw-tq+mlp", "bw-tq+gbdt",
-                           "bw-bq+mlp (uniform)", "bw-bq+gbdt (uniform)"}  # 20 bits = 2 per feature
+    screened = {"bw-bq+gbdt", "bw-tq+gbdt", "bw-bq+gbdt (uniform)"}  # 20 bits = 2 per feature
+    assert screened | {"bw-sq+mlp", "bw-sq+gbdt"} <= set(losses)
+    kept = min(screened, key=losses.get)
+    assert set(losses) == screened | {"bw-sq+mlp", "bw-sq+gbdt", kept.replace("+gbdt", "+mlp")}
     assert model.metrics["auto_choice"] == min(losses, key=losses.get)
     uniform = model.metrics["auto_choice"].endswith("(uniform)")
     assert (model.allocation["allocator"] == "uniform") == uniform

@@ -28,10 +28,12 @@ from softbits.training.methods import get_method
 from softbits.training.train import (
     auto_candidates,
     build_model,
+    candidate_name,
     choose_candidate,
     evaluate_as,
     fit_module,
-    train_single,
+    outputs_of,
+    train_screened,
 )
 from softbits.training.trained_model import TrainedModel
 
@@ -450,18 +452,19 @@ def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str
     :func:`~softbits.training.train.auto_candidates` config gets widths of its own, and the best
     on the validation share serves.
     """
-    n_out = len(classes) if task == "classification" and classes else 1
+    n_out = outputs_of(task, classes)
     choices = [(candidate, allocate(split.X_train, split.y_train, candidate, budget, task=task, n_outputs=n_out,
                                     on_epoch_end=on_epoch_end)) for candidate in auto_candidates(config)]
     choices += uniform_candidate(config, budget, split.X_train.shape[1])
-    models = []
-    for candidate, chosen in choices:
-        model = train_single(split, replace(candidate, bits_per_feature=chosen.widths), task=task,
-                             feature_names=feature_names, target_name=target_name, classes=classes,
-                             dataset=dataset, on_epoch_end=on_epoch_end)
-        model.allocation = chosen.to_dict(feature_names)
-        models.append(model)
-    return choose_candidate(models)
+    trained, screened, seconds = train_screened(
+        split, [replace(candidate, bits_per_feature=chosen.widths) for candidate, chosen in choices], task=task,
+        n_outputs=n_out, feature_names=feature_names, target_name=target_name, classes=classes, dataset=dataset,
+        on_epoch_end=on_epoch_end)
+    for i, model in trained:
+        model.allocation = choices[i][1].to_dict(feature_names)
+    untrained = {candidate_name(choices[i][0].method, "gbdt", uniform=choices[i][1].allocator == "uniform"): loss
+                 for i, loss in screened.items() if i not in dict(trained)}
+    return choose_candidate([m for _, m in trained], untrained, seconds)
 
 
 #: the thresholds of ``auto``'s uniform candidate at a budget of n·F bits

@@ -37,9 +37,9 @@ from softbits.training.trained_model import TrainedModel
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
            "score", "score_trees", "summary",
-           "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "choose_candidate", "predictor_record",
-           "train_dataset", "train_on_split",
-           "train_single", "training_memory"]
+           "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "candidate_name", "choose_candidate",
+           "model_candidate_name", "outputs_of", "predictor_record", "screen_loss", "train_dataset",
+           "train_on_split", "train_screened", "train_single", "training_memory"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
@@ -309,25 +309,69 @@ def auto_candidates(config: TrainConfig) -> list[TrainConfig]:
     return [config, *(replace(config, method=m) for m in AUTO_THRESHOLDS)]
 
 
-def candidate_name(model: TrainedModel, predictor: str) -> str:
+def candidate_name(method: str, predictor: str, *, uniform: bool = False) -> str:
     """``method+predictor``, and `` (uniform)`` for the every-feature-at-n candidate of a budget."""
+    return f"{method}+{predictor}" + (" (uniform)" if uniform else "")
+
+
+def model_candidate_name(model: TrainedModel, predictor: str) -> str:
+    """:func:`candidate_name` of a trained candidate."""
     uniform = model.allocation is not None and model.allocation.get("allocator") == "uniform"
-    return f"{model.config.method}+{predictor}" + (" (uniform)" if uniform else "")
+    return candidate_name(model.config.method, predictor, uniform=uniform)
 
 
-def choose_candidate(models: list[TrainedModel]) -> TrainedModel:
+def choose_candidate(models: list[TrainedModel], screened: dict[str, float] | None = None,
+                     screen_seconds: float = 0.0) -> TrainedModel:
     """The candidate with the least validation loss (each scored on the same validation rows of
-    the training part), with every candidate's loss recorded as ``auto_val_loss``."""
-    if len(models) == 1:
+    the training part), with every candidate's loss recorded as ``auto_val_loss`` — also the
+    tree losses of the ``screened`` candidates that :func:`train_screened` did not train."""
+    if len(models) == 1 and not screened:
         return models[0]
-    losses = {candidate_name(m, name): loss for m in models
+    losses = {model_candidate_name(m, name): loss for m in models
               for name, loss in m.metrics["predictor_val_loss"].items()}
     best = min(models, key=lambda m: min(m.metrics["predictor_val_loss"].values()))
-    best.metrics["auto_val_loss"] = losses
-    best.metrics["auto_choice"] = candidate_name(best, best.metrics["predictor"])
-    best.metrics["auto_seconds"] = sum(float(m.metrics["train_seconds"]) + float(m.metrics["predictor_seconds"])
-                                       for m in models)
+    best.metrics["auto_val_loss"] = {**(screened or {}), **losses}
+    best.metrics["auto_choice"] = model_candidate_name(best, best.metrics["predictor"])
+    best.metrics["auto_seconds"] = screen_seconds + sum(
+        float(m.metrics["train_seconds"]) + float(m.metrics["predictor_seconds"]) for m in models)
     return best
+
+
+def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int) -> float:
+    """The validation loss of trees on ``config``'s codes, without training a network: the codes
+    of a fixed-threshold method follow from the training rows alone. The rows, quantizer and trees
+    are those :func:`train_single` fits, so the loss is the one it would record for ``gbdt``."""
+    device = resolve_device(config.device)
+    X_tr, y_tr = to_tensor(split.X_train, device), target_tensor(split.y_train, device, task)
+    X_fit, y_fit, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
+    if X_val is None or y_val is None:
+        raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
+    module = build_model(config, X_fit.shape[1], n_outputs, X_fit, device=device, y_train=y_fit, task=task)
+    trees = GBDTPredictor.fit(_predictor_inputs(module, X_fit), y_fit.cpu().numpy(),
+                              _predictor_inputs(module, X_val), y_val.cpu().numpy(), task=task,
+                              n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=max_code(config.bits))
+    return trees.loss(_predictor_inputs(module, X_val), y_val.cpu().numpy())
+
+
+def train_screened(split: Split, configs: list[TrainConfig], *, task: str, n_outputs: int,
+                   **names: Any) -> tuple[list[tuple[int, TrainedModel]], dict[int, float], float]:
+    """``auto``'s candidates, trained: the method's own (``configs[0]``, network and trees) and,
+    of the fixed-threshold rest, the one whose codes the trees fit best on the validation rows
+    (:func:`screen_loss`). Screening costs a tree fit per candidate where training each would
+    cost a network; which predictor serves is chosen afterwards among the trained ones.
+
+    Returns the trained candidates with their index in ``configs``, every screened candidate's
+    tree loss by index, and the seconds screening took.
+    """
+    trained = [(0, train_single(split, configs[0], task=task, **names))]
+    if len(configs) == 1:
+        return trained, {}, 0.0
+    started = time.perf_counter()
+    screened = {i: screen_loss(split, c, task=task, n_outputs=n_outputs) for i, c in enumerate(configs) if i}
+    seconds = time.perf_counter() - started
+    best = min(screened, key=screened.__getitem__)
+    trained.append((best, train_single(split, configs[best], task=task, **names)))
+    return trained, screened, seconds
 
 
 def train_on_split(
@@ -344,11 +388,22 @@ def train_on_split(
     """Train ``config`` on ``split.X_train`` and test on ``split.X_test`` (both standardized).
 
     With a tree or ``auto`` predictor the test rows reach neither the early stopping nor the
-    choice: both use the validation share of the training part. ``auto`` trains every
-    :func:`auto_candidates` config and keeps the best on that share (:func:`choose_candidate`)."""
-    names: dict[str, Any] = {"task": task, "feature_names": feature_names, "target_name": target_name,
+    choice: both use the validation share of the training part. ``auto`` trains the
+    :func:`auto_candidates` that :func:`train_screened` keeps and serves the best on that share
+    (:func:`choose_candidate`)."""
+    names: dict[str, Any] = {"feature_names": feature_names, "target_name": target_name,
                              "classes": classes, "dataset": dataset, "on_epoch_end": on_epoch_end}
-    return choose_candidate([train_single(split, c, **names) for c in auto_candidates(config)])
+    configs = auto_candidates(config)
+    trained, screened, seconds = train_screened(split, configs, task=task, n_outputs=outputs_of(task, classes),
+                                                **names)
+    untrained = {candidate_name(configs[i].method, "gbdt"): loss for i, loss in screened.items()
+                 if i not in dict(trained)}
+    return choose_candidate([m for _, m in trained], untrained, seconds)
+
+
+def outputs_of(task: str, classes: list[str] | None) -> int:
+    """The network's outputs: one per class for classification, else one."""
+    return len(classes) if task == "classification" and classes else 1
 
 
 def train_single(
@@ -365,7 +420,7 @@ def train_single(
     """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor)."""
     if needs_gbdt(config.method, config.predictor, config.init):
         check_gbdt_installed()
-    n_out = len(classes) if task == "classification" and classes else 1
+    n_out = outputs_of(task, classes)
     fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
                         on_epoch_end=on_epoch_end)
     device = fitted.X_train.device
