@@ -307,20 +307,24 @@ class _TreeProbe:
     """:class:`_Probe` for a tree predictor: trees fitted on the probe's codes of the fit rows
     score the validation rows' codes, a candidate's column snapped to its coarser bins first,
     so the widths are chosen for the model that will serve them (no refit in the search).
-    The validation codes are kept; a candidate re-encodes only its own column.
+    The validation codes and outputs are kept; a candidate re-encodes only its own column and
+    the trees predict only the rows whose code it changes (the others' outputs stand).
     """
 
     def __init__(self, table: np.ndarray, trees: GBDTPredictor, x: np.ndarray, y: np.ndarray) -> None:
         self.table, self.trees, self.y = table, trees, y
-        self.state = _codes(table, x)
-        self.loss = trees.loss(self.state, y)
+        codes = _codes(table, x)
+        self.state = (codes, trees.raw(codes))
+        self.loss = trees.loss_of(self.state[1], y)
 
-    def try_column(self, f: int, column: np.ndarray) -> tuple[float, np.ndarray]:
-        codes = self.state.copy()
+    def try_column(self, f: int, column: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray]]:
+        codes, out = self.state[0].copy(), self.state[1].copy()
         codes[:, f] = _codes(self.table[f:f + 1], column[:, None])[:, 0]
-        return self.trees.loss(codes, self.y), codes
+        changed = codes[:, f] != self.state[0][:, f]
+        out[changed] = self.trees.raw(codes[changed])
+        return self.trees.loss_of(out, self.y), (codes, out)
 
-    def accept(self, loss: float, state: np.ndarray) -> None:
+    def accept(self, loss: float, state: tuple[np.ndarray, np.ndarray]) -> None:
         self.loss, self.state = loss, state
 
 

@@ -140,7 +140,10 @@ class GBDTPredictor:
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
         """MSE (regression, standardized target) or cross-entropy, as the MLP's validation loss."""
-        out = self.raw(X)
+        return self.loss_of(self.raw(X), y)
+
+    def loss_of(self, out: np.ndarray, y: np.ndarray) -> float:
+        """:meth:`loss` from outputs of :meth:`raw`."""
         if self.task == "classification":
             p = np.clip(out[np.arange(len(y)), np.asarray(y, dtype=np.int64)], 1e-15, 1.0)
             return float(-np.log(p).mean())
