@@ -430,3 +430,27 @@ def test_frontier_takes_predictor_ensemble_as_the_ensemble_method(tmp_path):
     with pytest.raises(ConfigError, match="ensemble form"):
         run_frontier(dataset="diabetes", method="sq", predictor="ensemble", budgets="1",
                      store=tmp_path / "f.sqlite")
+
+
+def test_split_points_are_fitted_once_per_rows_and_settings(monkeypatch):
+    """auto builds bw-tq on the same rows when screening and when training: one tree fit."""
+    from softbits.training import predictors
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(400, 3)), rng.normal(size=400)
+    fits = []
+    fit = predictors.GBDTPredictor.fit.__func__
+
+    def counting(cls, *args, **kwargs):
+        fits.append(1)
+        return fit(cls, *args, **kwargs)
+
+    monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(counting))
+    first = predictors.split_points(X, y, task="regression", n_outputs=1, seed=3)
+    assert predictors.split_points(X.copy(), y.copy(), task="regression", n_outputs=1, seed=3) is first
+    assert len(fits) == 1
+    y2 = y.copy()
+    y2[0] += 1.0
+    predictors.split_points(X, y2, task="regression", n_outputs=1, seed=3)
+    predictors.split_points(X, y, task="regression", n_outputs=1, seed=4)
+    assert len(fits) == 3

@@ -14,8 +14,10 @@ belongs to (features, outputs, and the code range of each feature's width).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,11 +242,27 @@ def _check_code_ranges(model: str, max_codes: list[int]) -> None:
             raise ValueError(f"the trees saw codes {lo:g}..{hi:g} for feature {f}, whose width allows 0..{top}")
 
 
+#: split points of recent fits, by a digest of their rows and settings (see :func:`split_points`)
+_SPLITS: OrderedDict[bytes, SplitPoints] = OrderedDict()
+_SPLITS_KEPT = 4
+
+
 def split_points(X: np.ndarray, y: np.ndarray, *, task: str, n_outputs: int, seed: int) -> SplitPoints:
     """Where float32 trees fitted on rows ``X, y`` of the training part split each feature
     (:meth:`GBDTPredictor.split_points`): the trees early-stop on :data:`GBDT_VAL_FRACTION` of
-    those rows (seeded), so no row outside them is read. Init ``splits`` places thresholds there."""
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    those rows (seeded), so no row outside them is read. Init ``splits`` places thresholds there.
+
+    The fit is deterministic, and ``auto`` builds a ``bw-tq`` quantizer on the same rows twice
+    (screening, then training): the last few results are kept by a digest of the rows, targets
+    and settings. The arrays returned are shared; do not modify them."""
+    X, y = np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y)
+    digest = hashlib.blake2b(repr((X.shape, y.shape, y.dtype.str, task, n_outputs, seed)).encode(), digest_size=16)
+    digest.update(X.data)
+    digest.update(y.data)
+    key = digest.digest()
+    if key in _SPLITS:
+        _SPLITS.move_to_end(key)
+        return _SPLITS[key]
     n_val = max(1, int(round(GBDT_VAL_FRACTION * X.shape[0])))
     if X.shape[0] - n_val < 2:
         raise ConfigError(f"split-point thresholds need more training rows than {X.shape[0]}")
@@ -252,4 +270,7 @@ def split_points(X: np.ndarray, y: np.ndarray, *, task: str, n_outputs: int, see
     val, fit = order[:n_val], order[n_val:]
     trees = GBDTPredictor.fit(X[fit], y[fit], X[val], y[val], task=task, n_outputs=n_outputs,
                               inputs="features", seed=seed)
-    return trees.split_points(X.shape[1])
+    _SPLITS[key] = points = trees.split_points(X.shape[1])
+    while len(_SPLITS) > _SPLITS_KEPT:
+        _SPLITS.popitem(last=False)
+    return points
