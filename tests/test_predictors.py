@@ -371,8 +371,12 @@ def test_screening_loss_is_the_trained_candidates_tree_loss(diabetes):
     for method in ("bw-bq", "bw-tq"):
         config = TrainConfig(method=method, predictor="auto", **TINY)
         model = train_single(split, config, task=diabetes.task, feature_names=diabetes.feature_names)
-        assert screen_loss(split, config, task=diabetes.task, n_outputs=1) == pytest.approx(
-            model.metrics["predictor_val_loss"]["gbdt"], rel=1e-12)
+        loss, trees = screen_loss(split, config, task=diabetes.task, n_outputs=1)
+        assert loss == pytest.approx(model.metrics["predictor_val_loss"]["gbdt"], rel=1e-12)
+        reused = train_single(split, config, task=diabetes.task, feature_names=diabetes.feature_names,
+                              screened=trees)
+        assert reused.metrics["predictor_val_loss"] == model.metrics["predictor_val_loss"]
+        assert reused.metrics["test_mse"] == model.metrics["test_mse"]
 
 
 def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):

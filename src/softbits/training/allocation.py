@@ -38,7 +38,7 @@ from softbits.training.train import (
 from softbits.training.trained_model import TrainedModel
 
 if TYPE_CHECKING:
-    from softbits.training.predictors import GBDTPredictor
+    from softbits.training.predictors import GBDTParams, GBDTPredictor
 
 __all__ = ["UNIFORM_THRESHOLDS", "Allocation", "Coarsener", "allocate", "budget_bits", "parse_widths", "probe_epochs",
            "start_bits", "train_allocated", "uniform_candidate"]
@@ -142,6 +142,10 @@ MAX_START_BITS = 8
 #: so it can start wider: trees use 9–12 bits of a feature that matters (a latitude)
 TREE_HEADROOM_BITS = 4
 TREE_MAX_START_BITS = 12
+#: LightGBM settings of the trees that score a tree-scored search (None: the predictor's own,
+#: :data:`~softbits.training.predictors.GBDT_PARAMS`); benchmarks/probe_trees_cv.py compares
+#: faster ones by the validation loss of the widths they choose
+PROBE_GBDT_PARAMS: GBDTParams | None = None
 #: the probe trains this share of the epochs (and of a warm-up): it ranks features, it is not the
 #: final model, and half the epochs keep the whole allocation within 3 uniform trainings
 PROBE_EPOCH_SHARE = 0.5
@@ -331,13 +335,14 @@ class _TreeProbe:
 def _tree_probe(module: QuantizedMLP, config: TrainConfig, X_fit: np.ndarray, y_fit: np.ndarray,
                 X_val: np.ndarray, y_val: np.ndarray, task: str, n_outputs: int, start: int) -> _TreeProbe:
     """Trees on the probe's start-width codes of the fit rows, early-stopped on the validation rows."""
-    from softbits.training.predictors import GBDTPredictor
+    from softbits.training.predictors import GBDT_PARAMS, GBDTPredictor
 
     if module.quantizer is None:
         raise ConfigError(f"method {config.method} sends no codes")
     table = module.quantizer.sorted_thresholds()
     trees = GBDTPredictor.fit(_codes(table, X_fit), y_fit, _codes(table, X_val), y_val, task=task,
-                              n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=(1 << start) - 1)
+                              n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=(1 << start) - 1,
+                              params=PROBE_GBDT_PARAMS or GBDT_PARAMS)
     return _TreeProbe(table, trees, X_val, y_val)
 
 

@@ -250,13 +250,14 @@ def _predictor_inputs(module: QuantizedMLP, X: torch.Tensor) -> np.ndarray:
 
 
 def fit_predictor(fitted: FittedModule, module: QuantizedMLP, config: TrainConfig, *, task: str,
-                  n_outputs: int) -> tuple[GBDTPredictor | None, dict[str, Any]]:
+                  n_outputs: int, trees: GBDTPredictor | None = None) -> tuple[GBDTPredictor | None, dict[str, Any]]:
     """The server model ``config.predictor`` asks for behind ``module``'s codes.
 
     Trees fit on the codes of ``fitted``'s training rows and early-stop on its validation rows
     (carved from the training part); ``auto`` keeps the MLP or the trees, whichever has the
     lower validation loss. Returns the trees (None when the MLP serves) and what was chosen
-    and why (each candidate's validation loss).
+    and why (each candidate's validation loss). ``trees``: those fitted already on these codes
+    and rows (:func:`screen_loss`'s), used instead of fitting them again.
     """
     if fitted.X_val is None or fitted.y_val is None or fitted.y_train is None:
         raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
@@ -264,8 +265,9 @@ def fit_predictor(fitted: FittedModule, module: QuantizedMLP, config: TrainConfi
     top = None if q is None else max_code(config.bits)
     X_tr, X_val = _predictor_inputs(module, fitted.X_train), _predictor_inputs(module, fitted.X_val)
     y_tr, y_val = fitted.y_train.cpu().numpy(), fitted.y_val.cpu().numpy()
-    trees = GBDTPredictor.fit(X_tr, y_tr, X_val, y_val, task=task, n_outputs=n_outputs,
-                              inputs="features" if q is None else "codes", seed=config.seed, max_code=top)
+    if trees is None:
+        trees = GBDTPredictor.fit(X_tr, y_tr, X_val, y_val, task=task, n_outputs=n_outputs,
+                                  inputs="features" if q is None else "codes", seed=config.seed, max_code=top)
     losses = {"mlp": evaluate(module, fitted.X_val, fitted.y_val, task=task).loss,
               "gbdt": trees.loss(X_val, y_val)}
     chosen = "gbdt" if config.predictor == "gbdt" else min(losses, key=losses.__getitem__)
@@ -337,10 +339,11 @@ def choose_candidate(models: list[TrainedModel], screened: dict[str, float] | No
     return best
 
 
-def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int) -> float:
-    """The validation loss of trees on ``config``'s codes, without training a network: the codes
-    of a fixed-threshold method follow from the training rows alone. The rows, quantizer and trees
-    are those :func:`train_single` fits, so the loss is the one it would record for ``gbdt``."""
+def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int) -> tuple[float, GBDTPredictor]:
+    """The validation loss of trees on ``config``'s codes, without training a network (the codes
+    of a fixed-threshold method follow from the training rows alone), and the trees. The rows,
+    quantizer and trees are those :func:`train_single` fits, so the loss is the one it records
+    for ``gbdt``, and it can take the trees instead of fitting them again."""
     device = resolve_device(config.device)
     X_tr, y_tr = to_tensor(split.X_train, device), target_tensor(split.y_train, device, task)
     X_fit, y_fit, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
@@ -350,7 +353,7 @@ def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int)
     trees = GBDTPredictor.fit(_predictor_inputs(module, X_fit), y_fit.cpu().numpy(),
                               _predictor_inputs(module, X_val), y_val.cpu().numpy(), task=task,
                               n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=max_code(config.bits))
-    return trees.loss(_predictor_inputs(module, X_val), y_val.cpu().numpy())
+    return trees.loss(_predictor_inputs(module, X_val), y_val.cpu().numpy()), trees
 
 
 def train_screened(split: Split, configs: list[TrainConfig], *, task: str, n_outputs: int,
@@ -367,11 +370,11 @@ def train_screened(split: Split, configs: list[TrainConfig], *, task: str, n_out
     if len(configs) == 1:
         return trained, {}, 0.0
     started = time.perf_counter()
-    screened = {i: screen_loss(split, c, task=task, n_outputs=n_outputs) for i, c in enumerate(configs) if i}
+    screens = {i: screen_loss(split, c, task=task, n_outputs=n_outputs) for i, c in enumerate(configs) if i}
     seconds = time.perf_counter() - started
-    best = min(screened, key=screened.__getitem__)
-    trained.append((best, train_single(split, configs[best], task=task, **names)))
-    return trained, screened, seconds
+    best = min(screens, key=lambda i: screens[i][0])
+    trained.append((best, train_single(split, configs[best], task=task, screened=screens[best][1], **names)))
+    return trained, {i: loss for i, (loss, _) in screens.items()}, seconds
 
 
 def train_on_split(
@@ -416,8 +419,10 @@ def train_single(
     classes: list[str] | None = None,
     dataset: str = "",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    screened: GBDTPredictor | None = None,
 ) -> TrainedModel:
-    """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor)."""
+    """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor);
+    ``screened``: :func:`screen_loss`'s trees, fitted already on this config's codes of these rows."""
     if needs_gbdt(config.method, config.predictor, config.init):
         check_gbdt_installed()
     n_out = outputs_of(task, classes)
@@ -432,7 +437,7 @@ def train_single(
     chosen: dict[str, Any] = {}
     if config.predictor != "mlp":
         started = time.perf_counter()
-        trees, chosen = fit_predictor(fitted, module, config, task=task, n_outputs=n_out)
+        trees, chosen = fit_predictor(fitted, module, config, task=task, n_outputs=n_out, trees=screened)
         chosen["predictor_seconds"] = time.perf_counter() - started
         chosen["test_mse_mlp"] = tested.test_mse
         if trees is not None:
