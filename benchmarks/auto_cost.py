@@ -7,7 +7,8 @@ Per dataset, seed and average width b bits per feature, one after the other in t
   network, the search and the final training);
 - ``auto allocated``: the same with ``--predictor auto`` (every candidate's allocation, the
   screened fixed-threshold candidates, two trained networks, the trees);
-- at uniform b bits (``--uniform``): ``bw-sq`` with the MLP and with ``auto``.
+- ``uniform`` (``--kinds uniform``): ``bw-sq`` at b bits for every feature with the MLP and
+  with ``auto`` (the method's own candidate and the screened fixed-threshold ones, two networks).
 
 Seconds are whole calls; the ratio is taken per cell, so both sides of it ran under the same
 load. Test MSE on the standardized target; ``auto_val_loss`` keeps every candidate's
@@ -44,8 +45,8 @@ def cell(name: str, seed: int, bits: int, args: argparse.Namespace) -> list[dict
     base = TrainConfig(method="bw-sq", bits=bits, layers=args.layers, neurons=args.neurons, epochs=args.epochs,
                        seed=seed, device="cpu")
     rows = []
-    kinds = [("allocated", True)] + ([("uniform", False)] if args.uniform else [])
-    for kind, budget in kinds:
+    for kind in args.kinds.split(","):
+        budget = kind == "allocated"
         seconds = {}
         for predictor in ("mlp", "auto"):
             config = replace(base, predictor=predictor)
@@ -90,9 +91,11 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--neurons", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--uniform", action="store_true", help="also time uniform widths (no budget)")
+    parser.add_argument("--kinds", default="allocated", help="allocated (a budget of b·F bits), uniform, or both")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/auto_cost.json"))
     args = parser.parse_args()
+    if not set(args.kinds.split(",")) <= {"allocated", "uniform"}:
+        parser.error(f"--kinds takes allocated and/or uniform, got {args.kinds!r}")
     rows: list[dict[str, Any]] = []
     for name in args.datasets.split(","):
         for bits in map(int, args.bits.split(",")):
