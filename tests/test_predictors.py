@@ -207,6 +207,7 @@ def test_split_point_thresholds_come_from_trees_on_the_training_part_only(diabet
         return fit(cls, X, y, X_val, y_val, **kwargs)
 
     monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(spy))
+    monkeypatch.setattr(predictors, "_SPLITS", type(predictors._SPLITS)())  # no fit kept from another test
     config = TrainConfig(method="bw-tq", predictor="gbdt", **TINY)
     model = train_dataset(diabetes, config)
     (inputs, X_fit, X_val), codes_fit = seen[0], seen[1]
@@ -450,6 +451,7 @@ def test_split_points_are_fitted_once_per_rows_and_settings(monkeypatch):
         return fit(cls, *args, **kwargs)
 
     monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(counting))
+    monkeypatch.setattr(predictors, "_SPLITS", type(predictors._SPLITS)())
     first = predictors.split_points(X, y, task="regression", n_outputs=1, seed=3)
     assert predictors.split_points(X.copy(), y.copy(), task="regression", n_outputs=1, seed=3) is first
     assert len(fits) == 1
