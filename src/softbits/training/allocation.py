@@ -28,8 +28,6 @@ from softbits.training.methods import get_method
 from softbits.training.train import (
     auto_candidates,
     build_model,
-    candidate_name,
-    choose_candidate,
     evaluate_as,
     fit_module,
     outputs_of,
@@ -465,15 +463,10 @@ def train_allocated(split: Split, config: TrainConfig, budget: int, *, task: str
     choices = [(candidate, allocate(split.X_train, split.y_train, candidate, budget, task=task, n_outputs=n_out,
                                     on_epoch_end=on_epoch_end)) for candidate in auto_candidates(config)]
     choices += uniform_candidate(config, budget, split.X_train.shape[1])
-    trained, screened, seconds = train_screened(
-        split, [replace(candidate, bits_per_feature=chosen.widths) for candidate, chosen in choices], task=task,
-        n_outputs=n_out, feature_names=feature_names, target_name=target_name, classes=classes, dataset=dataset,
-        on_epoch_end=on_epoch_end)
-    for i, model in trained:
-        model.allocation = choices[i][1].to_dict(feature_names)
-    untrained = {candidate_name(choices[i][0].method, "gbdt", uniform=choices[i][1].allocator == "uniform"): loss
-                 for i, loss in screened.items() if i not in dict(trained)}
-    return choose_candidate([m for _, m in trained], untrained, seconds)
+    return train_screened(split, [replace(candidate, bits_per_feature=chosen.widths) for candidate, chosen in choices],
+                          allocations=[chosen.to_dict(feature_names) for _, chosen in choices], task=task,
+                          feature_names=feature_names, target_name=target_name, classes=classes, dataset=dataset,
+                          on_epoch_end=on_epoch_end)
 
 
 #: the thresholds of ``auto``'s uniform candidate at a budget of n·F bits

@@ -38,7 +38,7 @@ __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
            "score", "score_trees", "summary",
            "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "candidate_name", "choose_candidate",
-           "model_candidate_name", "outputs_of", "predictor_record", "screen_loss", "train_dataset",
+           "outputs_of", "predictor_record", "screen_loss", "train_dataset",
            "train_on_split", "train_screened", "train_single", "training_memory"]
 
 
@@ -226,11 +226,8 @@ def fit_module(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> FittedModule:
     """Build and train the method's module on standardized arrays (for Po-* the FP network)."""
-    device = resolve_device(config.device)
     generator = seed_everything(config.seed)
-    X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
-    X_tr, y_tr, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
-    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device, y_train=y_tr, task=task).to(device)
+    module, X_tr, y_tr, X_val, y_val = _module_and_rows(X_train, y_train, config, task=task, n_outputs=n_outputs)
     schedule = make_schedule(config.schedule, config.epochs, config.decrease_factor)
     result = fit(module, X_tr, y_tr, task=task, epochs=config.epochs, lr=config.lr,
                  weight_decay=config.weight_decay, batch_size=config.batch_size,
@@ -239,6 +236,17 @@ def fit_module(
                  lr_schedule=config.lr_schedule, warmup_epochs=config.warmup_epochs,
                  threshold_lr_scale=config.threshold_lr_scale)
     return FittedModule(module=module, fit=result, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
+
+
+def _module_and_rows(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, *, task: str, n_outputs: int
+                     ) -> tuple[QuantizedMLP, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The method's untrained module, built on the training rows less the validation share, and
+    those rows and the validation rows as tensors on the config's device."""
+    device = resolve_device(config.device)
+    X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
+    X_tr, y_tr, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device, y_train=y_tr, task=task).to(device)
+    return module, X_tr, y_tr, X_val, y_val
 
 
 def _predictor_inputs(module: QuantizedMLP, X: torch.Tensor) -> np.ndarray:
@@ -261,18 +269,25 @@ def fit_predictor(fitted: FittedModule, module: QuantizedMLP, config: TrainConfi
     """
     if fitted.X_val is None or fitted.y_val is None or fitted.y_train is None:
         raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
-    q = module.quantizer
-    top = None if q is None else max_code(config.bits)
-    X_tr, X_val = _predictor_inputs(module, fitted.X_train), _predictor_inputs(module, fitted.X_val)
-    y_tr, y_val = fitted.y_train.cpu().numpy(), fitted.y_val.cpu().numpy()
+    X_val, y_val = _predictor_inputs(module, fitted.X_val), fitted.y_val.cpu().numpy()
     if trees is None:
-        trees = GBDTPredictor.fit(X_tr, y_tr, X_val, y_val, task=task, n_outputs=n_outputs,
-                                  inputs="features" if q is None else "codes", seed=config.seed, max_code=top)
+        trees = _fit_trees(module, config, fitted.X_train, fitted.y_train, X_val, y_val, task=task,
+                           n_outputs=n_outputs)
     losses = {"mlp": evaluate(module, fitted.X_val, fitted.y_val, task=task).loss,
               "gbdt": trees.loss(X_val, y_val)}
     chosen = "gbdt" if config.predictor == "gbdt" else min(losses, key=losses.__getitem__)
     record = {"predictor": chosen, "predictor_val_loss": losses, "gbdt_rounds": trees.rounds}
     return (trees if chosen == "gbdt" else None), record
+
+
+def _fit_trees(module: QuantizedMLP, config: TrainConfig, X_fit: torch.Tensor, y_fit: torch.Tensor,
+               X_val: np.ndarray, y_val: np.ndarray, *, task: str, n_outputs: int) -> GBDTPredictor:
+    """Trees on what ``module`` gives them of the fit rows, early-stopped on the validation rows'
+    (``X_val``: already as the trees read them)."""
+    top = None if module.quantizer is None else max_code(config.bits)
+    return GBDTPredictor.fit(_predictor_inputs(module, X_fit), y_fit.cpu().numpy(), X_val, y_val, task=task,
+                             n_outputs=n_outputs, inputs="features" if module.quantizer is None else "codes",
+                             seed=config.seed, max_code=top)
 
 
 def code_histogram(module: QuantizedMLP, X: torch.Tensor, config: TrainConfig) -> list[list[int]] | None:
@@ -311,15 +326,10 @@ def auto_candidates(config: TrainConfig) -> list[TrainConfig]:
     return [config, *(replace(config, method=m) for m in AUTO_THRESHOLDS)]
 
 
-def candidate_name(method: str, predictor: str, *, uniform: bool = False) -> str:
+def candidate_name(method: str, predictor: str, allocation: dict[str, Any] | None = None) -> str:
     """``method+predictor``, and `` (uniform)`` for the every-feature-at-n candidate of a budget."""
+    uniform = allocation is not None and allocation.get("allocator") == "uniform"
     return f"{method}+{predictor}" + (" (uniform)" if uniform else "")
-
-
-def model_candidate_name(model: TrainedModel, predictor: str) -> str:
-    """:func:`candidate_name` of a trained candidate."""
-    uniform = model.allocation is not None and model.allocation.get("allocator") == "uniform"
-    return candidate_name(model.config.method, predictor, uniform=uniform)
 
 
 def choose_candidate(models: list[TrainedModel], screened: dict[str, float] | None = None,
@@ -329,11 +339,11 @@ def choose_candidate(models: list[TrainedModel], screened: dict[str, float] | No
     tree losses of the ``screened`` candidates that :func:`train_screened` did not train."""
     if len(models) == 1 and not screened:
         return models[0]
-    losses = {model_candidate_name(m, name): loss for m in models
+    losses = {candidate_name(m.config.method, name, m.allocation): loss for m in models
               for name, loss in m.metrics["predictor_val_loss"].items()}
     best = min(models, key=lambda m: min(m.metrics["predictor_val_loss"].values()))
     best.metrics["auto_val_loss"] = {**(screened or {}), **losses}
-    best.metrics["auto_choice"] = model_candidate_name(best, best.metrics["predictor"])
+    best.metrics["auto_choice"] = candidate_name(best.config.method, best.metrics["predictor"], best.allocation)
     best.metrics["auto_seconds"] = screen_seconds + sum(
         float(m.metrics["train_seconds"]) + float(m.metrics["predictor_seconds"]) for m in models)
     return best
@@ -344,37 +354,43 @@ def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int)
     of a fixed-threshold method follow from the training rows alone), and the trees. The rows,
     quantizer and trees are those :func:`train_single` fits, so the loss is the one it records
     for ``gbdt``, and it can take the trees instead of fitting them again."""
-    device = resolve_device(config.device)
-    X_tr, y_tr = to_tensor(split.X_train, device), target_tensor(split.y_train, device, task)
-    X_fit, y_fit, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
+    module, X_fit, y_fit, X_val, y_val = _module_and_rows(split.X_train, split.y_train, config, task=task,
+                                                          n_outputs=n_outputs)
     if X_val is None or y_val is None:
         raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
-    module = build_model(config, X_fit.shape[1], n_outputs, X_fit, device=device, y_train=y_fit, task=task)
-    trees = GBDTPredictor.fit(_predictor_inputs(module, X_fit), y_fit.cpu().numpy(),
-                              _predictor_inputs(module, X_val), y_val.cpu().numpy(), task=task,
-                              n_outputs=n_outputs, inputs="codes", seed=config.seed, max_code=max_code(config.bits))
-    return trees.loss(_predictor_inputs(module, X_val), y_val.cpu().numpy()), trees
+    val_inputs, val_targets = _predictor_inputs(module, X_val), y_val.cpu().numpy()
+    trees = _fit_trees(module, config, X_fit, y_fit, val_inputs, val_targets, task=task, n_outputs=n_outputs)
+    return trees.loss(val_inputs, val_targets), trees
 
 
-def train_screened(split: Split, configs: list[TrainConfig], *, task: str, n_outputs: int,
-                   **names: Any) -> tuple[list[tuple[int, TrainedModel]], dict[int, float], float]:
-    """``auto``'s candidates, trained: the method's own (``configs[0]``, network and trees) and,
-    of the fixed-threshold rest, the one whose codes the trees fit best on the validation rows
-    (:func:`screen_loss`). Screening costs a tree fit per candidate where training each would
-    cost a network; which predictor serves is chosen afterwards among the trained ones.
+def train_screened(split: Split, configs: list[TrainConfig], *, task: str,
+                   allocations: list[dict[str, Any] | None] | None = None, **names: Any) -> TrainedModel:
+    """``auto``'s candidates, trained and chosen: the method's own (``configs[0]``, network and
+    trees) and, of the fixed-threshold rest, the one whose codes the trees fit best on the
+    validation rows (:func:`screen_loss`); the least validation loss of the trained ones serves
+    (:func:`choose_candidate`, which records the screened ones' tree losses too). Screening costs
+    a tree fit per candidate where training each would cost a network.
 
-    Returns the trained candidates with their index in ``configs``, every screened candidate's
-    tree loss by index, and the seconds screening took.
+    ``allocations``: each config's allocation record, kept by the model trained from it.
     """
-    trained = [(0, train_single(split, configs[0], task=task, **names))]
+    records = allocations or [None] * len(configs)
+
+    def train(i: int, screened: GBDTPredictor | None = None) -> TrainedModel:
+        model = train_single(split, configs[i], task=task, screened=screened, **names)
+        model.allocation = records[i]
+        return model
+
+    first = train(0)
     if len(configs) == 1:
-        return trained, {}, 0.0
+        return first
     started = time.perf_counter()
+    n_outputs = outputs_of(task, names.get("classes"))
     screens = {i: screen_loss(split, c, task=task, n_outputs=n_outputs) for i, c in enumerate(configs) if i}
     seconds = time.perf_counter() - started
     best = min(screens, key=lambda i: screens[i][0])
-    trained.append((best, train_single(split, configs[best], task=task, screened=screens[best][1], **names)))
-    return trained, {i: loss for i, (loss, _) in screens.items()}, seconds
+    untrained = {candidate_name(configs[i].method, "gbdt", records[i]): loss
+                 for i, (loss, _) in screens.items() if i != best}
+    return choose_candidate([first, train(best, screens[best][1])], untrained, seconds)
 
 
 def train_on_split(
@@ -396,12 +412,7 @@ def train_on_split(
     (:func:`choose_candidate`)."""
     names: dict[str, Any] = {"feature_names": feature_names, "target_name": target_name,
                              "classes": classes, "dataset": dataset, "on_epoch_end": on_epoch_end}
-    configs = auto_candidates(config)
-    trained, screened, seconds = train_screened(split, configs, task=task, n_outputs=outputs_of(task, classes),
-                                                **names)
-    untrained = {candidate_name(configs[i].method, "gbdt"): loss for i, loss in screened.items()
-                 if i not in dict(trained)}
-    return choose_candidate([m for _, m in trained], untrained, seconds)
+    return train_screened(split, auto_candidates(config), task=task, **names)
 
 
 def outputs_of(task: str, classes: list[str] | None) -> int:
