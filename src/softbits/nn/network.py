@@ -134,8 +134,8 @@ def thermometer_forward(model: QuantizedMLP) -> Callable[[torch.Tensor], torch.T
     quantizer, network = model.quantizer, model.network
     if not (isinstance(quantizer, BitwiseQuantizer) and quantizer.fixed and isinstance(network[0], nn.Linear)):
         return None
-    order, starts = quantizer.rank_order()
-    counts = torch.diff(starts, append=starts.new_tensor([order.numel()]))
+    order, counts = quantizer.rank_order()
+    starts = torch.cumsum(counts, 0) - counts
     if order.numel() <= DENSE_COLUMNS * int((counts > 0).sum()):
         return None
     ordered = not torch.equal(order, torch.arange(order.numel(), device=order.device))

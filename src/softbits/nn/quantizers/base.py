@@ -8,6 +8,7 @@ exact tensor the network sees in eval mode): ``decode(encode(x)) == eval forward
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -165,16 +166,23 @@ class ThresholdQuantizer(Quantizer):
 
     def _search_table(self) -> torch.Tensor:
         """Each feature's effective thresholds ascending, NaN as +inf (x > NaN and x > +inf are
-        both false for every x), cached until the thresholds change (see ``_version``)."""
+        both false for every x)."""
+        def table() -> torch.Tensor:
+            a = self.effective_thresholds().detach()
+            return a.masked_fill(torch.isnan(a), float("inf")).sort(dim=-1).values.contiguous()
+
+        return self._while_thresholds_last("search_table", table)
+
+    def _while_thresholds_last(self, name: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``compute()``, kept under ``name`` until the thresholds change (their version counter
+        moves on every in-place update, optimizer steps and ``load_state_dict`` included): a
+        server encodes and decodes with the same thresholds for every request."""
         t = self.thresholds
-        key = (t._version, t.data_ptr(), t.device, self.widths)
-        cached = getattr(self, "_search_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        a = self.effective_thresholds().detach()
-        table = a.masked_fill(torch.isnan(a), float("inf")).sort(dim=-1).values.contiguous()
-        self._search_cache = (key, table)
-        return table
+        key = (t._version, t.data_ptr(), t.device)
+        cache: dict[str, tuple[Any, torch.Tensor]] = self.__dict__.setdefault("_threshold_cache", {})
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, compute())
+        return cache[name][1]
 
     def sorted_thresholds(self) -> np.ndarray:
         """[F, 2^n − 1] float32: each feature's thresholds ascending, then +inf in unused slots."""

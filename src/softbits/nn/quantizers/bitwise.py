@@ -81,21 +81,15 @@ class BitwiseQuantizer(ThresholdQuantizer):
     def _ranks(self) -> torch.Tensor:
         """Position of each threshold in its feature's (stable) sorted order, [F, M].
 
-        Cached until the thresholds change (their version counter moves on every in-place
-        update, optimizer steps and ``load_state_dict`` included): a server decodes with the
-        same thresholds for every request. Unused slots (+inf) rank after a feature's own
-        thresholds, so no code sets their bits.
+        Cached until the thresholds change (:meth:`_while_thresholds_last`). Unused slots (+inf)
+        rank after a feature's own thresholds, so no code sets their bits.
         """
-        t = self.thresholds
-        key = (t._version, t.data_ptr(), t.device)
-        cached = getattr(self, "_ranks_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        order = torch.argsort(self.effective_thresholds().detach(), dim=-1, stable=True)
-        ranks = torch.empty_like(order)
-        ranks.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
-        self._ranks_cache = (key, ranks)
-        return ranks
+        def ranks() -> torch.Tensor:
+            order = torch.argsort(self.effective_thresholds().detach(), dim=-1, stable=True)
+            out = torch.empty_like(order)
+            return out.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+
+        return self._while_thresholds_last("ranks", ranks)
 
     @property
     def fixed(self) -> bool:
@@ -105,7 +99,7 @@ class BitwiseQuantizer(ThresholdQuantizer):
 
     def rank_order(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The network-input columns feature by feature, each feature's in threshold order, and
-        where each feature starts in that order ([out_features], [F], long). Code c of feature f
+        how many columns each feature has ([out_features], [F], long). Code c of feature f
         sets exactly its first c columns there, so the first layer's response to a code is a
         cumulative sum of weight columns read at c."""
         n_features, m = self.thresholds.shape
@@ -116,8 +110,7 @@ class BitwiseQuantizer(ThresholdQuantizer):
         else:
             slots, features = self._outputs, self._output_features
         order = torch.argsort(features * m + self._ranks().flatten()[slots])
-        counts = torch.bincount(features, minlength=n_features)
-        return order, torch.cumsum(counts, 0) - counts
+        return order, torch.bincount(features, minlength=n_features)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         bits = self._ranks().unsqueeze(0) < codes.long().unsqueeze(-1)
