@@ -337,8 +337,6 @@ def choose_candidate(models: list[TrainedModel], screened: dict[str, float] | No
     """The candidate with the least validation loss (each scored on the same validation rows of
     the training part), with every candidate's loss recorded as ``auto_val_loss`` — also the
     tree losses of the ``screened`` candidates that :func:`train_screened` did not train."""
-    if len(models) == 1 and not screened:
-        return models[0]
     losses = {candidate_name(m.config.method, name, m.allocation): loss for m in models
               for name, loss in m.metrics["predictor_val_loss"].items()}
     best = min(models, key=lambda m: min(m.metrics["predictor_val_loss"].values()))
