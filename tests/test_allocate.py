@@ -61,6 +61,22 @@ def test_coarser_bins_nest_in_the_probe_thresholds_and_snap_to_training_medians(
     np.testing.assert_array_equal(coarse.snap(x, 0, 3), x)
 
 
+def test_coarser_bin_values_are_the_medians_of_their_training_values(rng):
+    """With ties on the boundaries, odd and even bins, and bins no training value falls in."""
+    x = np.round(rng.normal(size=(301, 1)) * 3).astype(np.float32)
+    table = np.sort(np.concatenate([rng.choice(x[:, 0], 9), [-20.0, -19.0, 30.0, 31.0, 32.0, 0.0]]))[None]
+    coarse = Coarsener(x, table, start=4)
+    for width in range(1, 4):
+        bounds, values = coarse.bins(0, width)
+        codes = np.searchsorted(bounds, x[:, 0], side="left")
+        for k, value in enumerate(values):
+            inside = x[codes == k, 0]
+            if inside.size:
+                assert value == np.median(inside.astype(np.float64))
+            else:  # an empty bin stands inside itself
+                assert np.searchsorted(bounds, np.float32(value), side="left") == k
+
+
 def test_allocation_favours_the_informative_feature_and_holds_the_budget(rng):
     X, y = _signal_data(rng)
     chosen = allocate(X, (y - y.mean()) / y.std(), TrainConfig(method="bw-sq", **SMALL), 6, task="regression")

@@ -460,3 +460,29 @@ def test_split_points_are_fitted_once_per_rows_and_settings(monkeypatch):
     predictors.split_points(X, y2, task="regression", n_outputs=1, seed=3)
     predictors.split_points(X, y, task="regression", n_outputs=1, seed=4)
     assert len(fits) == 3
+
+
+@pytest.mark.parametrize("task,n_outputs", [("regression", 1), ("classification", 3)])
+def test_split_points_from_the_text_model_are_those_of_the_json_dump(task, n_outputs):
+    """The text model gives the same split values as LightGBM's JSON dump of the same trees,
+    and the same gain per value up to the text's digits."""
+    rng = np.random.default_rng(5)
+    X = np.round(rng.normal(size=(600, 4)), 1)  # repeated values: several splits share one
+    y = X[:, 0] + np.sin(3 * X[:, 1]) + 0.1 * rng.normal(size=600)
+    if task == "classification":
+        y = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    trees = predictors.GBDTPredictor.fit(X[:500], y[:500], X[500:], y[500:], task=task, n_outputs=n_outputs,
+                                         inputs="features", seed=0)
+    expected: list[dict[float, float]] = [{} for _ in range(4)]
+    stack = [tree["tree_structure"] for tree in trees.booster.dump_model()["tree_info"]]
+    while stack:
+        node = stack.pop()
+        if "split_feature" in node:
+            mine = expected[node["split_feature"]]
+            mine[node["threshold"]] = mine.get(node["threshold"], 0.0) + node["split_gain"]
+            stack += [node["left_child"], node["right_child"]]
+    points = trees.split_points(4)
+    assert sum(len(values) for values, _ in points) > 20
+    for (values, gains), mine in zip(points, expected, strict=True):
+        np.testing.assert_array_equal(values, sorted(mine))
+        np.testing.assert_allclose(gains, [mine[v] for v in sorted(mine)], rtol=1e-6)

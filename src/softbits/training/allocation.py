@@ -223,20 +223,26 @@ class Coarsener:
         self.table = np.asarray(sorted_thresholds, dtype=np.float64)
         self.start = start
         self._bins: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._sorted: dict[int, np.ndarray] = {}
 
     def bins(self, f: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Boundaries [2^w − 1] and the value of each bin [2^w] of feature ``f`` at ``width``."""
         key = (f, width)
         if key not in self._bins:
-            column = self.x_fit[:, f]
+            if f not in self._sorted:
+                self._sorted[f] = np.sort(self.x_fit[:, f])
+            column = self._sorted[f]
             step = 1 << (self.start - width)
             bounds = self.table[f, step - 1::step][:n_thresholds(width)]
-            codes = np.searchsorted(bounds, column, side="left")  # #{a < x}: the model's x > a
-            values = np.empty(n_thresholds(width) + 1)
-            for k in range(values.size):
-                inside = column[codes == k]
-                values[k] = np.median(inside) if inside.size else _inside_edge(bounds, k)
-            self._bins[key] = (bounds, values)
+            # bin k holds bounds[k − 1] < x ≤ bounds[k] (the model's x > a): a run of the sorted column
+            edges = np.concatenate([[0], np.searchsorted(column, bounds, side="right"), [column.size]])
+            lo, count = edges[:-1], np.diff(edges)
+            last = column.size - 1  # an empty bin's index is clipped, its value replaced below
+            middle, upper = np.minimum(lo + np.maximum(count - 1, 0) // 2, last), np.minimum(lo + count // 2, last)
+            medians = (column[middle] + column[upper]) / 2  # np.median's mean of the middle two
+            empty = [_inside_edge(bounds, k) for k in np.flatnonzero(count == 0)]
+            medians[count == 0] = empty
+            self._bins[key] = (bounds, medians)
         return self._bins[key]
 
     def snap(self, x: np.ndarray, f: int, width: int) -> np.ndarray:

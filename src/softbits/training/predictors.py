@@ -166,19 +166,20 @@ class GBDTPredictor:
         return {"kind": self.kind, "inputs": self.inputs, "rounds": self.rounds}
 
     def split_points(self, n_features: int) -> SplitPoints:
-        """Per feature, the distinct values the trees split at (x ≤ value goes left) and the
-        gain summed over each value's splits."""
-        gains: list[dict[float, float]] = [{} for _ in range(n_features)]
-        stack = [tree["tree_structure"] for tree in self.booster.dump_model()["tree_info"]]
-        while stack:
-            node = stack.pop()
-            if "split_feature" in node:
-                mine = gains[int(node["split_feature"])]
-                value = float(node["threshold"])
-                mine[value] = mine.get(value, 0.0) + float(node["split_gain"])
-                stack += [node["left_child"], node["right_child"]]
-        return [(np.fromiter(g, dtype=np.float64, count=len(g)),
-                 np.fromiter(g.values(), dtype=np.float64, count=len(g))) for g in gains]
+        """Per feature, the distinct values the trees split at (x ≤ value goes left, sorted) and
+        the gain summed over each value's splits, read from the text model (split values at full
+        precision, gains as the text keeps them): a tenth of the time of walking the JSON dump."""
+        text = self.to_text()
+        features, values, gains = (np.array(" ".join(re.findall(rf"^{key}=(.*)$", text, flags=re.MULTILINE)).split(),
+                                            dtype=dtype)
+                                   for key, dtype in (("split_feature", np.int64), ("threshold", np.float64),
+                                                      ("split_gain", np.float64)))
+        points: SplitPoints = []
+        for f in range(n_features):
+            mine = features == f
+            distinct, at = np.unique(values[mine], return_inverse=True)
+            points.append((distinct, np.bincount(at, weights=gains[mine], minlength=distinct.size)))
+        return points
 
     def to_text(self) -> str:
         return str(self.booster.model_to_string(num_iteration=self.booster.best_iteration or None))
