@@ -240,7 +240,7 @@ class Coarsener:
             last = column.size - 1  # an empty bin's index is clipped, its value replaced below
             middle, upper = np.minimum(lo + np.maximum(count - 1, 0) // 2, last), np.minimum(lo + count // 2, last)
             medians = (column[middle] + column[upper]) / 2  # np.median's mean of the middle two
-            empty = [_inside_edge(bounds, k) for k in np.flatnonzero(count == 0)]
+            empty = [_inside_edge(bounds, int(k)) for k in np.flatnonzero(count == 0)]
             medians[count == 0] = empty
             self._bins[key] = (bounds, medians)
         return self._bins[key]
