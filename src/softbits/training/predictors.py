@@ -38,6 +38,10 @@ PREDICTORS = ("mlp", "ensemble", "gbdt", "auto")
 GBDT_VAL_FRACTION = 0.15
 #: the largest tree text a model file may hold (a 2000-tree, 63-leaf model is about 10 MB)
 MAX_GBDT_BYTES = 256 * 2**20
+#: predictions of this many rows or more use every thread: the tree-scored allocation search
+#: predicts a few hundred changed rows per step, 0.75x its time on cpu_act from 128 rather than
+#: 1,024 (benchmarks/search_threads.py); a one-sample server request stays on one thread
+PREDICT_THREADS_FROM_ROWS = 128
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class GBDTPredictor:
         if X.shape[0] == 0:
             return np.zeros((0, self.n_outputs))
         out = np.asarray(self.booster.predict(X, num_iteration=self.booster.best_iteration or None,
-                                              num_threads=1 if X.shape[0] < 1024 else _threads()))
+                                              num_threads=1 if X.shape[0] < PREDICT_THREADS_FROM_ROWS else _threads()))
         if self.task == "classification" and self.n_outputs == 2:
             return np.stack([1 - out, out], axis=1)
         return out.reshape(X.shape[0], -1)
