@@ -6,9 +6,13 @@ each dataset, seed (the paper's split) and budget, each fixed-threshold family (
 split points ``bw-tq``) is allocated with the predictor's own tree settings and with faster ones
 (a larger learning rate, fewer patience rounds); the widths each chooses are then scored as
 ``auto`` scores a candidate (:func:`~softbits.training.train.screen_loss`: the serving trees on
-the training part's validation share). The test split is never read.
+the training part's validation share). The test split is never read. ``default`` is the
+serving trees' own settings (``GBDT_PARAMS``, what the search used before ``lr0.1-es50`` was
+taken as ``allocation.PROBE_GBDT_PARAMS`` on these results).
 
     python benchmarks/probe_trees_cv.py --out benchmarks/results/probe_trees_cv.json
+    python benchmarks/probe_trees_cv.py --seeds 2,3,4 --settings default,lr0.1-es50 \\
+        --out benchmarks/results/probe_trees_cv_seeds2-4_lr01.json
 """
 
 from __future__ import annotations
@@ -42,9 +46,16 @@ def main() -> None:
     parser.add_argument("--datasets", default="cpu_act,california,fried")
     parser.add_argument("--bits", default="2,4,8")
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"comma-separated labels to compare (default: all of {', '.join(SETTINGS)})")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/probe_trees_cv.json"))
     args = parser.parse_args()
+    labels = args.settings.split(",")
+    unknown = sorted(set(labels) - set(SETTINGS))
+    if unknown or "default" not in labels:
+        parser.error(f"--settings takes labels of {', '.join(SETTINGS)}, including default; got {args.settings!r}")
     rows: list[dict[str, Any]] = []
+    taken = allocation.PROBE_GBDT_PARAMS
     for name in args.datasets.split(","):
         ds = load_dataset(name)
         for seed in map(int, args.seeds.split(",")):
@@ -53,7 +64,8 @@ def main() -> None:
             for bits in map(int, args.bits.split(",")):
                 for method in ("bw-bq", "bw-tq"):
                     config = TrainConfig(method=method, bits=bits, seed=seed, predictor="auto", device="cpu")
-                    for label, params in SETTINGS.items():
+                    for label in labels:
+                        params = SETTINGS[label]
                         allocation.PROBE_GBDT_PARAMS = params
                         predictors._SPLITS.clear()  # each setting fits bw-tq's float32 trees itself
                         start = time.perf_counter()
@@ -68,9 +80,9 @@ def main() -> None:
                                      "widths": list(chosen.widths)})
                         print(f"{name} seed {seed} {bits} bits {method} {label}: val {loss:.5f} "
                               f"{seconds:.1f}s", flush=True)
-    allocation.PROBE_GBDT_PARAMS = None
+    allocation.PROBE_GBDT_PARAMS = taken
     summary = []
-    for label in SETTINGS:
+    for label in labels:
         ratios = [r["val_loss"] / d["val_loss"] for r in rows if r["settings"] == label
                   for d in rows if d["settings"] == "default"
                   and all(d[k] == r[k] for k in ("dataset", "seed", "bits_per_feature", "method"))]

@@ -422,6 +422,27 @@ def test_fixed_thresholds_scored_by_trees_start_wider_and_train_no_probe(diabete
     assert sum(chosen.widths) <= 60 and max(chosen.widths) <= 10
 
 
+def test_the_search_ranks_with_probe_trees_and_the_serving_trees_keep_their_settings(diabetes, monkeypatch):
+    """The tree-scored search's trees use ``PROBE_GBDT_PARAMS`` (faster, they only rank the
+    steps); the trees that serve the chosen widths are fitted with the predictor's own."""
+    from softbits.training import allocation
+
+    used = []
+    fit = predictors.GBDTPredictor.fit.__func__
+
+    def spy(cls, *args, **kwargs):
+        used.append(kwargs.get("params", predictors.GBDT_PARAMS))
+        return fit(cls, *args, **kwargs)
+
+    monkeypatch.setattr(predictors.GBDTPredictor, "fit", classmethod(spy))
+    assert allocation.PROBE_GBDT_PARAMS is not None and allocation.PROBE_GBDT_PARAMS != predictors.GBDT_PARAMS
+    split = split_and_scale(diabetes, seed=0)
+    model = train_allocated(split, replace(TrainConfig(method="bw-bq", predictor="gbdt", **TINY), bits=2), 12,
+                            task=diabetes.task, feature_names=diabetes.feature_names)
+    assert model.allocation["scored_by"] == "gbdt"
+    assert used == [allocation.PROBE_GBDT_PARAMS, predictors.GBDT_PARAMS]
+
+
 def test_predictor_ensemble_is_the_ensemble_method():
     config = TrainConfig(method="bw-sq", predictor="ensemble", members=3, **TINY)
     assert (config.method, config.predictor, config.members) == ("bw-sq-ens", "mlp", 3)
