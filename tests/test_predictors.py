@@ -26,6 +26,7 @@ from softbits.errors import ConfigError, DataError  # noqa: E402
 from softbits.training import predictors  # noqa: E402
 from softbits.training.allocation import train_allocated  # noqa: E402
 from softbits.training.estimators import SoftbitsClassifier, SoftbitsRegressor  # noqa: E402
+from softbits.training.train import AUTO_MLP_WITHIN  # noqa: E402
 from softbits.training.trained_model import TREES_KEY, TrainedModel  # noqa: E402
 
 from conftest import assert_train_refuses, run_main, start_server, stop_server  # noqa: E402
@@ -178,7 +179,8 @@ def test_train_cli_reports_the_predictor_and_refuses_bad_ones(tmp_path, capsys):
                               "--json", "--save", tmp_path / "m.safetensors")
     assert code == 0, err
     result = json.loads(out)
-    assert result["predictor"] in ("mlp", "gbdt") and set(result["predictor_val_loss"]) == {"mlp", "gbdt"}
+    assert result["predictor"] in ("mlp", "gbdt") and result["predictor"] in result["predictor_val_loss"]
+    assert {"bw-sq+mlp", "bw-sq+gbdt"} <= set(result["auto_val_loss"])
     assert result["settings"]["predictor"] == "auto"
     assert TrainedModel.load(tmp_path / "m.safetensors").predictor == result["predictor"]
     assert_train_refuses(capsys, tmp_path / "x.safetensors", ["--predictor", "forest"],
@@ -260,16 +262,25 @@ def test_stacks_refuse_tree_predictors():
     assert not check and "one at a time" in check.reason
 
 
-def test_the_server_answers_what_predict_gives(gbdt_model, diabetes):
-    model, path = gbdt_model
+@pytest.fixture(scope="module")
+def trees_only_model(diabetes, tmp_path_factory):
+    """Quantile codes with trees alone: no network in the model or its file."""
+    model = train_dataset(diabetes, TrainConfig(method="bw-qq", predictor="gbdt", **TINY))
+    return model, model.save(tmp_path_factory.mktemp("trees") / "bw-qq-gbdt.safetensors")
+
+
+@pytest.mark.parametrize("served", ["gbdt_model", "trees_only_model"])
+def test_the_server_answers_what_predict_gives(request, diabetes, served):
+    model, path = request.getfixturevalue(served)
     spec = EncoderSpec.from_model(model)
-    X = diabetes.X[:12]
+    # float32 rows, as a device holds them (quantile thresholds sit on diabetes' float64 values)
+    X = diabetes.X[:12].astype(np.float32).astype(np.float64)
     env = dict(os.environ, NO_COLOR="1")
     proc, urls = start_server(path, env)
     try:
-        request = urllib.request.Request(urls["http"], data=encode_payload(spec, X), method="POST",
-                                         headers={"Content-Type": "application/octet-stream"})
-        with urllib.request.urlopen(request, timeout=30) as response:
+        post = urllib.request.Request(urls["http"], data=encode_payload(spec, X), method="POST",
+                                      headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(post, timeout=30) as response:
             body = json.loads(response.read())
     finally:
         stop_server(proc)
@@ -339,9 +350,11 @@ def test_frontier_with_trees_stores_its_own_keys_beside_the_mlps(tmp_path, capsy
 def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabetes, tmp_path, monkeypatch):
     """bw-sq with auto screens the fixed-threshold candidates (bw-bq, bw-tq) by trees on their
     codes, on the same validation rows, trains the best of them beside bw-sq, and keeps the least
-    of all validation losses; the model round-trips."""
+    of all validation losses; the model round-trips. (Here the best one's network trains
+    whatever bw-sq's MLP scored: see the next test for when it does not.)"""
     from softbits.training import train as train_module
 
+    monkeypatch.setattr(train_module, "AUTO_MLP_WITHIN", float("inf"))
     trained: list[str] = []
     single = train_module.train_single
 
@@ -361,6 +374,82 @@ def test_auto_also_tries_bins_with_trees_and_keeps_the_best_on_validation(diabet
     path = model.save(tmp_path / "auto.safetensors")
     X = diabetes.X[:50]
     np.testing.assert_allclose(TrainedModel.load(path).predict(X), model.predict(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("within", [-1.0, float("inf")])
+def test_auto_trains_the_fixed_codes_network_only_where_the_methods_mlp_came_close(diabetes, monkeypatch, within):
+    """The screened candidate's network trains only where bw-sq's MLP came within AUTO_MLP_WITHIN
+    of bw-sq's trees on the validation rows; otherwise its trees alone are the candidate."""
+    from softbits.training import train as train_module
+
+    networks: list[str] = []
+    fit_module = train_module.fit_module
+
+    def counting(X, y, config, **kwargs):
+        networks.append(config.method)
+        return fit_module(X, y, config, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_module", counting)
+    monkeypatch.setattr(train_module, "AUTO_MLP_WITHIN", within)
+    model = train_dataset(diabetes, TrainConfig(method="bw-sq", predictor="auto", **TINY))
+    losses = model.metrics["auto_val_loss"]
+    kept = min(("bw-bq", "bw-tq"), key=lambda m: losses[f"{m}+gbdt"])
+    assert networks == (["bw-sq"] if within < 0 else ["bw-sq", kept])
+    assert (f"{kept}+mlp" in losses) == (within > 0)
+    assert model.metrics["auto_choice"] == min(losses, key=losses.get)
+
+
+@pytest.mark.parametrize("method", ["bw-qq", "bw-tq", "fp"])
+def test_trees_on_fixed_codes_train_no_network(diabetes, tmp_path, monkeypatch, method):
+    """gbdt behind codes no training moves (fixed thresholds, fp's features): no network trains;
+    the quantizer and trees are those a training with the network builds, the file has no
+    network, and predict, predict_codes and the loaded model agree."""
+    from softbits.training import train as train_module
+
+    config = TrainConfig(method=method, predictor="gbdt", **TINY)
+    with_network = train_module.train_single(split_and_scale(diabetes, seed=config.seed),
+                                             replace(config, predictor="auto"), task=diabetes.task,
+                                             feature_names=diabetes.feature_names)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a network trained")
+
+    monkeypatch.setattr(train_module, "fit_module", no_training)
+    model = train_dataset(diabetes, config)
+    assert model.module.network is None and model.history is None and model.predictor == "gbdt"
+    m = model.metrics
+    assert m["epochs"] == 0 and m["train_seconds"] == 0.0 and "test_mse_mlp" not in m
+    assert m["predictor_val_loss"] == {"gbdt": with_network.metrics["predictor_val_loss"]["gbdt"]}
+    if method != "fp":
+        np.testing.assert_array_equal(model.module.quantizer.sorted_thresholds(),
+                                      with_network.module.quantizer.sorted_thresholds())
+    path = model.save(tmp_path / "trees.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["softbits"])
+        assert header["network"] is None and not [k for k in f.keys() if k.startswith("network.")]
+    loaded = TrainedModel.load(path)
+    X = diabetes.X[:40]
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    if method != "fp":
+        np.testing.assert_array_equal(loaded.predict_codes(loaded.encode(X)), model.predict(X))
+    with pytest.raises(DataError, match="no network"):
+        loaded.module(torch.zeros(1, diabetes.X.shape[1]))
+
+
+def test_only_trees_on_fixed_codes_may_have_no_network(gbdt_model, diabetes, tmp_path, capsys):
+    """A file whose header has no network is refused, one line, unless trees serve fixed codes."""
+    trees_only = train_dataset(diabetes, TrainConfig(method="bw-qq", predictor="gbdt", **TINY))
+    path = trees_only.save(tmp_path / "trees.safetensors")
+
+    def no_predictor(header):
+        del header["predictor"]
+
+    _, learned = gbdt_model  # bw-sq: its codes come from a trained network
+    for source, change, drop in [(path, no_predictor, True),
+                                 (learned, lambda h: h.update(network=None), False)]:
+        out = _rewrite(source, tmp_path / "bad.safetensors", header_change=change, drop_trees=drop)
+        code, _, err = run_main(capsys, "predict", out, "--input", tmp_path / "none.csv")
+        assert code == 2 and "network is null" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_screening_loss_is_the_trained_candidates_tree_loss(diabetes):
@@ -389,7 +478,8 @@ def test_auto_with_a_budget_allocates_each_candidate_for_itself(diabetes):
     screened = {"bw-bq+gbdt", "bw-tq+gbdt", "bw-bq+gbdt (uniform)"}  # 20 bits = 2 per feature
     assert screened | {"bw-sq+mlp", "bw-sq+gbdt"} <= set(losses)
     kept = min(screened, key=losses.get)
-    assert set(losses) == screened | {"bw-sq+mlp", "bw-sq+gbdt", kept.replace("+gbdt", "+mlp")}
+    tried_mlp = losses["bw-sq+mlp"] <= (1 + AUTO_MLP_WITHIN) * losses["bw-sq+gbdt"]
+    assert set(losses) == screened | {"bw-sq+mlp", "bw-sq+gbdt"} | ({kept.replace("+gbdt", "+mlp")} if tried_mlp else set())
     assert model.metrics["auto_choice"] == min(losses, key=losses.get)
     uniform = model.metrics["auto_choice"].endswith("(uniform)")
     assert (model.allocation["allocator"] == "uniform") == uniform

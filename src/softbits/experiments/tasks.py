@@ -122,7 +122,8 @@ class RunMetrics:
 
     test: TestMetrics
     train_seconds: float
-    final_train_loss: float
+    #: None where no network trained (trees on fixed codes)
+    final_train_loss: float | None
     n_train: int
     n_test: int
     threads: int

@@ -53,11 +53,15 @@ def describe_network(network: nn.Sequential) -> dict[str, Any]:
             "members": network.members if isinstance(network, BatchedMLP) else None}
 
 
+#: what a model whose trees serve without a network says when asked for one
+NO_NETWORK = "this model has no network: trees serve its codes"
+
+
 class QuantizerThenNetwork(nn.Module):
     """``network(quantizer(x))``, the shape of every softbits model (one MLP, an ensemble, or K
     stacked trainings); without a quantizer the network sees the features as they are."""
 
-    def __init__(self, quantizer: nn.Module | None, network: nn.Module) -> None:
+    def __init__(self, quantizer: nn.Module | None, network: nn.Module | None) -> None:
         super().__init__()
         self.quantizer = quantizer
         self.network = network
@@ -65,6 +69,8 @@ class QuantizerThenNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quantizer is not None:
             x = self.quantizer(x)
+        if self.network is None:
+            raise DataError(NO_NETWORK)
         return self.network(x)
 
 
@@ -73,20 +79,29 @@ class QuantizedMLP(QuantizerThenNetwork):
 
     With an ensemble network the output in training mode is the members' [K, N, d_out] (the
     engine's loss averages the members' losses) and in eval mode their mean [N, d_out].
+    ``network`` is None where trees serve codes that no training moves (fixed thresholds):
+    the module is then the quantizer alone.
     """
 
     quantizer: Quantizer | None
-    network: nn.Sequential
+    network: nn.Sequential | None
 
-    def __init__(self, quantizer: Quantizer | None, network: nn.Sequential) -> None:
+    def __init__(self, quantizer: Quantizer | None, network: nn.Sequential | None) -> None:
         super().__init__(quantizer, network)
 
     def forward_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """The server side: codes from a device → the network's output (eval semantics)."""
         if self.quantizer is None:
             raise DataError("a full-precision model has no codes")
+        network = self.require_network()
         x = self.quantizer.decode(codes)
-        return self.network(x) if self.training else network_eval(self.network, x)
+        return network(x) if self.training else network_eval(network, x)
+
+    def require_network(self) -> nn.Sequential:
+        """The network; a one-line :class:`DataError` for a model whose trees serve without one."""
+        if self.network is None:
+            raise DataError(NO_NETWORK)
+        return self.network
 
 
 def network_eval(network: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -132,7 +147,8 @@ def thermometer_forward(model: QuantizedMLP) -> Callable[[torch.Tensor], torch.T
     per sent feature).
     """
     quantizer, network = model.quantizer, model.network
-    if not (isinstance(quantizer, BitwiseQuantizer) and quantizer.fixed and isinstance(network[0], nn.Linear)):
+    if not (isinstance(quantizer, BitwiseQuantizer) and quantizer.fixed and network is not None
+            and isinstance(network[0], nn.Linear)):
         return None
     order, counts = quantizer.rank_order()
     starts = torch.cumsum(counts, 0) - counts

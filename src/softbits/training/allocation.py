@@ -269,9 +269,10 @@ class _Probe:
 
     def __init__(self, module: QuantizedMLP, x: np.ndarray, y: torch.Tensor, task: str) -> None:
         self.module, self.y, self.task = module.eval(), y, task
-        first = module.network[0]
+        network = module.require_network()
+        first = network[0]
         self.first = first if isinstance(first, torch.nn.Linear) else None
-        self.rest = torch.nn.Sequential(*list(module.network)[1:]) if self.first is not None else module.network
+        self.rest = torch.nn.Sequential(*list(network)[1:]) if self.first is not None else network
         with torch.no_grad():
             rows = torch.as_tensor(x, device=y.device)
             inputs = self._inputs(rows)
@@ -387,7 +388,7 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
         raise ConfigError(f"method {config.method} sends at least {method.min_bits} bits for a feature, "
                           f"but the budget is {budget} bit{'s' if budget != 1 else ''}")
     # fixed thresholds scored by trees: the probe is the quantizer on the fit rows, no network
-    untrained = config.predictor != "mlp" and not method.learns_quantizer and method.post_quantizer is None
+    untrained = config.predictor != "mlp" and method.fixed_inputs
     start = start_bits(budget, n_features, method.min_bits, trees=untrained)
     if start * n_features <= budget:  # the widest start fits: nothing to choose
         return Allocation(widths=(start,) * n_features, budget_bits=budget, start_bits=start, validation_rows=0,
@@ -406,7 +407,7 @@ def allocate(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, budg
     if untrained:
         cpu = torch.device("cpu")
         module = build_model(probe_config, n_features, n_outputs, to_tensor(X_train[fit_rows], cpu),
-                             y_train=target_tensor(y_train[fit_rows], cpu, task), task=task)
+                             y_train=target_tensor(y_train[fit_rows], cpu, task), task=task, network=False)
         y_val = target_tensor(y_train[val_rows], cpu, task)
     else:
         fitted = fit_module(X_train[fit_rows], y_train[fit_rows], probe_config, task=task, n_outputs=n_outputs,

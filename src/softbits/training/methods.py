@@ -85,6 +85,12 @@ class Method:
     def quantized(self) -> bool:
         return self.train_quantizer is not None or self.post_quantizer is not None
 
+    @property
+    def fixed_inputs(self) -> bool:
+        """What a predictor reads (its codes, or for ``fp`` the features) follows from the
+        training rows alone: no network training moves it, so trees can serve without one."""
+        return not self.learns_quantizer and self.post_quantizer is None
+
     def check_bits(self, bits: object) -> int:
         """``bits`` as an int this method can train with, or the one-line :class:`ConfigError`
         naming the range or the method's minimum and why it exists."""

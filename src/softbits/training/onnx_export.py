@@ -57,7 +57,7 @@ class ServerModel(nn.Module):
         if model.trees is not None:
             raise DataError("a gbdt predictor does not export to ONNX (no converter here reproduces its "
                             "predictions exactly); export an mlp or ensemble model")
-        self.network, self.task = model.module.network, model.task
+        self.network, self.task = model.module.require_network(), model.task
         sent = model.sent_features
         self.n_features = n = model.n_features
         levels = 1 << int(q.bits)

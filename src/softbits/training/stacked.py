@@ -176,13 +176,13 @@ def _linears(network: nn.Sequential) -> list[nn.Linear]:
 
 def stack_modules(modules: Sequence[QuantizedMLP], dropout: Sequence[float]) -> StackedModel:
     """One stacked model holding a copy of each single module's parameters (member k = modules[k])."""
-    first = _linears(modules[0].network)
+    first = _linears(modules[0].require_network())
     network = BatchedMLP(first[0].in_features, first[-1].out_features, len(first) - 1,
                          first[0].out_features, list(dropout), len(modules))
     with torch.no_grad():
         for layer, batched in enumerate(m for m in network if isinstance(m, BatchedLinear)):
             for k, module in enumerate(modules):
-                linear = _linears(module.network)[layer]
+                linear = _linears(module.require_network())[layer]
                 batched.weight[k].copy_(linear.weight.T)
                 batched.bias[k].copy_(linear.bias)
     quantizers = [m.quantizer for m in modules if m.quantizer is not None]
@@ -195,7 +195,7 @@ def unstack_into(stacked: StackedModel, modules: Sequence[QuantizedMLP]) -> None
     batched = [m for m in stacked.network if isinstance(m, BatchedLinear)]
     with torch.no_grad():
         for k, module in enumerate(modules):
-            for layer, linear in zip(batched, _linears(module.network), strict=True):
+            for layer, linear in zip(batched, _linears(module.require_network()), strict=True):
                 linear.weight.copy_(layer.weight[k].T)
                 linear.bias.copy_(layer.bias[k])
             if isinstance(module.quantizer, ThresholdQuantizer) and stacked.quantizer is not None:

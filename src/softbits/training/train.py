@@ -36,8 +36,8 @@ from softbits.training.trained_model import TrainedModel
 
 __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
            "check_training_memory", "code_histogram", "evaluate_as", "fit_module", "fit_predictor", "hold_out_validation",
-           "score", "score_trees", "summary",
-           "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "candidate_name", "choose_candidate",
+           "score", "score_trees", "summary", "trains_network",
+           "AUTO_MLP_WITHIN", "AUTO_THRESHOLDS", "PREDICTOR_KEYS", "auto_candidates", "candidate_name", "choose_candidate",
            "outputs_of", "predictor_record", "screen_loss", "train_dataset",
            "train_on_split", "train_screened", "train_single", "training_memory"]
 
@@ -45,9 +45,10 @@ __all__ = ["FittedModule", "TestMetrics", "available_memory", "build_model",
 def build_model(config: TrainConfig, n_features: int, n_outputs: int,
                 X_train: torch.Tensor | None = None, *,
                 device: torch.device | None = None, y_train: torch.Tensor | None = None,
-                task: str = "regression") -> QuantizedMLP:
+                task: str = "regression", network: bool = True) -> QuantizedMLP:
     """The method's quantizer (initialised on ``X_train`` when given) in front of a fresh MLP,
-    or of ``config.members`` MLPs for an ensemble method.
+    or of ``config.members`` MLPs for an ensemble method; with ``network=False`` the quantizer
+    alone (trees will serve its codes).
 
     Thresholds at trees' split points (init ``splits``, ``bw-tq``) need ``y_train`` and
     ``task``: float32 trees fit on those rows alone (:func:`~softbits.training.predictors.split_points`).
@@ -70,12 +71,14 @@ def build_model(config: TrainConfig, n_features: int, n_outputs: int,
         d_in = quantizer.out_features
     else:
         d_in = n_features
+    if not network:
+        return QuantizedMLP(quantizer, None)
     members = config.members if method.ensemble else None
     if device is not None:
         rows = config.batch_size if X_train is None else min(config.batch_size, X_train.shape[0])
         check_training_memory(config, d_in, n_outputs, members, device, batch_rows=rows)
-    network = build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout, members)
-    return QuantizedMLP(quantizer, network)
+    return QuantizedMLP(quantizer, build_network(d_in, n_outputs, config.layers, config.neurons, config.dropout,
+                                                 members))
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -238,14 +241,17 @@ def fit_module(
     return FittedModule(module=module, fit=result, X_train=X_tr, y_train=y_tr, X_val=X_val, y_val=y_val)
 
 
-def _module_and_rows(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, *, task: str, n_outputs: int
+def _module_and_rows(X_train: np.ndarray, y_train: np.ndarray, config: TrainConfig, *, task: str, n_outputs: int,
+                     network: bool = True
                      ) -> tuple[QuantizedMLP, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The method's untrained module, built on the training rows less the validation share, and
-    those rows and the validation rows as tensors on the config's device."""
+    """The method's untrained module (without ``network``, its quantizer alone), built on the
+    training rows less the validation share, and those rows and the validation rows as tensors
+    on the config's device."""
     device = resolve_device(config.device)
     X_tr, y_tr = to_tensor(X_train, device), target_tensor(y_train, device, task)
     X_tr, y_tr, X_val, y_val = hold_out_validation(X_tr, y_tr, config)
-    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device, y_train=y_tr, task=task).to(device)
+    module = build_model(config, X_tr.shape[1], n_outputs, X_tr, device=device, y_train=y_tr, task=task,
+                         network=network).to(device)
     return module, X_tr, y_tr, X_val, y_val
 
 
@@ -352,13 +358,41 @@ def screen_loss(split: Split, config: TrainConfig, *, task: str, n_outputs: int)
     of a fixed-threshold method follow from the training rows alone), and the trees. The rows,
     quantizer and trees are those :func:`train_single` fits, so the loss is the one it records
     for ``gbdt``, and it can take the trees instead of fitting them again."""
+    _, _, trees, loss = _trees_on_fixed_codes(split, config, task=task, n_outputs=n_outputs)
+    return loss, trees
+
+
+def _trees_on_fixed_codes(split: Split, config: TrainConfig, *, task: str, n_outputs: int,
+                          trees: GBDTPredictor | None = None
+                          ) -> tuple[QuantizedMLP, torch.Tensor, GBDTPredictor, float]:
+    """For a method whose codes no training moves: its quantizer alone, built on the training
+    rows less the validation share as a training builds it; trees on its codes of those rows
+    (``trees``: fitted on them already), early-stopped on the validation rows; and the fit rows
+    and the trees' validation loss."""
     module, X_fit, y_fit, X_val, y_val = _module_and_rows(split.X_train, split.y_train, config, task=task,
-                                                          n_outputs=n_outputs)
+                                                          n_outputs=n_outputs, network=False)
     if X_val is None or y_val is None:
         raise ConfigError(f"predictor {config.predictor} needs validation rows; the training part is too small")
     val_inputs, val_targets = _predictor_inputs(module, X_val), y_val.cpu().numpy()
-    trees = _fit_trees(module, config, X_fit, y_fit, val_inputs, val_targets, task=task, n_outputs=n_outputs)
-    return trees.loss(val_inputs, val_targets), trees
+    if trees is None:
+        trees = _fit_trees(module, config, X_fit, y_fit, val_inputs, val_targets, task=task, n_outputs=n_outputs)
+    return module, X_fit, trees, trees.loss(val_inputs, val_targets)
+
+
+def trains_network(config: TrainConfig, *, mlp: bool = True) -> bool:
+    """Whether a training of ``config`` trains a network: not where trees serve codes that no
+    network training moves (a fixed-threshold method, or ``fp``'s features) — ``gbdt``, or
+    ``auto`` told not to try the MLP (``mlp=False``)."""
+    trees_alone = config.predictor == "gbdt" or (config.predictor == "auto" and not mlp)
+    return not (trees_alone and get_method(config.method).fixed_inputs)
+
+
+#: ``auto`` trains a network behind the screened fixed-threshold codes only where the method's
+#: own MLP came within this share of its own trees' validation loss: an MLP behind fixed
+#: thresholds won only where it beat trees on the learned codes too (fried: the method's MLP at
+#: 0.94-1.00x its trees; cpu_act and california, where trees always won: 1.04-1.18x; 81 auto
+#: trainings in benchmarks/results, validation shares of the training parts)
+AUTO_MLP_WITHIN = 0.02
 
 
 def train_screened(split: Split, configs: list[TrainConfig], *, task: str,
@@ -369,12 +403,15 @@ def train_screened(split: Split, configs: list[TrainConfig], *, task: str,
     (:func:`choose_candidate`, which records the screened ones' tree losses too). Screening costs
     a tree fit per candidate where training each would cost a network.
 
+    The screened candidate's network trains only where the method's own MLP came within
+    :data:`AUTO_MLP_WITHIN` of its trees; otherwise its trees alone are the candidate.
+
     ``allocations``: each config's allocation record, kept by the model trained from it.
     """
     records = allocations or [None] * len(configs)
 
-    def train(i: int, screened: GBDTPredictor | None = None) -> TrainedModel:
-        model = train_single(split, configs[i], task=task, screened=screened, **names)
+    def train(i: int, screened: GBDTPredictor | None = None, mlp: bool = True) -> TrainedModel:
+        model = train_single(split, configs[i], task=task, screened=screened, mlp=mlp, **names)
         model.allocation = records[i]
         return model
 
@@ -388,7 +425,9 @@ def train_screened(split: Split, configs: list[TrainConfig], *, task: str,
     best = min(screens, key=lambda i: screens[i][0])
     untrained = {candidate_name(configs[i].method, "gbdt", records[i]): loss
                  for i, (loss, _) in screens.items() if i != best}
-    return choose_candidate([first, train(best, screens[best][1])], untrained, seconds)
+    own = first.metrics["predictor_val_loss"]
+    mlp = "mlp" in own and own["mlp"] <= (1 + AUTO_MLP_WITHIN) * own.get("gbdt", float("inf"))
+    return choose_candidate([first, train(best, screens[best][1], mlp=mlp)], untrained, seconds)
 
 
 def train_on_split(
@@ -429,37 +468,53 @@ def train_single(
     dataset: str = "",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     screened: GBDTPredictor | None = None,
+    mlp: bool = True,
 ) -> TrainedModel:
     """:func:`train_on_split` for ``config``'s method alone (``auto`` chooses only the predictor);
-    ``screened``: :func:`screen_loss`'s trees, fitted already on this config's codes of these rows."""
+    ``screened``: :func:`screen_loss`'s trees, fitted already on this config's codes of these rows.
+
+    Where trees serve codes that no network training moves (:func:`trains_network`; ``mlp=False``
+    tells ``auto`` not to try the MLP) no network trains: the model is the quantizer and the
+    trees, and its metrics have no MLP side (``epochs`` 0, no history)."""
     if needs_gbdt(config.method, config.predictor, config.init):
         check_gbdt_installed()
     n_out = outputs_of(task, classes)
-    fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
-                        on_epoch_end=on_epoch_end)
-    device = fitted.X_train.device
-    X_te, y_te = to_tensor(split.X_test, device), target_tensor(split.y_test, device, task)
-    module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task,
-                                 widths=config.bits_per_feature)
-    result = fitted.fit
     trees: GBDTPredictor | None = None
-    chosen: dict[str, Any] = {}
-    if config.predictor != "mlp":
+    history: FitResult | None = None
+    if not trains_network(config, mlp=mlp):
         started = time.perf_counter()
-        trees, chosen = fit_predictor(fitted, module, config, task=task, n_outputs=n_out, trees=screened)
-        chosen["predictor_seconds"] = time.perf_counter() - started
-        chosen["test_mse_mlp"] = tested.test_mse
-        if trees is not None:
-            tested = score_trees(trees, module, X_te, y_te, task)
-    metrics = {**tested.to_dict(), "train_seconds": result.train_seconds, "epochs": config.epochs,
-               "final_train_loss": result.final_train_loss,
-               "final_temperature": result.final_temperature, "best_epoch": result.best_epoch, **chosen}
+        module, rows, trees, val_loss = _trees_on_fixed_codes(split, config, task=task, n_outputs=n_out,
+                                                              trees=screened)
+        X_te, y_te = to_tensor(split.X_test, rows.device), target_tensor(split.y_test, rows.device, task)
+        tested = score_trees(trees, module, X_te, y_te, task)
+        metrics = {**tested.to_dict(), "train_seconds": 0.0, "epochs": 0, "final_train_loss": None,
+                   "final_temperature": None, "best_epoch": None, "predictor": "gbdt",
+                   "predictor_val_loss": {"gbdt": val_loss}, "gbdt_rounds": trees.rounds,
+                   "predictor_seconds": time.perf_counter() - started}
+    else:
+        fitted = fit_module(split.X_train, split.y_train, config, task=task, n_outputs=n_out,
+                            on_epoch_end=on_epoch_end)
+        rows, history = fitted.X_train, fitted.fit
+        X_te, y_te = to_tensor(split.X_test, rows.device), target_tensor(split.y_test, rows.device, task)
+        module, tested = evaluate_as(fitted, config.method, config.bits, X_te, y_te, task=task,
+                                     widths=config.bits_per_feature)
+        chosen: dict[str, Any] = {}
+        if config.predictor != "mlp":
+            started = time.perf_counter()
+            trees, chosen = fit_predictor(fitted, module, config, task=task, n_outputs=n_out, trees=screened)
+            chosen["predictor_seconds"] = time.perf_counter() - started
+            chosen["test_mse_mlp"] = tested.test_mse
+            if trees is not None:
+                tested = score_trees(trees, module, X_te, y_te, task)
+        metrics = {**tested.to_dict(), "train_seconds": history.train_seconds, "epochs": config.epochs,
+                   "final_train_loss": history.final_train_loss,
+                   "final_temperature": history.final_temperature, "best_epoch": history.best_epoch, **chosen}
     return TrainedModel(
         module=module, config=config, x_scaler=split.x_scaler, y_scaler=split.y_scaler,
         feature_names=list(feature_names), target_name=target_name, task=task, classes=classes,
-        dataset=dataset, metrics=metrics, runtime=runtime_info(device) | ({} if trees is None else trees.versions()),
-        history=result, trees=trees,
-        code_histogram=code_histogram(module, fitted.X_train, config),
+        dataset=dataset, metrics=metrics,
+        runtime=runtime_info(rows.device) | ({} if trees is None else trees.versions()),
+        history=history, trees=trees, code_histogram=code_histogram(module, rows, config),
     )
 
 

@@ -11,6 +11,7 @@ demand gigabytes or end in a traceback. A model with NaN/inf anywhere is never w
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -92,7 +93,9 @@ class TrainedModel:
         return [f for f, w in enumerate(q.widths or (q.bits,) * self.n_features) if w]
 
     def _device(self) -> torch.device:
-        return next(self.module.parameters()).device
+        # a fixed quantizer without a network may hold its thresholds as buffers alone
+        tensor = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)
+        return torch.device("cpu") if tensor is None else tensor.device
 
     def _check_width(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -185,7 +188,8 @@ class TrainedModel:
             "format_version": MODEL_FORMAT_VERSION,
             "config": self.config.to_dict(),
             "quantizer": None if q is None else {"kind": q.kind, "config": q.config()},
-            "network": describe_network(self.module.network),
+            # None: trees serve codes no network training moves (the module is the quantizer)
+            "network": None if self.module.network is None else describe_network(self.module.network),
             "x_scaler": {"mean": self.x_scaler.mean.tolist(), "scale": self.x_scaler.scale.tolist()},
             "y_scaler": None if self.y_scaler is None else {
                 "mean": self.y_scaler.mean.tolist(), "scale": self.y_scaler.scale.tolist()},
@@ -327,6 +331,29 @@ def _histogram(value: Any, config: TrainConfig, n_features: int) -> list[list[in
     return value
 
 
+def _network(net: Any, config: TrainConfig, classes: list[str] | None, task: str, n_tensors: int
+             ) -> dict[str, Any]:
+    """The header's network description, checked: :func:`build_network`'s arguments."""
+    d_in = _integer(_need(net, "d_in", "network."), "network.d_in", 1)
+    d_out = _integer(_need(net, "d_out", "network."), "network.d_out", 1)
+    layers = _integer(_need(net, "layers", "network."), "network.layers", 0)
+    neurons = _integer(_need(net, "neurons", "network."), "network.neurons", 1 if layers else 0)
+    members = net.get("members")
+    if members is not None:
+        _integer(members, "network.members", 1, MAX_MEMBERS)
+    dropout = _need(net, "dropout", "network.")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise _InvalidModel(f"network.dropout must be a number in [0, 1), got {dropout!r}")
+    if d_out != (len(classes) if classes else 1):
+        raise _InvalidModel(f"network.d_out = {d_out} for a {task} model with {len(classes or [])} classes")
+    if (members or 1) != config.members:
+        raise _InvalidModel(f"network.members = {members} but config.members = {config.members}")
+    if 2 * (layers + 1) > n_tensors:  # each layer is a weight and a bias: bounds the build below
+        raise _InvalidModel(f"network.layers = {layers}, but the file holds only {n_tensors} tensors")
+    return {"d_in": d_in, "d_out": d_out, "layers": layers, "neurons": neurons, "dropout": dropout,
+            "members": members}
+
+
 class _InvalidModel(Exception):
     """A model file header that breaks the format or disagrees with the file's tensors."""
 
@@ -418,22 +445,10 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
     extras["code_histogram"] = _histogram(header.get("code_histogram"), config, len(names))
 
     net = _need(header, "network", "")
-    d_in = _integer(_need(net, "d_in", "network."), "network.d_in", 1)
-    d_out = _integer(_need(net, "d_out", "network."), "network.d_out", 1)
-    layers = _integer(_need(net, "layers", "network."), "network.layers", 0)
-    neurons = _integer(_need(net, "neurons", "network."), "network.neurons", 1 if layers else 0)
-    members = net.get("members")
-    if members is not None:
-        _integer(members, "network.members", 1, MAX_MEMBERS)
-    dropout = _need(net, "dropout", "network.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise _InvalidModel(f"network.dropout must be a number in [0, 1), got {dropout!r}")
-    if d_out != (len(classes) if classes else 1):
-        raise _InvalidModel(f"network.d_out = {d_out} for a {task} model with {len(classes or [])} classes")
-    if (members or 1) != config.members:
-        raise _InvalidModel(f"network.members = {members} but config.members = {config.members}")
-    if 2 * (layers + 1) > len(shapes):  # each layer is a weight and a bias: bounds the build below
-        raise _InvalidModel(f"network.layers = {layers}, but the file holds only {len(shapes)} tensors")
+    network = None if net is None else _network(net, config, classes, task, len(shapes))
+    if network is None and (header.get("predictor") is None or not get_method(config.method).fixed_inputs):
+        raise _InvalidModel(f"network is null, which only a tree model of fixed codes may be "
+                            f"(method {config.method}, predictor {header.get('predictor')!r})")
 
     q_header = _need(header, "quantizer", "")
     if get_method(config.method).quantized != (q_header is not None):
@@ -444,7 +459,7 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
 
     def build() -> QuantizedMLP:
         quantizer = None if q_header is None else build_quantizer(kind, q_config)
-        return QuantizedMLP(quantizer, build_network(d_in, d_out, layers, neurons, dropout, members))
+        return QuantizedMLP(quantizer, None if network is None else build_network(**network))
 
     with torch.device("meta"):
         skeleton = build()
@@ -455,8 +470,9 @@ def _read_header(header: Any, shapes: dict[str, tuple[int, ...]],
         (q is None or q.bits == config.bits, f"quantizer bits = {q and q.bits} but config.bits = {config.bits}"),
         (q is None or q.widths == config.bits_per_feature,
          f"quantizer widths = {q and q.widths} but config.bits_per_feature = {config.bits_per_feature}"),
-        (d_in == (len(names) if q is None else q.out_features),
-         f"network.d_in = {d_in} but its input has {len(names) if q is None else q.out_features} values"),
+        (network is None or network["d_in"] == (len(names) if q is None else q.out_features),
+         f"network.d_in = {network and network['d_in']} but its input has "
+         f"{len(names) if q is None else q.out_features} values"),
     ]:
         if not ok:
             raise _InvalidModel(message)
